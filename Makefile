@@ -1,0 +1,42 @@
+# Quickstart: `make run` and `make test` work on a fresh clone; both create .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+# constraints.txt pins the whole dependency tree to versions that resolve together.
+INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: run test lint format install install-dev clean-data
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(INSTALL) -e ".[spark,viz]"
+	$(BIN)/python -m cltv.java ensure
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(INSTALL) -e ".[spark,viz,dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(BIN)/kedro run
+
+lint: install-dev
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: install-dev
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+test: lint
+	$(BIN)/pytest
+
+clean-data:
+	find data -mindepth 2 -maxdepth 2 ! -name .gitkeep ! -name 'online_retail_ii_sample.csv*' -exec rm -rf {} +

@@ -1,0 +1,406 @@
+"""Nodes of ``data_processing``: small pure functions of Spark DataFrames and parameters."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.storagelevel import StorageLevel
+
+from cltv.datasets.invoice_csv_dataset import CORRUPT_RECORD_COLUMN
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("invoice", "quantity", "invoice_date", "price", "customer_id")
+OPTIONAL_COLUMNS = ("stock_code", "description", "country")
+RAW_TEXT_COLUMNS = (
+    "invoice",
+    "stock_code",
+    "description",
+    "quantity",
+    "invoice_date",
+    "price",
+    "customer_id",
+    "country",
+)
+# Values beyond this are typos or overflow, not invoice lines (and stay exact as doubles).
+MAX_ABS_AMOUNT = 1e9
+DAYS_PER_UNIT = {"D": 1.0, "W": 7.0}
+
+
+class InputDataError(ValueError):
+    """The input cannot be processed; the message names the file, column and reason."""
+
+
+# ------------------------------------------------------------------ cleaning
+def standardise_columns(raw: DataFrame, columns: dict[str, str], input_path: str) -> DataFrame:
+    """Rename the CSV's columns to the project's names (``columns`` maps ours to theirs).
+
+    Required columns missing from the file stop the run; optional ones become nulls.
+    """
+    unknown = sorted(set(columns) - set(RAW_TEXT_COLUMNS))
+    if unknown:
+        raise InputDataError(
+            f"parameter columns: unknown key(s) {', '.join(unknown)}; "
+            f"expected {', '.join(RAW_TEXT_COLUMNS)}"
+        )
+    present = set(raw.columns)
+    for name in REQUIRED_COLUMNS:
+        source = columns.get(name, name)
+        if source not in present:
+            found = ", ".join(c for c in raw.columns if c != CORRUPT_RECORD_COLUMN)
+            raise InputDataError(
+                f"{input_path}: required column '{source}' ({name}) is missing; "
+                f"the file has: {found}"
+            )
+    selected = [
+        (F.col(f"`{columns.get(name, name)}`") if columns.get(name, name) in present else F.lit(None))
+        .cast("string")
+        .alias(name)
+        for name in RAW_TEXT_COLUMNS
+    ]
+    return raw.select(*selected, F.col(CORRUPT_RECORD_COLUMN).alias("raw_record"))
+
+
+def _normalised_customer_id(raw_id: Column) -> Column:
+    # exports through spreadsheets turn 13085 into "13085.0"
+    return F.regexp_replace(F.trim(raw_id), r"^(\d+)\.0+$", "$1")
+
+
+def _parsed_amount(raw: Column) -> Column:
+    value = F.trim(raw).try_cast("double")
+    return F.when(
+        value.isNotNull() & ~F.isnan(value) & (F.abs(value) <= MAX_ABS_AMOUNT), value
+    )
+
+
+def _parsed_timestamp(raw: Column, formats: list[str]) -> Column:
+    text = F.trim(raw)
+    return F.coalesce(*[F.try_to_timestamp(text, F.lit(fmt)) for fmt in formats])
+
+
+def label_transactions(
+    standardised: DataFrame, timestamp_formats: list[str], latest_valid_date: str | None
+) -> DataFrame:
+    """Parse every row and give each one that cannot be used a quarantine ``reason``.
+
+    The first matching reason wins, in this order: malformed_record, missing_customer_id,
+    unparseable_customer_id, unparseable_quantity, unparseable_price, unparseable_invoice_date,
+    cancellation (a ``C`` invoice), non_positive_quantity, non_positive_price, future_date
+    (after ``latest_valid_date``, default today in UTC) and duplicate_line (an exact copy of an
+    earlier raw line; the first copy stays clean). ``reason`` is null for clean rows.
+    """
+    latest = latest_valid_date or datetime.now(timezone.utc).date().isoformat()
+    customer_id = _normalised_customer_id(F.col("customer_id"))
+    quantity = _parsed_amount(F.col("quantity"))
+    price = _parsed_amount(F.col("price"))
+    invoice_ts = _parsed_timestamp(F.col("invoice_date"), timestamp_formats)
+    copies = Window.partitionBy(*RAW_TEXT_COLUMNS, "raw_record").orderBy(*RAW_TEXT_COLUMNS)
+    blank = lambda c: F.col(c).isNull() | (F.trim(F.col(c)) == "")  # noqa: E731
+
+    reason = (
+        F.when(F.col("raw_record").isNotNull(), "malformed_record")
+        .when(blank("customer_id"), "missing_customer_id")
+        .when(~customer_id.rlike(r"^[A-Za-z0-9_-]{1,64}$"), "unparseable_customer_id")
+        .when(quantity.isNull() | (quantity != F.floor(quantity)), "unparseable_quantity")
+        .when(price.isNull(), "unparseable_price")
+        .when(invoice_ts.isNull(), "unparseable_invoice_date")
+        .when(F.upper(F.trim(F.col("invoice"))).startswith("C"), "cancellation")
+        .when(quantity <= 0, "non_positive_quantity")
+        .when(price <= 0, "non_positive_price")
+        .when(F.to_date(invoice_ts) > F.lit(latest).cast("date"), "future_date")
+        .when(F.row_number().over(copies) > 1, "duplicate_line")
+    )
+    return standardised.select(
+        *RAW_TEXT_COLUMNS,
+        "raw_record",
+        customer_id.alias("customer_key"),
+        quantity.cast("bigint").alias("quantity_value"),
+        price.alias("price_value"),
+        invoice_ts.alias("invoice_ts"),
+        reason.alias("reason"),
+    )
+
+
+def split_clean_and_quarantine(
+    labelled: DataFrame, max_quarantine_fraction: float, input_path: str
+) -> tuple[DataFrame, DataFrame, dict[str, Any]]:
+    """Split labelled rows into clean transactions and quarantine; stop on too much junk.
+
+    Raises before anything is written when the quarantined share exceeds
+    ``max_quarantine_fraction``, naming the file and the main reasons.
+    """
+    # one CSV scan feeds the counts below and both tables
+    labelled = labelled.persist(StorageLevel.MEMORY_AND_DISK)
+    counts = {
+        row["reason"] or "clean": row["rows"]
+        for row in labelled.groupBy("reason").agg(F.count(F.lit(1)).alias("rows")).collect()
+    }
+    total = sum(counts.values())
+    clean_rows = counts.pop("clean", 0)
+    quarantined = total - clean_rows
+    share = quarantined / total if total else 0.0
+    by_reason = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    for reason, rows in by_reason.items():
+        logger.info("Quarantine: %-26s %d rows", reason, rows)
+    logger.info("%s: %d rows, %d clean, %d quarantined (%.1f%%)", input_path, total, clean_rows,
+                quarantined, 100 * share)
+    if total == 0:
+        raise InputDataError(f"{input_path}: the file has a header but no rows")
+    if share > max_quarantine_fraction:
+        top = ", ".join(f"{reason} ({rows})" for reason, rows in list(by_reason.items())[:3])
+        raise InputDataError(
+            f"{input_path}: {100 * share:.1f}% of {total} rows quarantined, above "
+            f"max_quarantine_fraction {max_quarantine_fraction}; main reasons: {top}"
+        )
+    clean = labelled.filter(F.col("reason").isNull()).select(
+        F.trim("invoice").alias("invoice"),
+        F.trim("stock_code").alias("stock_code"),
+        F.trim("description").alias("description"),
+        F.col("quantity_value").alias("quantity"),
+        F.col("invoice_ts").alias("invoice_date"),
+        F.col("price_value").alias("price"),
+        F.col("customer_key").alias("customer_id"),
+        F.trim("country").alias("country"),
+        (F.col("quantity_value") * F.col("price_value")).alias("revenue"),
+    )
+    quarantine = labelled.filter(F.col("reason").isNotNull()).select(
+        *RAW_TEXT_COLUMNS, "raw_record", "reason"
+    )
+    report = {
+        "input_path": input_path,
+        "rows": total,
+        "clean_rows": clean_rows,
+        "quarantined_rows": quarantined,
+        "quarantined_fraction": share,
+        "by_reason": by_reason,
+    }
+    return clean, quarantine, report
+
+
+# ------------------------------------------------------------------ periods
+def resolve_analysis_period(
+    clean: DataFrame,
+    observation_end: str | None,
+    calibration_end: str | None,
+    holdout_days: int,
+) -> dict[str, Any]:
+    """Fix the observation and calibration ends (SPEC defaults: last transaction day, and
+    ``observation_end - holdout_days``)."""
+    bounds = clean.agg(
+        F.min(F.to_date("invoice_date")).alias("first"),
+        F.max(F.to_date("invoice_date")).alias("last"),
+    ).first()
+    if bounds is None or bounds["last"] is None:
+        raise InputDataError("transactions_clean is empty: no clean rows to analyse")
+    obs_end = date.fromisoformat(str(observation_end)) if observation_end else bounds["last"]
+    cal_end = (
+        date.fromisoformat(str(calibration_end))
+        if calibration_end
+        else obs_end - timedelta(days=int(holdout_days))
+    )
+    if cal_end >= obs_end:
+        raise InputDataError(
+            f"parameter calibration_end ({cal_end}) must be before observation_end ({obs_end})"
+        )
+    period = {
+        "first_transaction_date": bounds["first"].isoformat(),
+        "last_transaction_date": bounds["last"].isoformat(),
+        "calibration_end": cal_end.isoformat(),
+        "observation_end": obs_end.isoformat(),
+        "holdout_days": (obs_end - cal_end).days,
+    }
+    logger.info("Analysis period: %s", period)
+    return period
+
+
+def purchase_occasions(clean: DataFrame, until: str) -> DataFrame:
+    """One row per (customer, calendar day) up to ``until`` whose summed revenue is positive."""
+    return (
+        clean.withColumn("day", F.to_date("invoice_date"))
+        .filter(F.col("day") <= F.lit(until).cast("date"))
+        .groupBy("customer_id", "day")
+        .agg(F.sum("revenue").alias("revenue"))
+        .filter(F.col("revenue") > 0)
+    )
+
+
+# ------------------------------------------------------------------ summary
+def build_customer_summary(
+    clean: DataFrame, analysis_period: dict[str, Any], time_unit: str
+) -> DataFrame:
+    """Calibration/holdout summary per customer, as lifetimes' ``calibration_and_holdout_data``.
+
+    frequency = repeat occasions, recency = first to last occasion, T = first occasion to
+    ``calibration_end`` (in ``time_unit``), monetary_value = mean revenue of repeat occasions
+    (0 without any), frequency_holdout = occasions after ``calibration_end``, churned = none.
+    """
+    days_per_unit = _days_per_unit(time_unit)
+    cal_end = F.lit(analysis_period["calibration_end"]).cast("date")
+    occasions = purchase_occasions(clean, analysis_period["observation_end"])
+    calibration = (
+        occasions.filter(F.col("day") <= cal_end)
+        .groupBy("customer_id")
+        .agg(
+            F.count(F.lit(1)).alias("n_occasions"),
+            F.min("day").alias("first_day"),
+            F.max("day").alias("last_day"),
+            F.sum("revenue").alias("total_revenue"),
+            F.min_by("revenue", "day").alias("first_revenue"),
+        )
+    )
+    holdout = (
+        occasions.filter(F.col("day") > cal_end)
+        .groupBy("customer_id")
+        .agg(F.count(F.lit(1)).alias("frequency_holdout"))
+    )
+    frequency = F.col("n_occasions") - 1
+    return (
+        calibration.join(holdout, "customer_id", "left")
+        .fillna(0, subset=["frequency_holdout"])
+        .select(
+            "customer_id",
+            frequency.alias("frequency"),
+            (F.datediff("last_day", "first_day") / days_per_unit).alias("recency"),
+            (F.datediff(cal_end, "first_day") / days_per_unit).alias("T"),
+            F.when(
+                frequency > 0, (F.col("total_revenue") - F.col("first_revenue")) / frequency
+            )
+            .otherwise(0.0)
+            .alias("monetary_value"),
+            F.col("frequency_holdout").cast("bigint").alias("frequency_holdout"),
+            F.lit(analysis_period["holdout_days"] / days_per_unit).alias("duration_holdout"),
+            (F.col("frequency_holdout") == 0).cast("int").alias("churned"),
+        )
+    )
+
+
+def _days_per_unit(time_unit: str) -> float:
+    if time_unit not in DAYS_PER_UNIT:
+        raise InputDataError(
+            f"parameter time_unit: {time_unit!r} is not one of {', '.join(DAYS_PER_UNIT)}"
+        )
+    return DAYS_PER_UNIT[time_unit]
+
+
+# ------------------------------------------------------------------ features
+def compute_rfm_features(clean: DataFrame, cutoff: str, windows_days: list[int]) -> DataFrame:
+    """RFM and behaviour features per customer from the lines up to ``cutoff`` only."""
+    cutoff_day = F.lit(cutoff).cast("date")
+    lines = clean.withColumn("day", F.to_date("invoice_date")).filter(F.col("day") <= cutoff_day)
+    occasions = purchase_occasions(clean, cutoff)
+    recent = []
+    for days in sorted(windows_days):
+        in_window = F.col("day") > F.date_sub(cutoff_day, days)
+        recent += [
+            F.count(F.when(in_window, 1)).alias(f"purchases_last_{days}d"),
+            F.coalesce(F.sum(F.when(in_window, F.col("revenue"))), F.lit(0.0)).alias(
+                f"revenue_last_{days}d"
+            ),
+        ]
+    trend_window = max(windows_days)
+    previous = (F.col("day") <= F.date_sub(cutoff_day, trend_window)) & (
+        F.col("day") > F.date_sub(cutoff_day, 2 * trend_window)
+    )
+    per_occasion = occasions.groupBy("customer_id").agg(
+        F.count(F.lit(1)).alias("n_purchase_days"),
+        F.min("day").alias("first_day"),
+        F.max("day").alias("last_day"),
+        F.sum("revenue").alias("monetary_total"),
+        *recent,
+        F.coalesce(F.sum(F.when(previous, F.col("revenue"))), F.lit(0.0)).alias("revenue_prev"),
+    )
+    per_line = lines.groupBy("customer_id").agg(
+        F.countDistinct("invoice").alias("n_invoices"),
+        F.count(F.lit(1)).alias("n_lines"),
+        F.sum("quantity").alias("n_items"),
+        F.countDistinct("stock_code").alias("distinct_products"),
+    )
+    country = (
+        lines.groupBy("customer_id", "country")
+        .agg(F.count(F.lit(1)).alias("n"))
+        .groupBy("customer_id")
+        .agg(F.max(F.struct("n", "country"))["country"].alias("country"))
+    )
+    last_recent = F.col(f"revenue_last_{trend_window}d")
+    repeat_span = F.datediff("last_day", "first_day")
+    return (
+        per_occasion.join(per_line, "customer_id")
+        .join(country, "customer_id")
+        .select(
+            "customer_id",
+            F.datediff(cutoff_day, "last_day").alias("recency_days"),
+            F.datediff(cutoff_day, "first_day").alias("tenure_days"),
+            "n_purchase_days",
+            (F.col("n_purchase_days") > 1).cast("int").alias("is_repeat_customer"),
+            "monetary_total",
+            (F.col("monetary_total") / F.col("n_purchase_days")).alias("monetary_mean"),
+            "n_invoices",
+            (F.col("n_lines") / F.col("n_invoices")).alias("avg_lines_per_invoice"),
+            (F.col("n_items") / F.col("n_invoices")).alias("avg_items_per_invoice"),
+            "distinct_products",
+            F.when(
+                F.col("n_purchase_days") > 1, repeat_span / (F.col("n_purchase_days") - 1)
+            )
+            .otherwise(0.0)
+            .alias("mean_days_between_purchases"),
+            *[c for days in sorted(windows_days) for c in (
+                f"purchases_last_{days}d", f"revenue_last_{days}d")],
+            # in [-1, 1]: last window against the one before it, 0 when both are empty
+            F.when(
+                (last_recent + F.col("revenue_prev")) > 0,
+                (last_recent - F.col("revenue_prev")) / (last_recent + F.col("revenue_prev")),
+            )
+            .otherwise(0.0)
+            .alias(f"revenue_trend_{trend_window}d"),
+            F.coalesce(F.col("country"), F.lit("Unknown")).alias("country"),
+        )
+    )
+
+
+def add_rfm_segments(features: DataFrame, segments: list[dict[str, Any]]) -> DataFrame:
+    """Quintile scores (5 = best) for recency, frequency and monetary, and named segments.
+
+    Segments follow the usual R x F grid (``parameters_data_processing.yml``): the first
+    segment whose recency and frequency score lists both match names the customer.
+    """
+    quantiles = [0.2, 0.4, 0.6, 0.8]
+    bounds = features.agg(
+        *[
+            F.percentile_approx(column, quantiles, 100_000).alias(column)
+            for column in ("recency_days", "n_purchase_days", "monetary_total")
+        ]
+    )
+
+    def rank(column: str) -> Column:
+        # 1 + number of quintile boundaries strictly below the value
+        return F.lit(1) + sum(
+            (F.col(column) > F.col(f"_bounds.{column}")[i]).cast("int") for i in range(4)
+        )
+
+    scored = features.crossJoin(F.broadcast(bounds.select(F.struct("*").alias("_bounds"))))
+    scored = scored.select(
+        *features.columns,
+        (F.lit(6) - rank("recency_days")).alias("r_score"),
+        rank("n_purchase_days").alias("f_score"),
+        rank("monetary_total").alias("m_score"),
+    )
+    segment = F.lit("Other")
+    for rule in reversed(segments):
+        matches = F.col("r_score").isin(rule["recency"]) & F.col("f_score").isin(rule["frequency"])
+        segment = F.when(matches, rule["name"]).otherwise(segment)
+    return scored.withColumn(
+        "rfm_score", F.concat_ws("", "r_score", "f_score", "m_score")
+    ).withColumn("rfm_segment", segment)
+
+
+def build_customer_features(
+    clean: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
+) -> DataFrame:
+    """Churn-model features from calibration-period data only (nothing after
+    ``calibration_end`` is read), with RFM scores and segments."""
+    rfm = compute_rfm_features(clean, analysis_period["calibration_end"], features["windows_days"])
+    return add_rfm_segments(rfm, features["rfm_segments"])

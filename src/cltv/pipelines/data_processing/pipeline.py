@@ -1,0 +1,68 @@
+"""``data_processing``: clean and quarantine raw lines, then the per-customer tables."""
+
+from kedro.pipeline import Node, Pipeline
+
+from cltv.pipelines.data_processing.nodes import (
+    build_customer_features,
+    build_customer_summary,
+    label_transactions,
+    resolve_analysis_period,
+    split_clean_and_quarantine,
+    standardise_columns,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                standardise_columns,
+                inputs=["raw_transactions", "params:columns", "params:input_path"],
+                outputs="standardised_transactions",
+                name="standardise_columns",
+            ),
+            Node(
+                label_transactions,
+                inputs=[
+                    "standardised_transactions",
+                    "params:cleaning.timestamp_formats",
+                    "params:cleaning.latest_valid_date",
+                ],
+                outputs="labelled_transactions",
+                name="label_transactions",
+            ),
+            Node(
+                split_clean_and_quarantine,
+                inputs=[
+                    "labelled_transactions",
+                    "params:cleaning.max_quarantine_fraction",
+                    "params:input_path",
+                ],
+                outputs=["transactions_clean", "transactions_quarantine", "quarantine_report"],
+                name="split_clean_and_quarantine",
+            ),
+            Node(
+                resolve_analysis_period,
+                inputs=[
+                    "transactions_clean",
+                    "params:observation_end",
+                    "params:calibration_end",
+                    "params:holdout_days",
+                ],
+                outputs="analysis_period",
+                name="resolve_analysis_period",
+            ),
+            Node(
+                build_customer_summary,
+                inputs=["transactions_clean", "analysis_period", "params:time_unit"],
+                outputs="customer_summary",
+                name="build_customer_summary",
+            ),
+            Node(
+                build_customer_features,
+                inputs=["transactions_clean", "analysis_period", "params:features"],
+                outputs="customer_features",
+                name="build_customer_features",
+            ),
+        ]
+    )

@@ -1,0 +1,17 @@
+"""Project settings: see https://docs.kedro.org/en/stable/configure/configuration_basics/"""
+
+from kedro.config import OmegaConfigLoader
+
+from cltv.hooks import SparkHooks
+
+HOOKS = (SparkHooks(),)
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "config_patterns": {
+        "spark": ["spark*", "spark*/**"],
+        "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
+    },
+}

@@ -1,0 +1,149 @@
+"""The project's one SparkSession: local, Spark Connect, or the one Databricks already runs.
+
+Delta Lake support is decided here, once, without touching the network:
+
+* Databricks, or a session whose config already loads the Delta extension, uses delta-spark.
+* Otherwise, when the delta-spark jars matching the installed ``delta-spark`` package are on
+  disk (``spark.jars``, a warm Ivy cache or the local Maven repository), they are added to
+  ``spark.jars`` and delta-spark is used.
+* Otherwise Delta tables are read and written with delta-rs (the ``deltalake`` package) while
+  Spark does the compute. ``configure_spark_with_delta_pip`` is never called: it downloads the
+  jars from Maven Central, which hangs or fails on an offline machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from cltv.java import configure_java
+
+logger = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+SCALA_BINARY_VERSION = "2.13"  # Spark 4 is built for Scala 2.13 only
+
+
+def is_spark_connect(spark: SparkSession) -> bool:
+    """True when ``spark`` talks to a Spark Connect server (Databricks Connect, serverless)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def session_has_delta(spark: SparkSession) -> bool:
+    """True when this session reads and writes ``format("delta")`` itself."""
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return True
+    try:
+        extensions = spark.conf.get("spark.sql.extensions", "") or ""
+    except Exception:  # a Connect server may refuse to show static conf
+        return False
+    return DELTA_EXTENSION in extensions
+
+
+def _delta_spark_version() -> str | None:
+    try:
+        return metadata.version("delta-spark")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def find_local_delta_jars(home: Path | None = None) -> list[Path]:
+    """The delta-spark and delta-storage jars for the installed delta-spark, if already on disk.
+
+    Looks in the Ivy caches Spark's ``--packages`` fills (``~/.ivy2.5.2``, ``~/.ivy2``) and in
+    the local Maven repository. Returns ``[]`` unless both jars are present.
+    """
+    version = _delta_spark_version()
+    if version is None:
+        return []
+    home = home or Path.home()
+    spark_jar = f"delta-spark_{SCALA_BINARY_VERSION}-{version}.jar"
+    storage_jar = f"delta-storage-{version}.jar"
+    layouts = [
+        [home / ivy / "jars" / f"io.delta_{name}" for name in (spark_jar, storage_jar)]
+        for ivy in (".ivy2.5.2", ".ivy2")
+    ]
+    maven = home / ".m2" / "repository" / "io" / "delta"
+    layouts.append(
+        [
+            maven / f"delta-spark_{SCALA_BINARY_VERSION}" / version / spark_jar,
+            maven / "delta-storage" / version / storage_jar,
+        ]
+    )
+    for jars in layouts:
+        if all(jar.is_file() for jar in jars):
+            return jars
+    return []
+
+
+def _with_delta_if_available(conf: dict[str, str]) -> tuple[dict[str, str], str]:
+    """Add the Delta extension to ``conf`` when its jars are available offline."""
+    configured_jars = [j for j in conf.get("spark.jars", "").split(",") if j.strip()]
+    if DELTA_EXTENSION in conf.get("spark.sql.extensions", ""):
+        return conf, "delta-spark (configured in spark.yml)"
+    if any("delta-spark_" in Path(jar).name for jar in configured_jars):
+        source = "delta-spark (jars from spark.jars)"
+    else:
+        local_jars = find_local_delta_jars()
+        if not local_jars:
+            return conf, (
+                "delta-rs (deltalake): delta-spark jars are not on this machine and are not "
+                "downloaded; Spark computes, deltalake reads and writes the Delta tables"
+            )
+        configured_jars += [str(jar) for jar in local_jars]
+        source = f"delta-spark (jars from {local_jars[0].parent})"
+    conf = dict(conf)
+    conf["spark.jars"] = ",".join(configured_jars)
+    conf["spark.sql.extensions"] = ",".join(
+        e for e in (conf.get("spark.sql.extensions"), DELTA_EXTENSION) if e
+    )
+    conf.setdefault("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+    return conf, source
+
+
+def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> SparkSession:
+    """Return the active session, or build one from ``spark_conf`` (``conf/base/spark.yml``).
+
+    An existing active session (Databricks notebooks and jobs, tests) is reused as it is. With
+    ``SPARK_REMOTE`` set, a Spark Connect session is created and only runtime settings apply.
+    """
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        logger.info(
+            "Spark: reusing the active session (%s); Delta via %s",
+            "Spark Connect" if is_spark_connect(active) else "classic",
+            "delta-spark" if session_has_delta(active) else "delta-rs (deltalake)",
+        )
+        return active
+
+    conf = {str(key): str(value) for key, value in (spark_conf or {}).items()}
+    remote = os.environ.get("SPARK_REMOTE")
+    if remote:
+        builder = SparkSession.builder.remote(remote)
+        delta_source = "delta-rs (deltalake) unless the server loads delta-spark"
+    else:
+        logger.info("Spark: Java for the driver is %s", configure_java())
+        # a local driver stays on loopback, whatever the hostname resolves to
+        if conf.get("spark.master", "local").startswith("local"):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        conf, delta_source = _with_delta_if_available(conf)
+        builder = SparkSession.builder
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    if not remote:
+        spark.sparkContext.setLogLevel(conf.get("cltv.log_level", "WARN"))
+    logger.info(
+        "Spark %s session %s; Delta tables via %s",
+        spark.version,
+        f"over Spark Connect ({remote})" if remote else f"on {conf.get('spark.master', 'local')}",
+        delta_source,
+    )
+    return spark
