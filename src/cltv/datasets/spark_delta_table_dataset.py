@@ -192,6 +192,8 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
 
     def _save_with_delta_rs(self, data: DataFrame, mode: str, partition_by: list[str]) -> None:
         table_dir = self._local_path
+        if mode == "append" and DeltaTable.is_deltatable(str(table_dir)):
+            self._check_append_schema(DeltaTable(str(table_dir)), data.schema)
         table_dir.mkdir(parents=True, exist_ok=True)
         staging = table_dir / f"_staging-{uuid.uuid4().hex}"
         moved: list[Path] = []
@@ -199,12 +201,13 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
             self._write_parquet(data, staging, partition_by)
             actions = []
             for written in sorted(staging.rglob("*.parquet")):
-                relative = written.relative_to(staging)
+                partition_values = _partition_values(written.relative_to(staging))
+                relative = _table_relative_path(partition_values, written.name)
                 target = table_dir / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(written, target)
                 moved.append(target)
-                actions.append(self._add_action(target, relative, data.schema))
+                actions.append(self._add_action(target, relative, partition_values, data.schema))
             schema = DeltaSchema.from_json(data.schema.json())
             self._commit(table_dir, actions, schema, mode, partition_by)
         except BaseException:
@@ -214,6 +217,15 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def _check_append_schema(self, table: DeltaTable, schema: StructType) -> None:
+        existing = StructType.fromJson(json.loads(table.schema().to_json()))
+        as_types = lambda s: [(f.name, f.dataType.simpleString()) for f in s.fields]  # noqa: E731
+        if as_types(existing) != as_types(schema):
+            raise DatasetError(
+                f"{self._filepath}: cannot append rows of schema {schema.simpleString()} to a "
+                f"table of schema {existing.simpleString()}; overwrite it instead"
+            )
 
     @staticmethod
     def _write_parquet(data: DataFrame, staging: Path, partition_by: list[str]) -> None:
@@ -227,14 +239,13 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
         writer.parquet(str(staging))
 
     @staticmethod
-    def _add_action(file: Path, relative: PurePosixPath | Path, schema: StructType) -> AddAction:
-        partition_values = {}
-        for part in relative.parts[:-1]:
-            key, _, value = part.partition("=")
-            partition_values[unquote(key)] = None if value == _NULL_PARTITION else unquote(value)
+    def _add_action(
+        file: Path, relative: PurePosixPath, partition_values: dict, schema: StructType
+    ) -> AddAction:
         stat = file.stat()
         return AddAction(
-            path=quote(relative.as_posix()),
+            # the physical path: deltalake URI-encodes it for the log itself
+            path=relative.as_posix(),
             size=stat.st_size,
             partition_values=partition_values,
             modification_time=int(stat.st_mtime * 1000),
@@ -266,6 +277,24 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
         head = self._delta_table().to_pyarrow_dataset().head(nrows).to_pandas()
         # through JSON so timestamps and NaN become what kedro-viz can serialise
         return json.loads(head.to_json(orient="split", date_format="iso", index=False))
+
+
+def _partition_values(spark_relative: Path) -> dict[str, str | None]:
+    """Partition values from the ``key=value`` folders Spark wrote (Spark %-escapes values)."""
+    values = {}
+    for part in spark_relative.parts[:-1]:
+        key, _, value = part.partition("=")
+        values[unquote(key)] = None if value == _NULL_PARTITION else unquote(value)
+    return values
+
+
+def _table_relative_path(partition_values: dict[str, str | None], filename: str) -> PurePosixPath:
+    """Where a data file lives in the table: folders named as delta-rs names them."""
+    folders = [
+        f"{quote(key, safe='')}={_NULL_PARTITION if value is None else quote(value, safe='')}"
+        for key, value in partition_values.items()
+    ]
+    return PurePosixPath(*folders, filename)
 
 
 def _file_stats(file: Path, schema: StructType) -> str:
