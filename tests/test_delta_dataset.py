@@ -74,8 +74,9 @@ def test_table_written_by_deltalake_is_read_by_dataset(spark, tmp_path):
         }
     )
     write_deltalake(str(path), data)
-    write_deltalake(str(path), pa.table({"id": [30], "label": ["z"], "ts": data["ts"][:1]}),
-                    mode="append")
+    write_deltalake(
+        str(path), pa.table({"id": [30], "label": ["z"], "ts": data["ts"][:1]}), mode="append"
+    )
 
     df = SparkDeltaTableDataset(filepath=str(path)).load()
     assert df.columns == ["id", "label", "ts"]
@@ -88,15 +89,16 @@ def test_table_written_by_deltalake_is_read_by_dataset(spark, tmp_path):
 def test_partitioned_table_round_trip(spark, tmp_path):
     path = tmp_path / "partitioned"
     rows = [(1, "United Kingdom"), (2, "EIRE"), (3, None), (4, "a/b=c")]
-    dataset = SparkDeltaTableDataset(
-        filepath=str(path), save_args={"partition_by": ["country"]}
-    )
+    dataset = SparkDeltaTableDataset(filepath=str(path), save_args={"partition_by": ["country"]})
     dataset.save(spark.createDataFrame(rows, "id long, country string"))
 
     assert DeltaTable(str(path)).metadata().partition_columns == ["country"]
     from_rust = DeltaTable(str(path)).to_pandas().sort_values("id")
     assert [None if pd.isna(c) else c for c in from_rust["country"]] == [
-        "United Kingdom", "EIRE", None, "a/b=c"
+        "United Kingdom",
+        "EIRE",
+        None,
+        "a/b=c",
     ]
     loaded = dataset.load()
     assert loaded.columns == ["id", "country"]
@@ -117,7 +119,7 @@ def test_overwrite_append_and_time_travel(spark, tmp_path):
     assert [r[0] for r in _sorted_rows(version(0).load())] == [1]
     assert [r[0] for r in _sorted_rows(version(1).load())] == [1, 2]
     assert DeltaTable(path).version() == 2
-    assert [h["operation"] for h in DeltaTable(path).history()][0] in ("WRITE", "CREATE TABLE")
+    assert next(h["operation"] for h in DeltaTable(path).history()) in ("WRITE", "CREATE TABLE")
 
 
 def test_overwrite_may_change_the_schema(spark, tmp_path):
@@ -183,8 +185,10 @@ def test_empty_frame_round_trip(spark, tmp_path):
 
 def test_preview_needs_no_spark(spark, tmp_path):
     path = str(tmp_path / "preview")
-    write_deltalake(path, pa.table({"id": list(range(10)), "ts": pa.array(
-        range(10), pa.timestamp("us", tz="UTC"))}))
+    write_deltalake(
+        path,
+        pa.table({"id": list(range(10)), "ts": pa.array(range(10), pa.timestamp("us", tz="UTC"))}),
+    )
     preview = SparkDeltaTableDataset(filepath=path).preview(nrows=3)
     assert preview["columns"] == ["id", "ts"]
     assert len(preview["data"]) == 3
@@ -194,7 +198,7 @@ def test_preview_needs_no_spark(spark, tmp_path):
 def test_missing_table_and_bad_arguments(tmp_path):
     with pytest.raises(DatasetError, match="not a Delta table"):
         SparkDeltaTableDataset(filepath=str(tmp_path / "nothing")).load()
-    with pytest.raises(DatasetError, match="save_args.mode"):
+    with pytest.raises(DatasetError, match=r"save_args\.mode"):
         SparkDeltaTableDataset(filepath="x", save_args={"mode": "upsert"})
     with pytest.raises(DatasetError, match="engine"):
         SparkDeltaTableDataset(filepath="x", engine="parquet")

@@ -26,7 +26,11 @@ def java_major_version(java_executable: str | os.PathLike) -> int | None:
     """The major version printed by ``java -version``, or None when it does not run."""
     try:
         completed = subprocess.run(
-            [str(java_executable), "-version"], capture_output=True, text=True, timeout=30
+            [str(java_executable), "-version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -239,12 +239,22 @@ def generate_chunks(
         keep_invoice = owner < n_kept
         keep_line = keep_invoice[invoice]
         new_invoice_index = np.cumsum(keep_invoice) - 1
-        owner, moment, value_pence = owner[keep_invoice], moment[keep_invoice], value_pence[keep_invoice]
+        owner, moment, value_pence = (
+            owner[keep_invoice],
+            moment[keep_invoice],
+            value_pence[keep_invoice],
+        )
         invoice = new_invoice_index[invoice[keep_line]]
-        position, quantity, unit_pence = position[keep_line], quantity[keep_line], unit_pence[keep_line]
+        position, quantity, unit_pence = (
+            position[keep_line],
+            quantity[keep_line],
+            unit_pence[keep_line],
+        )
 
         customer_number = _FIRST_CUSTOMER_ID + customers_written + np.arange(n_kept)
-        customer_country = rng.choice(country_names.to_numpy(zero_copy_only=False), p=country_weights, size=n_kept)
+        customer_country = rng.choice(
+            country_names.to_numpy(zero_copy_only=False), p=country_weights, size=n_kept
+        )
         invoice_number = _FIRST_INVOICE_NUMBER + invoices_written + np.arange(owner.size)
         # distinct products within an invoice, so no two genuine lines are exact duplicates
         first_product = rng.integers(0, settings.n_products, size=owner.size)
@@ -261,21 +271,36 @@ def generate_chunks(
             "Customer ID": _customer_id_text(customer_number[line_owner]),
             "Country": pa.array(customer_country[line_owner]),
         }
-        clean = {k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v) for k, v in clean.items()}
+        clean = {
+            k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v)
+            for k, v in clean.items()
+        }
         clean_table = _make_table(clean)
         n_clean = clean_table.num_rows
-        dirt = _dirt(rng, clean_table, moment[invoice], unit_pence, settings, start, invoices_written + owner.size)
+        dirt = _dirt(
+            rng,
+            clean_table,
+            moment[invoice],
+            unit_pence,
+            settings,
+            start,
+            invoices_written + owner.size,
+        )
         table = pa.concat_tables([clean_table, *dirt])
         table = table.take(pa.array(rng.permutation(table.num_rows)))
 
-        day = (start.astype("datetime64[D]") + np.floor(moment).astype("timedelta64[D]"))
-        occasions = pa.table(
-            {
-                "customer_id": pa.array(customer_number[owner]).cast(pa.string()),
-                "day": pa.array(day),
-                "revenue_pence": pa.array(value_pence),
-            }
-        ).group_by(["customer_id", "day"]).aggregate([("revenue_pence", "sum")])
+        day = start.astype("datetime64[D]") + np.floor(moment).astype("timedelta64[D]")
+        occasions = (
+            pa.table(
+                {
+                    "customer_id": pa.array(customer_number[owner]).cast(pa.string()),
+                    "day": pa.array(day),
+                    "revenue_pence": pa.array(value_pence),
+                }
+            )
+            .group_by(["customer_id", "day"])
+            .aggregate([("revenue_pence", "sum")])
+        )
         yield Chunk(lines=table, occasions=occasions, n_customers=n_kept)
 
         clean_written += n_clean
@@ -284,14 +309,16 @@ def generate_chunks(
         chunk_index += 1
 
 
-def _dirt(rng, clean: pa.Table, line_moment, unit_pence, settings, start, next_invoice) -> list[pa.Table]:
+def _dirt(
+    rng, clean: pa.Table, line_moment, unit_pence, settings, start, next_invoice
+) -> list[pa.Table]:
     """Dirty lines added on top of the clean ones; each is quarantined by cleaning."""
     n_clean = clean.num_rows
     rates = settings.dirt_rates
     tables = []
 
     def count(reason: str) -> int:
-        return int(round(n_clean * rates.get(reason, 0.0)))
+        return round(n_clean * rates.get(reason, 0.0))
 
     # exact copies of genuine lines
     tables.append(clean.take(pa.array(rng.integers(0, n_clean, size=count("duplicate_line")))))
@@ -300,12 +327,16 @@ def _dirt(rng, clean: pa.Table, line_moment, unit_pence, settings, start, next_i
     # reuse the original invoice number, half have none to match)
     picked = rng.integers(0, n_clean, size=count("cancellation"))
     cancelled = clean.take(pa.array(picked))
-    later = np.minimum(line_moment[picked] + rng.uniform(0, 14, size=picked.size), settings.days - 1e-3)
+    later = np.minimum(
+        line_moment[picked] + rng.uniform(0, 14, size=picked.size), settings.days - 1e-3
+    )
     original = pc.cast(cancelled["Invoice"], pa.string())
     unmatched = pa.array(next_invoice + np.arange(picked.size)).cast(pa.string())
     use_original = pa.array(rng.random(picked.size) < 0.5)
     cancel_number = pc.if_else(use_original, original, unmatched)
-    cancelled = cancelled.set_column(0, "Invoice", pc.binary_join_element_wise("C", cancel_number, ""))
+    cancelled = cancelled.set_column(
+        0, "Invoice", pc.binary_join_element_wise("C", cancel_number, "")
+    )
     cancelled = cancelled.set_column(
         3, "Quantity", pc.binary_join_element_wise("-", cancelled["Quantity"], "")
     )
@@ -328,14 +359,18 @@ def _dirt(rng, clean: pa.Table, line_moment, unit_pence, settings, start, next_i
     return tables
 
 
-def write_csv(rows: int, out: str | Path, seed: int = 42, params: ProcessParameters | None = None) -> dict:
+def write_csv(
+    rows: int, out: str | Path, seed: int = 42, params: ProcessParameters | None = None
+) -> dict:
     """Write the CSV and its ``.truth.json``; return the truth document."""
     params = params or ProcessParameters()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     n_customers, n_repeat_customers, n_rows = 0, 0, 0
     schema = pa.schema([(name, pa.string()) for name in RAW_COLUMNS])
-    with pacsv.CSVWriter(str(out), schema, write_options=pacsv.WriteOptions(quoting_style="none")) as writer:
+    with pacsv.CSVWriter(
+        str(out), schema, write_options=pacsv.WriteOptions(quoting_style="none")
+    ) as writer:
         for chunk in generate_chunks(rows, seed, params):
             writer.write_table(chunk.lines.cast(schema))
             n_rows += chunk.lines.num_rows
@@ -344,10 +379,19 @@ def write_csv(rows: int, out: str | Path, seed: int = 42, params: ProcessParamet
             n_repeat_customers += pc.sum(pc.greater(per_customer, 1)).as_py() or 0
     truth = {
         "time_unit": "W",
-        "bgnbd": {"r": params.r, "alpha": params.alpha, "a": params.a, "b": params.b,
-                  "n_customers": n_customers},
-        "gamma_gamma": {"p": params.p, "q": params.q, "gamma": params.gamma,
-                        "n_customers": n_repeat_customers},
+        "bgnbd": {
+            "r": params.r,
+            "alpha": params.alpha,
+            "a": params.a,
+            "b": params.b,
+            "n_customers": n_customers,
+        },
+        "gamma_gamma": {
+            "p": params.p,
+            "q": params.q,
+            "gamma": params.gamma,
+            "n_customers": n_repeat_customers,
+        },
         "seed": seed,
         "rows": n_rows,
     }
@@ -356,13 +400,17 @@ def write_csv(rows: int, out: str | Path, seed: int = 42, params: ProcessParamet
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cltv.synthetic", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m cltv.synthetic", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--rows", type=int, required=True, help="number of invoice lines (±1%%)")
     parser.add_argument("--out", required=True, help="CSV file to write")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     truth = write_csv(args.rows, args.out, args.seed)
-    print(f"wrote {truth['rows']} lines for {truth['bgnbd']['n_customers']} customers to {args.out}")
+    print(
+        f"wrote {truth['rows']} lines for {truth['bgnbd']['n_customers']} customers to {args.out}"
+    )
 
 
 if __name__ == "__main__":

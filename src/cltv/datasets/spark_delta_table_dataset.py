@@ -7,7 +7,6 @@ import logging
 import math
 import os
 import shutil
-import time
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -308,7 +307,9 @@ def _file_stats(file: Path, schema: StructType) -> str:
         name = parquet.schema.column(column).path
         if name not in types:
             continue
-        chunks = [parquet.row_group(g).column(column).statistics for g in range(parquet.num_row_groups)]
+        chunks = [
+            parquet.row_group(g).column(column).statistics for g in range(parquet.num_row_groups)
+        ]
         if not chunks or any(s is None or not s.has_null_count for s in chunks):
             continue
         null_count[name] = sum(s.null_count for s in chunks)

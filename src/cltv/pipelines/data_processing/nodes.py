@@ -57,7 +57,11 @@ def standardise_columns(raw: DataFrame, columns: dict[str, str], input_path: str
                 f"the file has: {found}"
             )
     selected = [
-        (F.col(f"`{columns.get(name, name)}`") if columns.get(name, name) in present else F.lit(None))
+        (
+            F.col(f"`{columns.get(name, name)}`")
+            if columns.get(name, name) in present
+            else F.lit(None)
+        )
         .cast("string")
         .alias(name)
         for name in RAW_TEXT_COLUMNS
@@ -72,9 +76,7 @@ def _normalised_customer_id(raw_id: Column) -> Column:
 
 def _parsed_amount(raw: Column) -> Column:
     value = F.trim(raw).try_cast("double")
-    return F.when(
-        value.isNotNull() & ~F.isnan(value) & (F.abs(value) <= MAX_ABS_AMOUNT), value
-    )
+    return F.when(value.isNotNull() & ~F.isnan(value) & (F.abs(value) <= MAX_ABS_AMOUNT), value)
 
 
 def _parsed_timestamp(raw: Column, formats: list[str]) -> Column:
@@ -146,8 +148,14 @@ def split_clean_and_quarantine(
     by_reason = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
     for reason, rows in by_reason.items():
         logger.info("Quarantine: %-26s %d rows", reason, rows)
-    logger.info("%s: %d rows, %d clean, %d quarantined (%.1f%%)", input_path, total, clean_rows,
-                quarantined, 100 * share)
+    logger.info(
+        "%s: %d rows, %d clean, %d quarantined (%.1f%%)",
+        input_path,
+        total,
+        clean_rows,
+        quarantined,
+        100 * share,
+    )
     if total == 0:
         raise InputDataError(f"{input_path}: the file has a header but no rows")
     if share > max_quarantine_fraction:
@@ -266,9 +274,7 @@ def build_customer_summary(
             frequency.alias("frequency"),
             (F.datediff("last_day", "first_day") / days_per_unit).alias("recency"),
             (F.datediff(cal_end, "first_day") / days_per_unit).alias("T"),
-            F.when(
-                frequency > 0, (F.col("total_revenue") - F.col("first_revenue")) / frequency
-            )
+            F.when(frequency > 0, (F.col("total_revenue") - F.col("first_revenue")) / frequency)
             .otherwise(0.0)
             .alias("monetary_value"),
             F.col("frequency_holdout").cast("bigint").alias("frequency_holdout"),
@@ -342,13 +348,14 @@ def compute_rfm_features(clean: DataFrame, cutoff: str, windows_days: list[int])
             (F.col("n_lines") / F.col("n_invoices")).alias("avg_lines_per_invoice"),
             (F.col("n_items") / F.col("n_invoices")).alias("avg_items_per_invoice"),
             "distinct_products",
-            F.when(
-                F.col("n_purchase_days") > 1, repeat_span / (F.col("n_purchase_days") - 1)
-            )
+            F.when(F.col("n_purchase_days") > 1, repeat_span / (F.col("n_purchase_days") - 1))
             .otherwise(0.0)
             .alias("mean_days_between_purchases"),
-            *[c for days in sorted(windows_days) for c in (
-                f"purchases_last_{days}d", f"revenue_last_{days}d")],
+            *[
+                c
+                for days in sorted(windows_days)
+                for c in (f"purchases_last_{days}d", f"revenue_last_{days}d")
+            ],
             # in [-1, 1]: last window against the one before it, 0 when both are empty
             F.when(
                 (last_recent + F.col("revenue_prev")) > 0,

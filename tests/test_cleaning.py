@@ -1,0 +1,186 @@
+"""Cleaning: every raw row ends in exactly one of clean or quarantine, with the right reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql.types import StringType, StructField, StructType
+
+from cltv.datasets import InvoiceCSVDataset
+from cltv.pipelines.data_processing.nodes import (
+    RAW_TEXT_COLUMNS,
+    InputDataError,
+    label_transactions,
+    split_clean_and_quarantine,
+    standardise_columns,
+)
+
+FORMATS = ["yyyy-MM-dd HH:mm:ss", "M/d/yyyy H:mm"]
+II_COLUMNS = {
+    "invoice": "Invoice",
+    "stock_code": "StockCode",
+    "description": "Description",
+    "quantity": "Quantity",
+    "invoice_date": "InvoiceDate",
+    "price": "Price",
+    "customer_id": "Customer ID",
+    "country": "Country",
+}
+HEADER = "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country"
+GOOD = "536365,85123A,WHITE HANGING HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom"
+
+# one raw line per quarantine reason, with the reason a person would give it
+CASES = {
+    "malformed_record": "536365,85123A,TOO FEW FIELDS,6",
+    "missing_customer_id": "536366,22633,HAND WARMER,6,2010-12-01 08:28:00,1.85,,United Kingdom",
+    "unparseable_customer_id": "536367,84879,BIRD,32,2010-12-01 08:34:00,1.69,17 850,France",
+    "unparseable_quantity": "536368,22960,JAM,six,2010-12-01 08:34:00,4.25,13047.0,France",
+    "unparseable_price": "536369,21756,BATH,3,2010-12-01 08:35:00,£5.95,13047.0,France",
+    "unparseable_invoice_date": "536370,22728,ALARM,24,yesterday,3.75,12583.0,France",
+    "cancellation": "C536379,D,Discount,-1,2010-12-01 09:41:00,27.5,14527.0,United Kingdom",
+    "non_positive_quantity": "536380,22961,JAM,-3,2010-12-01 09:41:00,1.45,14527.0,France",
+    "non_positive_price": "536381,22139,RETROSPOT,5,2010-12-01 09:41:00,0.0,15311.0,France",
+    "future_date": "536382,22139,RETROSPOT,5,2099-12-01 09:41:00,4.95,15311.0,France",
+}
+
+
+def _run_cleaning(spark, tmp_path, lines, latest="2012-01-01", max_fraction=1.0, header=HEADER):
+    # one file per call: Spark caches the labelled rows of a path for the run
+    spark.catalog.clearCache()
+    path = tmp_path / "input.csv"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    raw = InvoiceCSVDataset(filepath=str(path)).load()
+    standardised = standardise_columns(raw, II_COLUMNS, str(path))
+    labelled = label_transactions(standardised, FORMATS, latest)
+    return split_clean_and_quarantine(labelled, max_fraction, str(path))
+
+
+@pytest.mark.parametrize("reason", sorted(CASES))
+def test_each_bad_line_is_quarantined_with_its_reason(spark, tmp_path, reason):
+    clean, quarantine, report = _run_cleaning(spark, tmp_path, [GOOD, CASES[reason]])
+    assert clean.count() == 1
+    rows = quarantine.collect()
+    assert [r["reason"] for r in rows] == [reason]
+    assert report["by_reason"] == {reason: 1}
+    assert report["rows"] == 2 and report["clean_rows"] == 1
+
+
+def test_quarantine_keeps_the_raw_text(spark, tmp_path):
+    _, quarantine, _ = _run_cleaning(spark, tmp_path, [CASES["unparseable_price"]])
+    row = quarantine.collect()[0]
+    assert row["price"] == "£5.95" and row["customer_id"] == "13047.0"
+    _, quarantine, _ = _run_cleaning(spark, tmp_path, [CASES["malformed_record"]])
+    assert quarantine.collect()[0]["raw_record"] == CASES["malformed_record"]
+
+
+def test_exact_duplicates_keep_one_copy(spark, tmp_path):
+    clean, quarantine, report = _run_cleaning(spark, tmp_path, [GOOD, GOOD, GOOD])
+    assert clean.count() == 1
+    assert quarantine.count() == 2
+    assert report["by_reason"] == {"duplicate_line": 2}
+
+
+def test_clean_line_is_parsed(spark, tmp_path):
+    us_date = "536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom"
+    clean, _, _ = _run_cleaning(spark, tmp_path, [GOOD, us_date.replace("536365", "536366")])
+    rows = sorted(clean.collect(), key=lambda r: r["invoice"])
+    assert rows[0]["customer_id"] == "17850"  # "17850.0" normalised
+    assert rows[0]["invoice_date"] == dt.datetime(2010, 12, 1, 8, 26)
+    assert rows[1]["invoice_date"] == dt.datetime(2010, 12, 1, 8, 26)
+    assert rows[0]["quantity"] == 6 and rows[0]["price"] == 2.55
+    assert rows[0]["revenue"] == pytest.approx(15.3)
+
+
+def test_missing_required_column_names_file_and_column(spark, tmp_path):
+    header = HEADER.replace(",Price,", ",Cost,")
+    with pytest.raises(InputDataError) as error:
+        _run_cleaning(spark, tmp_path, [GOOD], header=header)
+    message = str(error.value)
+    assert "input.csv" in message and "'Price'" in message and "missing" in message
+
+
+def test_online_retail_i_names_work_through_the_mapping(spark, tmp_path):
+    path = tmp_path / "retail_i.csv"
+    path.write_text(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+        + GOOD
+        + "\n"
+    )
+    mapping = {
+        **II_COLUMNS,
+        "invoice": "InvoiceNo",
+        "price": "UnitPrice",
+        "customer_id": "CustomerID",
+    }
+    raw = InvoiceCSVDataset(filepath=str(path)).load()
+    labelled = label_transactions(standardise_columns(raw, mapping, str(path)), FORMATS, None)
+    clean, _, _ = split_clean_and_quarantine(labelled, 0.5, str(path))
+    assert clean.collect()[0]["customer_id"] == "17850"
+
+
+def test_too_much_junk_stops_the_run(spark, tmp_path):
+    junk = [CASES["missing_customer_id"].replace("536366", str(n)) for n in range(3)]
+    with pytest.raises(
+        InputDataError,
+        match=r"input\.csv: 75\.0% of 4 rows quarantined.*"
+        r"missing_customer_id \(3\)",
+    ):
+        _run_cleaning(spark, tmp_path, [GOOD, *junk], max_fraction=0.5)
+
+
+def test_missing_file_is_named(spark, tmp_path):
+    from kedro.io.core import DatasetError
+
+    with pytest.raises(DatasetError, match=r"nowhere\.csv: input file not found"):
+        InvoiceCSVDataset(filepath=str(tmp_path / "nowhere.csv")).load()
+
+
+# ---------------------------------------------------------------- property
+_field = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            "1",
+            "-2",
+            "0",
+            "2.5",
+            "x",
+            "C1",
+            "17850.0",
+            "2010-12-01 08:26:00",
+            "12/1/2010 8:26",
+            "2099-01-01 00:00:00",
+            "United Kingdom",
+        ]
+    ),
+    st.text(alphabet="abcXYZ019 .-/:", max_size=6),
+)
+_row = st.lists(_field, min_size=8, max_size=8)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rows=st.lists(_row, min_size=1, max_size=40))
+def test_no_row_is_lost_or_duplicated(spark, rows):
+    spark.catalog.clearCache()
+    raw = spark.createDataFrame(
+        [(*row, None) for row in rows],
+        StructType(
+            [StructField(c, StringType()) for c in (*II_COLUMNS.values(), "_corrupt_record")]
+        ),
+    )
+    labelled = label_transactions(
+        standardise_columns(raw, II_COLUMNS, "gen.csv"), FORMATS, "2012-01-01"
+    )
+    clean, quarantine, report = split_clean_and_quarantine(labelled, 1.0, "gen.csv")
+    n_clean, n_quarantine = clean.count(), quarantine.count()
+    assert n_clean + n_quarantine == len(rows) == report["rows"]
+    assert n_clean == report["clean_rows"]
+    assert quarantine.filter("reason IS NULL").count() == 0
+    # the raw text of every row is in exactly one table: compare multisets of raw keys
+    quarantined = sorted(tuple(r[c] for c in RAW_TEXT_COLUMNS) for r in quarantine.collect())
+    raw_keys = sorted(tuple(r) for r in rows)
+    assert all(q in raw_keys for q in quarantined)
+    spark.catalog.clearCache()
