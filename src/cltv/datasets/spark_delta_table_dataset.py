@@ -17,6 +17,7 @@ from deltalake import DeltaTable
 from deltalake import Schema as DeltaSchema
 from deltalake.transaction import AddAction, create_table_with_add_actions
 from kedro.io.core import AbstractDataset, DatasetError
+from kedro_datasets._typing import TablePreview
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
@@ -271,11 +272,13 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
         except DatasetError:
             return False
 
-    def preview(self, nrows: int = 5) -> dict[str, Any]:
+    def preview(self, nrows: int = 5) -> TablePreview:
         """First rows for kedro-viz, read with delta-rs: no Spark session needed."""
         head = self._delta_table().to_pyarrow_dataset().head(nrows).to_pandas()
         # through JSON so timestamps and NaN become what kedro-viz can serialise
-        return json.loads(head.to_json(orient="split", date_format="iso", index=False))
+        return TablePreview(
+            json.loads(head.to_json(orient="split", date_format="iso", index=False))
+        )
 
 
 def _partition_values(spark_relative: Path) -> dict[str, str | None]:
