@@ -9,16 +9,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv
 
-from cltv.datasets import InvoiceCSVDataset
 from cltv.pipelines.data_processing.nodes import (
-    label_transactions,
     purchase_occasions,
-    split_clean_and_quarantine,
-    standardise_columns,
 )
-from cltv.synthetic import RAW_COLUMNS, generate_chunks, write_csv
+from cltv.synthetic import RAW_COLUMNS, RAW_SCHEMA, generate_chunks, write_csv
 
-from .test_cleaning import FORMATS, II_COLUMNS
+from .test_cleaning import clean_csv
 
 
 def _digest(path):
@@ -55,14 +51,11 @@ def test_all_kinds_of_dirt_are_present(tmp_path):
 def test_occasions_after_cleaning_are_the_drawn_ones(spark, tmp_path):
     path = tmp_path / "process.csv"
     chunks = list(generate_chunks(15_000, seed=11))
-    writer_schema = pa.schema([(c, pa.string()) for c in RAW_COLUMNS])
-    pa.csv.write_csv(pa.concat_tables([c.lines for c in chunks]).cast(writer_schema), str(path))
+    pa.csv.write_csv(pa.concat_tables([c.lines for c in chunks]).cast(RAW_SCHEMA), str(path))
     drawn = pa.concat_tables([c.occasions for c in chunks]).to_pandas()
     drawn = {(r.customer_id, r.day, r.revenue_pence_sum) for r in drawn.itertuples()}
 
-    raw = InvoiceCSVDataset(filepath=str(path)).load()
-    labelled = label_transactions(standardise_columns(raw, II_COLUMNS, str(path)), FORMATS, None)
-    clean, _, _ = split_clean_and_quarantine(labelled, 0.5, str(path))
+    clean, _, _ = clean_csv(path)
     found = {
         (r["customer_id"], r["day"], round(r["revenue"] * 100))
         for r in purchase_occasions(clean, "2100-01-01").collect()

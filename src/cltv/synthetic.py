@@ -46,6 +46,7 @@ RAW_COLUMNS = [
     "Customer ID",
     "Country",
 ]
+RAW_SCHEMA = pa.schema([(name, pa.string()) for name in RAW_COLUMNS])
 
 COUNTRIES = {
     "United Kingdom": 0.90,
@@ -271,10 +272,6 @@ def generate_chunks(
             "Customer ID": _customer_id_text(customer_number[line_owner]),
             "Country": pa.array(customer_country[line_owner]),
         }
-        clean = {
-            k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v)
-            for k, v in clean.items()
-        }
         clean_table = _make_table(clean)
         n_clean = clean_table.num_rows
         dirt = _dirt(
@@ -367,12 +364,11 @@ def write_csv(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     n_customers, n_repeat_customers, n_rows = 0, 0, 0
-    schema = pa.schema([(name, pa.string()) for name in RAW_COLUMNS])
     with pacsv.CSVWriter(
-        str(out), schema, write_options=pacsv.WriteOptions(quoting_style="none")
+        str(out), RAW_SCHEMA, write_options=pacsv.WriteOptions(quoting_style="none")
     ) as writer:
         for chunk in generate_chunks(rows, seed, params):
-            writer.write_table(chunk.lines.cast(schema))
+            writer.write_table(chunk.lines.cast(RAW_SCHEMA))
             n_rows += chunk.lines.num_rows
             n_customers += chunk.n_customers
             per_customer = pc.value_counts(chunk.occasions["customer_id"]).field("counts")

@@ -155,7 +155,7 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
 
     def _load_with_delta_rs(self, spark: SparkSession, version: int | None) -> DataFrame:
         table = self._delta_table(version)
-        schema = StructType.fromJson(json.loads(table.schema().to_json()))
+        schema = _spark_schema(table)
         reader_features = set(table.protocol().reader_features or [])
         if reader_features & {"deletionVectors", "columnMapping"}:
             # Spark's parquet reader would see deleted rows or physical column names: let
@@ -192,8 +192,9 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
 
     def _save_with_delta_rs(self, data: DataFrame, mode: str, partition_by: list[str]) -> None:
         table_dir = self._local_path
-        if mode == "append" and DeltaTable.is_deltatable(str(table_dir)):
-            self._check_append_schema(DeltaTable(str(table_dir)), data.schema)
+        existing = DeltaTable(str(table_dir)) if DeltaTable.is_deltatable(str(table_dir)) else None
+        if mode == "append" and existing is not None:
+            self._check_append_schema(existing, data.schema)
         table_dir.mkdir(parents=True, exist_ok=True)
         staging = table_dir / f"_staging-{uuid.uuid4().hex}"
         moved: list[Path] = []
@@ -209,7 +210,7 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
                 moved.append(target)
                 actions.append(self._add_action(target, relative, partition_values, data.schema))
             schema = DeltaSchema.from_json(data.schema.json())
-            self._commit(table_dir, actions, schema, mode, partition_by)
+            self._commit(existing, table_dir, actions, schema, mode, partition_by)
         except BaseException:
             # the commit did not land: the files are not part of any version, remove them
             for path in moved:
@@ -219,7 +220,7 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
             shutil.rmtree(staging, ignore_errors=True)
 
     def _check_append_schema(self, table: DeltaTable, schema: StructType) -> None:
-        existing = StructType.fromJson(json.loads(table.schema().to_json()))
+        existing = _spark_schema(table)
         as_types = lambda s: [(f.name, f.dataType.simpleString()) for f in s.fields]  # noqa: E731
         if as_types(existing) != as_types(schema):
             raise DatasetError(
@@ -253,15 +254,21 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
             stats=_file_stats(file, schema),
         )
 
-    def _commit(self, table_dir, actions, schema, mode: str, partition_by: list[str]) -> None:
-        path = str(table_dir)
-        if DeltaTable.is_deltatable(path):
-            table = DeltaTable(path)
-            table.create_write_transaction(actions, mode, schema, partition_by=partition_by)
-            logger.info("Committed %s version %d", self._filepath, table.version() + 1)
+    def _commit(
+        self,
+        existing: DeltaTable | None,
+        table_dir: Path,
+        actions: list[AddAction],
+        schema: DeltaSchema,
+        mode: str,
+        partition_by: list[str],
+    ) -> None:
+        if existing is not None:
+            existing.create_write_transaction(actions, mode, schema, partition_by=partition_by)
+            logger.info("Committed %s version %d", self._filepath, existing.version() + 1)
         else:
             create_table_with_add_actions(
-                path, schema, actions, mode="error", partition_by=partition_by
+                str(table_dir), schema, actions, mode="error", partition_by=partition_by
             )
             logger.info("Created Delta table %s", self._filepath)
 
@@ -279,6 +286,11 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
         return TablePreview(
             json.loads(head.to_json(orient="split", date_format="iso", index=False))
         )
+
+
+def _spark_schema(table: DeltaTable) -> StructType:
+    # a Delta schema's JSON is Spark's StructType JSON
+    return StructType.fromJson(json.loads(table.schema().to_json()))
 
 
 def _partition_values(spark_relative: Path) -> dict[str, str | None]:
