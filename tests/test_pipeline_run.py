@@ -1,4 +1,4 @@
-"""``kedro run`` of data_processing through a real KedroSession, on a copy of the project."""
+"""``kedro run`` through a real KedroSession, on a copy of the project."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import pytest
 from deltalake import DeltaTable
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+from pyspark.sql import functions as F
 
+from cltv.datasets import SparkDeltaTableDataset
+from cltv.pipelines.churn_modeling.nodes import churn_scores
 from cltv.synthetic import write_csv
 
 TABLES = {
@@ -18,6 +21,22 @@ TABLES = {
     "transactions_quarantine": "02_intermediate",
     "customer_summary": "03_primary",
     "customer_features": "04_feature",
+    "customer_features_current": "04_feature",
+    "churn_model_input": "05_model_input",
+    "churn_predictions": "07_model_output",
+}
+CHURN_METRICS = {
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "n_train",
+    "n_test",
+    "positive_rate",
+    "lift_top_decile",
+    "capture_rate_top_decile",
+    "confusion_matrix",
+    "threshold",
 }
 
 
@@ -34,20 +53,27 @@ def project_copy(tmp_path, project_root, monkeypatch):
     return tmp_path
 
 
-def _run(project, **params):
+def _run(project, pipeline="__default__", **params):
     try:
         with KedroSession.create(project_path=project, runtime_params=params) as session:
-            session.run(pipeline_names=["data_processing"])
+            session.run(pipeline_names=[pipeline])
     finally:
         # kedro-mlflow 2.0.3 leaves its run open after a session in the same process; the
-        # next session would log into it (to be fixed with the MLflow issue)
+        # next session would log into it
         while mlflow.active_run():
             mlflow.end_run()
 
 
-def test_data_processing_writes_delta_tables(spark, project_copy):
+def _latest_mlflow_run(project):
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    return mlflow.search_runs(
+        experiment_names=["cltv-churn"], order_by=["start_time DESC"], max_results=1
+    ).iloc[0]
+
+
+def test_default_run_writes_tables_metrics_and_mlflow_run(spark, project_copy):
     csv = project_copy / "input.csv"
-    write_csv(8_000, csv, seed=5)
+    write_csv(20_000, csv, seed=5)
     _run(project_copy, input_path=str(csv))
 
     counts = {}
@@ -70,10 +96,55 @@ def test_data_processing_writes_delta_tables(spark, project_copy):
     assert features["rfm_segment"].nunique() >= 5
     assert set(features["r_score"]) <= {1, 2, 3, 4, 5}
 
+    churn_metrics = json.loads((project_copy / "data/08_reporting/churn_metrics.json").read_text())
+    assert CHURN_METRICS <= set(churn_metrics)
+    assert churn_metrics["roc_auc"] > 0.6
+    assert (
+        churn_metrics["n_test"] + churn_metrics["n_validation"] + churn_metrics["n_train"]
+        == counts["customer_summary"]
+    )
+    predictions = DeltaTable(
+        str(project_copy / "data/07_model_output/churn_predictions")
+    ).to_pandas()
+    assert len(predictions) == counts["customer_features_current"]
+    assert set(predictions["risk_band"]) <= {"high", "medium", "low"}
+
+    # one MLflow run holds params, metrics (quarantine counts too), plots and the model
+    run = _latest_mlflow_run(project_copy)
+    assert run["params.churn_modeling.class_weight"] == "balanced"
+    assert run["params.input_path"] == str(csv)
+    assert run["metrics.churn.roc_auc"] == pytest.approx(churn_metrics["roc_auc"])
+    assert run["metrics.quarantine.rows"] == raw_rows
+    assert (
+        run["metrics.quarantine.by_reason.duplicate_line"] == report["by_reason"]["duplicate_line"]
+    )
+    client = mlflow.MlflowClient()
+    plots = {a.path for a in client.list_artifacts(run.run_id, "churn_plots")}
+    assert plots == {
+        f"churn_plots/{name}.png"
+        for name in ("roc_curve", "precision_recall_curve", "calibration_curve", "feature_weights")
+    }
+    # the logged model loads back and scores a few customers like the run did
+    model = mlflow.spark.load_model(f"runs:/{run.run_id}/churn_model")
+    features = SparkDeltaTableDataset(
+        filepath=str(project_copy / "data/04_feature/customer_features_current")
+    ).load()
+    few = predictions.sort_values("customer_id").head(5)
+    rescored = (
+        churn_scores(model, features.filter(F.col("customer_id").isin(list(few["customer_id"]))))
+        .toPandas()
+        .sort_values("customer_id")
+    )
+    assert rescored["churn_probability"].to_numpy() == pytest.approx(
+        few["churn_probability"].to_numpy(), abs=1e-12
+    )
+    versions = client.search_model_versions("name='cltv_churn'")
+    assert [v.run_id for v in versions] == [run.run_id]
+
     # the same input again gives the same tables, as a new version
     summary_path = str(project_copy / "data/03_primary/customer_summary")
     first = DeltaTable(summary_path).to_pandas().sort_values("customer_id")
-    _run(project_copy, input_path=str(csv))
+    _run(project_copy, "data_processing", input_path=str(csv))
     again = DeltaTable(summary_path)
     assert again.version() == 1
     second = again.to_pandas().sort_values("customer_id")
@@ -87,5 +158,5 @@ def test_missing_column_stops_the_run_before_writing(spark, project_copy):
         "1,A,B,1,2011-01-01 10:00:00,12346.0,UK\n"
     )
     with pytest.raises(ValueError, match=r"no_price\.csv: required column 'Price'"):
-        _run(project_copy, input_path=str(csv))
+        _run(project_copy, "data_processing", input_path=str(csv))
     assert not (project_copy / "data/02_intermediate/transactions_clean").exists()

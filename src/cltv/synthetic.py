@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 RAW_COLUMNS = [
     "Invoice",
@@ -108,6 +109,8 @@ class Chunk:
     lines: pa.Table
     occasions: pa.Table  # customer_id, day (date32), revenue_pence
     n_customers: int
+    # customer_id, purchase_rate_per_week, dropout_probability, dropout_day (null: alive at end)
+    latent: pa.Table
 
 
 def _product_catalog(n_products: int) -> tuple[pa.Array, pa.Array]:
@@ -149,10 +152,23 @@ def _draw_purchases(rng: np.random.Generator, n: int, params: ProcessParameters,
     repeat_owner = owner[kept]
     repeat_moment = first_moment[repeat_owner] + uniforms[kept] * window[repeat_owner]
 
+    # the latent state a model can only estimate: rate, dropout and the moment of dropping out
+    # (the lifetime-ending repeat purchase, when it falls inside the period)
+    drops_out = lifetime_repeats <= poisson_count
+    is_last_repeat = rank[kept] == repeat_count[repeat_owner] - 1
+    ending = is_last_repeat & drops_out[repeat_owner]
+    dropout_moment = np.full(n, np.inf)
+    dropout_moment[repeat_owner[ending]] = repeat_moment[ending]
+    latent = {
+        "rate_per_week": rate_per_day * 7.0,
+        "dropout": dropout,
+        "dropout_moment": dropout_moment,
+    }
+
     purchase_owner = np.concatenate((np.arange(n), repeat_owner))
     purchase_moment = np.concatenate((first_moment, repeat_moment))
     order = np.lexsort((purchase_moment, purchase_owner))
-    return purchase_owner[order], purchase_moment[order]
+    return purchase_owner[order], purchase_moment[order], latent
 
 
 def _draw_values_pence(rng, owner: np.ndarray, n: int, params: ProcessParameters) -> np.ndarray:
@@ -228,7 +244,7 @@ def generate_chunks(
     while clean_written < clean_target:
         rng = np.random.default_rng([seed, chunk_index])
         n = settings.customers_per_chunk
-        owner, moment = _draw_purchases(rng, n, params, settings.days)
+        owner, moment, latent = _draw_purchases(rng, n, params, settings.days)
         value_pence = _draw_values_pence(rng, owner, n, params)
         invoice, position, quantity, unit_pence = _split_into_lines(rng, value_pence, settings)
 
@@ -298,7 +314,19 @@ def generate_chunks(
             .group_by(["customer_id", "day"])
             .aggregate([("revenue_pence", "sum")])
         )
-        yield Chunk(lines=table, occasions=occasions, n_customers=n_kept)
+        dropout_moment = latent["dropout_moment"][:n_kept]
+        dropout_day = start.astype("datetime64[D]") + np.floor(
+            np.where(np.isfinite(dropout_moment), dropout_moment, 0.0)
+        ).astype("timedelta64[D]")
+        latent_table = pa.table(
+            {
+                "customer_id": pa.array(customer_number).cast(pa.string()),
+                "purchase_rate_per_week": pa.array(latent["rate_per_week"][:n_kept]),
+                "dropout_probability": pa.array(latent["dropout"][:n_kept]),
+                "dropout_day": pa.array(dropout_day, mask=~np.isfinite(dropout_moment)),
+            }
+        )
+        yield Chunk(lines=table, occasions=occasions, n_customers=n_kept, latent=latent_table)
 
         clean_written += n_clean
         customers_written += n_kept
@@ -357,22 +385,38 @@ def _dirt(
 
 
 def write_csv(
-    rows: int, out: str | Path, seed: int = 42, params: ProcessParameters | None = None
+    rows: int,
+    out: str | Path,
+    seed: int = 42,
+    params: ProcessParameters | None = None,
+    latent: bool = False,
 ) -> dict:
-    """Write the CSV and its ``.truth.json``; return the truth document."""
+    """Write the CSV and its ``.truth.json``; return the truth document.
+
+    With ``latent``, also ``PATH.latent.parquet``: each customer's drawn purchase rate, dropout
+    probability and dropout day — the oracle that churn predictions are compared against.
+    """
     params = params or ProcessParameters()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     n_customers, n_repeat_customers, n_rows = 0, 0, 0
+    latent_writer = None
     with pacsv.CSVWriter(
         str(out), RAW_SCHEMA, write_options=pacsv.WriteOptions(quoting_style="none")
     ) as writer:
         for chunk in generate_chunks(rows, seed, params):
             writer.write_table(chunk.lines.cast(RAW_SCHEMA))
+            if latent:
+                latent_writer = latent_writer or pq.ParquetWriter(
+                    f"{out}.latent.parquet", chunk.latent.schema
+                )
+                latent_writer.write_table(chunk.latent)
             n_rows += chunk.lines.num_rows
             n_customers += chunk.n_customers
             per_customer = pc.value_counts(chunk.occasions["customer_id"]).field("counts")
             n_repeat_customers += pc.sum(pc.greater(per_customer, 1)).as_py() or 0
+    if latent_writer is not None:
+        latent_writer.close()
     truth = {
         "time_unit": "W",
         "bgnbd": {
@@ -402,8 +446,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, required=True, help="number of invoice lines (±1%%)")
     parser.add_argument("--out", required=True, help="CSV file to write")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--latent",
+        action="store_true",
+        help="also write each customer's latent rate and dropout to PATH.latent.parquet",
+    )
     args = parser.parse_args(argv)
-    truth = write_csv(args.rows, args.out, args.seed)
+    truth = write_csv(args.rows, args.out, args.seed, latent=args.latent)
     print(
         f"wrote {truth['rows']} lines for {truth['bgnbd']['n_customers']} customers to {args.out}"
     )

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
 from cltv.datasets.invoice_csv_dataset import CORRUPT_RECORD_COLUMN
+from cltv.metrics import as_mlflow_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -404,10 +405,26 @@ def add_rfm_segments(features: DataFrame, segments: list[dict[str, Any]]) -> Dat
     ).withColumn("rfm_segment", segment)
 
 
+def _customer_features_at(clean: DataFrame, cutoff: str, features: dict[str, Any]) -> DataFrame:
+    rfm = compute_rfm_features(clean, cutoff, features["windows_days"])
+    return add_rfm_segments(rfm, features["rfm_segments"])
+
+
 def build_customer_features(
     clean: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
 ) -> DataFrame:
-    """Churn-model features from calibration-period data only (nothing after
+    """Churn-model training features from calibration-period data only (nothing after
     ``calibration_end`` is read), with RFM scores and segments."""
-    rfm = compute_rfm_features(clean, analysis_period["calibration_end"], features["windows_days"])
-    return add_rfm_segments(rfm, features["rfm_segments"])
+    return _customer_features_at(clean, analysis_period["calibration_end"], features)
+
+
+def build_current_customer_features(
+    clean: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
+) -> DataFrame:
+    """The same features as of ``observation_end``: what the churn model scores today."""
+    return _customer_features_at(clean, analysis_period["observation_end"], features)
+
+
+def quarantine_metrics(quarantine_report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Row counts (total, clean, quarantined, per reason) as MLflow metrics."""
+    return as_mlflow_metrics(quarantine_report)

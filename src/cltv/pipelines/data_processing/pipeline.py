@@ -3,9 +3,11 @@
 from kedro.pipeline import Node, Pipeline
 
 from cltv.pipelines.data_processing.nodes import (
+    build_current_customer_features,
     build_customer_features,
     build_customer_summary,
     label_transactions,
+    quarantine_metrics,
     resolve_analysis_period,
     split_clean_and_quarantine,
     standardise_columns,
@@ -63,6 +65,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["transactions_clean", "analysis_period", "params:features"],
                 outputs="customer_features",
                 name="build_customer_features",
+            ),
+            Node(
+                build_current_customer_features,
+                inputs=["transactions_clean", "analysis_period", "params:features"],
+                outputs="customer_features_current",
+                name="build_current_customer_features",
+            ),
+            Node(
+                quarantine_metrics,
+                inputs="quarantine_report",
+                outputs="quarantine_mlflow_metrics",
+                name="log_quarantine_metrics",
             ),
         ]
     )

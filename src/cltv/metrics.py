@@ -1,0 +1,196 @@
+"""Binary-classification metrics as Spark aggregations, with scikit-learn's definitions.
+
+All of them start from one small table, :func:`score_table`: one row per distinct score with the
+true and false positives of flagging every case that scores at least that much. Only that
+table's summary (and a thinned curve) reaches the driver, never the scored rows themselves.
+
+Definitions: ``roc_auc`` is the area under the ROC curve with ties counted half (the
+Mann-Whitney statistic, ``sklearn.metrics.roc_auc_score``); ``pr_auc`` is average precision
+(``sklearn.metrics.average_precision_score``: the precision at each distinct score weighted by
+the recall it adds); ``log_loss`` clips probabilities to ``[1e-15, 1 - 1e-15]``; ``brier`` is
+the mean squared error of the probability. Lift and capture rate in the top fraction count a
+tie group straddling the cut in proportion (the expectation over random tie-breaking).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+LOG_LOSS_EPSILON = 1e-15
+
+
+def score_table(predictions: DataFrame, label: str = "label", score: str = "score") -> DataFrame:
+    """One row per distinct ``score``, highest first: ``pos``/``neg`` at that score and the
+    cumulative ``tp``/``fp`` of the rule "flag when score >= this score"."""
+    by_score = predictions.groupBy(F.col(score).alias("score")).agg(
+        F.sum(F.col(label).cast("long")).alias("pos"),
+        F.sum((1 - F.col(label)).cast("long")).alias("neg"),
+    )
+    # a global order over distinct scores: one partition, but at most one row per score
+    cumulative = Window.orderBy(F.desc("score")).rowsBetween(Window.unboundedPreceding, 0)
+    return by_score.select(
+        "score",
+        "pos",
+        "neg",
+        F.sum("pos").over(cumulative).alias("tp"),
+        F.sum("neg").over(cumulative).alias("fp"),
+    )
+
+
+def ranking_metrics(table: DataFrame, top_fraction: float = 0.1) -> dict[str, Any]:
+    """ROC-AUC, average precision, and lift / capture rate in the top ``top_fraction``."""
+    totals = table.agg(F.sum("pos").alias("P"), F.sum("neg").alias("N")).first()
+    n_pos, n_neg = int(totals["P"] or 0), int(totals["N"] or 0)
+    n = n_pos + n_neg
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(
+            f"ranking metrics need both classes; got {n_pos} positive, {n_neg} negative"
+        )
+    sums = table.agg(
+        # each negative at a score beats the positives above it and ties with half of its own
+        F.sum(F.col("neg") * (2 * F.col("tp") - F.col("pos"))).alias("auc2PN"),
+        F.sum(F.col("pos") * F.col("tp") / (F.col("tp") + F.col("fp"))).alias("ap_P"),
+    ).first()
+    n_top = math.ceil(top_fraction * n)
+    count = F.col("tp") + F.col("fp")
+    group = table.filter((count - F.col("pos") - F.col("neg") < n_top) & (count >= n_top)).first()
+    before = group["tp"] + group["fp"] - group["pos"] - group["neg"]
+    captured = (
+        group["tp"] - group["pos"] + (n_top - before) * group["pos"] / (group["pos"] + group["neg"])
+    )
+    positive_rate = n_pos / n
+    return {
+        "roc_auc": sums["auc2PN"] / (2.0 * n_pos * n_neg),
+        "pr_auc": sums["ap_P"] / n_pos,
+        "n": n,
+        "n_positive": n_pos,
+        "positive_rate": positive_rate,
+        "top_fraction": top_fraction,
+        "n_top": n_top,
+        "capture_rate_top": captured / n_pos,
+        "lift_top": (captured / n_top) / positive_rate,
+    }
+
+
+def probability_metrics(predictions: DataFrame, label: str = "label", score: str = "score"):
+    """Log loss and Brier score of predicted probabilities."""
+    p = F.least(F.greatest(F.col(score), F.lit(LOG_LOSS_EPSILON)), F.lit(1 - LOG_LOSS_EPSILON))
+    y = F.col(label).cast("double")
+    row = predictions.agg(
+        F.avg(-(y * F.log(p) + (1 - y) * F.log(1 - p))).alias("log_loss"),
+        F.avg(F.pow(F.col(score) - y, 2)).alias("brier"),
+    ).first()
+    return {"log_loss": row["log_loss"], "brier": row["brier"]}
+
+
+def choose_threshold(table: DataFrame, rule: str, value: float | None = None) -> float:
+    """The probability at or above which a case is flagged, by ``rule``:
+
+    * ``max_youden`` — the score maximising Youden's J = TPR − FPR (balanced accuracy), which
+      does not drift to "flag everyone" when the positive class is the majority;
+    * ``max_f1`` — the score maximising F1 (ties: the higher score);
+    * ``top_fraction`` — the score at which the top ``value`` share of cases is reached;
+    * ``fixed`` — ``value`` itself.
+    """
+    if rule == "fixed":
+        return float(value)
+    if rule in ("max_f1", "max_youden"):
+        n_pos, n_neg = table.agg(F.sum("pos"), F.sum("neg")).first()
+        objective = (
+            2 * F.col("tp") / (F.col("tp") + F.col("fp") + F.lit(n_pos))
+            if rule == "max_f1"
+            else F.col("tp") / F.lit(n_pos) - F.col("fp") / F.lit(n_neg)
+        )
+        return float(table.orderBy(objective.desc(), F.desc("score")).first()["score"])
+    if rule == "top_fraction":
+        n = table.agg(F.sum(F.col("pos") + F.col("neg"))).first()[0]
+        n_top = math.ceil(float(value) * n)
+        reached = table.filter(F.col("tp") + F.col("fp") >= n_top)
+        return float(reached.agg(F.max("score")).first()[0])
+    raise ValueError(
+        f"threshold rule '{rule}' is unknown; use max_youden, max_f1, top_fraction or fixed"
+    )
+
+
+def confusion_matrix(
+    predictions: DataFrame, threshold: float, label: str = "label", score: str = "score"
+) -> dict[str, int]:
+    """Counts of the rule "flag when score >= threshold" against the labels."""
+    flagged = F.col(score) >= F.lit(threshold)
+    positive = F.col(label) == 1
+    row = predictions.agg(
+        F.count(F.when(flagged & positive, 1)).alias("tp"),
+        F.count(F.when(flagged & ~positive, 1)).alias("fp"),
+        F.count(F.when(~flagged & ~positive, 1)).alias("tn"),
+        F.count(F.when(~flagged & positive, 1)).alias("fn"),
+    ).first()
+    return {key: int(row[key]) for key in ("tp", "fp", "tn", "fn")}
+
+
+def curves(table: DataFrame, max_points: int = 200) -> dict[str, list[dict[str, float]]]:
+    """ROC and precision-recall points, thinned to about ``max_points`` for plotting."""
+    totals = table.agg(F.sum("pos"), F.sum("neg"), F.count(F.lit(1))).first()
+    n_pos, n_neg, n_scores = totals
+    step = max(1, math.ceil(n_scores / max_points))
+    position = F.row_number().over(Window.orderBy(F.desc("score")))
+    rows = (
+        table.withColumn("position", position)
+        .filter(((F.col("position") - 1) % step == 0) | (F.col("position") == n_scores))
+        .orderBy("position")
+        .collect()
+    )
+    roc = [{"fpr": 0.0, "tpr": 0.0, "threshold": None}]
+    pr = []
+    for row in rows:
+        roc.append({"fpr": row["fp"] / n_neg, "tpr": row["tp"] / n_pos, "threshold": row["score"]})
+        pr.append(
+            {
+                "recall": row["tp"] / n_pos,
+                "precision": row["tp"] / (row["tp"] + row["fp"]),
+                "threshold": row["score"],
+            }
+        )
+    return {"roc": roc, "precision_recall": pr}
+
+
+def reliability_table(
+    predictions: DataFrame, bins: int = 10, label: str = "label", score: str = "score"
+) -> list[dict[str, float]]:
+    """Calibration curve: per equal-width probability bin, mean prediction and observed rate."""
+    bin_index = F.least(F.floor(F.col(score) * bins), F.lit(bins - 1)).cast("int")
+    rows = (
+        predictions.groupBy(bin_index.alias("bin"))
+        .agg(
+            F.avg(score).alias("mean_predicted"),
+            F.avg(F.col(label).cast("double")).alias("observed_rate"),
+            F.count(F.lit(1)).alias("n"),
+        )
+        .orderBy("bin")
+        .collect()
+    )
+    return [
+        {
+            "bin_lower": row["bin"] / bins,
+            "bin_upper": (row["bin"] + 1) / bins,
+            "mean_predicted": row["mean_predicted"],
+            "observed_rate": row["observed_rate"],
+            "n": row["n"],
+        }
+        for row in rows
+    ]
+
+
+def as_mlflow_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, dict[str, float]]:
+    """Numeric leaves of a nested dict in kedro-mlflow's metrics format, keys joined by dots."""
+    flat: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(as_mlflow_metrics(value, f"{name}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[name] = {"value": float(value), "step": 0}
+    return flat

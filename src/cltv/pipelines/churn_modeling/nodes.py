@@ -1,0 +1,363 @@
+"""Nodes of ``churn_modeling``: label, split, fit, select, evaluate and score on Spark ML.
+
+Only DataFrame and ``pyspark.ml`` APIs (no RDDs, no SparkContext), so the same code runs over
+Spark Connect. Churn means no purchase in the ``holdout_days`` after ``calibration_end``
+(``customer_summary.churned``); features come from ``customer_features``, computed from the
+calibration period alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from matplotlib.figure import Figure
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.classification import GBTClassifier, LogisticRegression
+from pyspark.ml.feature import OneHotEncoder, StandardScaler, StringIndexer, VectorAssembler
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from cltv import metrics
+from cltv.datasets.mlflow_spark_model_dataset import SparkModelWithExample
+
+logger = logging.getLogger(__name__)
+
+LABEL = "churned"
+SPLITS = ("train", "validation", "test")
+INPUT_EXAMPLE_ROWS = 5
+
+
+# ------------------------------------------------------------------ model input
+def assign_split(
+    customers: DataFrame, label: str, fractions: dict[str, float], seed: int
+) -> DataFrame:
+    """Add ``split`` (train / validation / test), stratified by ``label`` and seeded.
+
+    Within each label, customers are ordered by a seeded hash of their id and cut at the
+    cumulative fractions, so each split holds the same share of every class (to one customer)
+    and the assignment does not depend on partitioning or row order.
+    """
+    if set(fractions) != set(SPLITS) or abs(sum(fractions.values()) - 1.0) > 1e-9:
+        raise ValueError(
+            f"parameter churn_modeling.split.fractions: need {', '.join(SPLITS)} summing to 1, "
+            f"got {fractions}"
+        )
+    stratum = Window.partitionBy(label).orderBy(
+        F.xxhash64(F.lit(seed), "customer_id"), "customer_id"
+    )
+    position = (F.row_number().over(stratum) - 0.5) / F.count(F.lit(1)).over(
+        Window.partitionBy(label)
+    )
+    train_end = fractions["train"]
+    validation_end = train_end + fractions["validation"]
+    split = (
+        F.when(F.col("_position") < train_end, "train")
+        .when(F.col("_position") < validation_end, "validation")
+        .otherwise("test")
+    )
+    return customers.withColumn("_position", position).withColumn("split", split).drop("_position")
+
+
+def build_model_input(
+    customer_features: DataFrame, customer_summary: DataFrame, split: dict[str, Any]
+) -> DataFrame:
+    """Calibration features with the holdout label, one row per customer, split by customer."""
+    labelled = customer_features.join(
+        customer_summary.select("customer_id", F.col("churned").cast("int").alias(LABEL)),
+        "customer_id",
+    )
+    return assign_split(labelled, LABEL, split["fractions"], split["seed"])
+
+
+# ------------------------------------------------------------------ models
+def _pipeline(features: dict[str, list[str]], classifier) -> Pipeline:
+    """Scale numeric features, one-hot the categoricals (unseen values kept apart), classify."""
+    numeric, categorical = features["numeric"], features["categorical"]
+    indexed = [f"{name}_index" for name in categorical]
+    encoded = [f"{name}_onehot" for name in categorical]
+    return Pipeline(
+        stages=[
+            StringIndexer(inputCols=categorical, outputCols=indexed, handleInvalid="keep"),
+            OneHotEncoder(inputCols=indexed, outputCols=encoded, handleInvalid="keep"),
+            VectorAssembler(inputCols=numeric, outputCol="numeric_raw", handleInvalid="error"),
+            StandardScaler(
+                inputCol="numeric_raw", outputCol="numeric_scaled", withMean=True, withStd=True
+            ),
+            VectorAssembler(inputCols=["numeric_scaled", *encoded], outputCol="features"),
+            classifier,
+        ]
+    )
+
+
+def _with_class_weight(train: DataFrame, class_weight: str) -> DataFrame:
+    """``balanced``: each class weighs n / (2 n_class), as scikit-learn's class_weight does."""
+    if class_weight == "none":
+        return train.withColumn("class_weight", F.lit(1.0))
+    if class_weight != "balanced":
+        raise ValueError(
+            f"parameter churn_modeling.class_weight: '{class_weight}' is not balanced or none"
+        )
+    counts = train.groupBy(LABEL).count()
+    total = F.sum("count").over(Window.partitionBy())
+    weights = counts.select(LABEL, (total / (2.0 * F.col("count"))).alias("class_weight"))
+    return train.join(F.broadcast(weights), LABEL)
+
+
+def fit_churn_candidates(model_input: DataFrame, modeling: dict[str, Any]) -> dict[str, Any]:
+    """Fit every candidate in ``modeling['candidates']`` on the training split."""
+    features = modeling["features"]
+    train = _with_class_weight(
+        model_input.filter(F.col("split") == "train"), modeling["class_weight"]
+    ).select("customer_id", *features["numeric"], *features["categorical"], LABEL, "class_weight")
+    common = {"featuresCol": "features", "labelCol": LABEL, "weightCol": "class_weight"}
+    builders = {
+        "logistic_regression": lambda p: LogisticRegression(
+            regParam=p["reg_param"],
+            elasticNetParam=p["elastic_net_param"],
+            maxIter=p["max_iter"],
+            standardization=False,  # numeric features are already scaled; one-hots stay 0/1
+            **common,
+        ),
+        "gradient_boosted_trees": lambda p: GBTClassifier(
+            maxIter=p["max_iter"],
+            maxDepth=p["max_depth"],
+            stepSize=p["step_size"],
+            subsamplingRate=p["subsampling_rate"],
+            seed=p["seed"],
+            **common,
+        ),
+    }
+    unknown = sorted(set(modeling["candidates"]) - set(builders))
+    if unknown:
+        raise ValueError(
+            f"parameter churn_modeling.candidates: unknown model(s) {', '.join(unknown)}; "
+            f"known: {', '.join(builders)}"
+        )
+    fitted = {
+        name: _pipeline(features, builders[name](params)).fit(train)
+        for name, params in modeling["candidates"].items()
+    }
+    logger.info("Fitted churn candidates %s", ", ".join(fitted))
+    return fitted
+
+
+def churn_scores(model: PipelineModel, customers: DataFrame) -> DataFrame:
+    """``customers`` with ``churn_probability``, the model's probability of class 1."""
+    scored = model.transform(customers)
+    return scored.select(
+        *customers.columns,
+        vector_to_array("probability")[1].alias("churn_probability"),
+    )
+
+
+def _held_out(model: PipelineModel, model_input: DataFrame, split: str) -> DataFrame:
+    rows = model_input.filter(F.col("split") == split)
+    return churn_scores(model, rows).select(
+        F.col(LABEL).alias("label"), F.col("churn_probability").alias("score")
+    )
+
+
+def select_churn_model(
+    candidates: dict[str, PipelineModel], model_input: DataFrame, modeling: dict[str, Any]
+) -> tuple[SparkModelWithExample, dict[str, Any]]:
+    """Pick the candidate with the best PR-AUC on the validation split, and its threshold."""
+    scores, tables = {}, {}
+    for name, model in candidates.items():
+        tables[name] = metrics.score_table(_held_out(model, model_input, "validation")).cache()
+        ranking = metrics.ranking_metrics(tables[name])
+        scores[name] = {"pr_auc": ranking["pr_auc"], "roc_auc": ranking["roc_auc"]}
+        logger.info(
+            "Churn candidate %s: validation PR-AUC %.4f, ROC-AUC %.4f",
+            name,
+            ranking["pr_auc"],
+            ranking["roc_auc"],
+        )
+    selected = max(scores, key=lambda name: scores[name]["pr_auc"])
+    rule = modeling["threshold"]
+    threshold = metrics.choose_threshold(tables[selected], rule["rule"], rule.get("value"))
+    for table in tables.values():
+        table.unpersist()
+    features = modeling["features"]
+    example = (
+        model_input.filter(F.col("split") == "train")
+        .select(*features["numeric"], *features["categorical"])
+        .orderBy("recency_days", *features["categorical"])
+        .limit(INPUT_EXAMPLE_ROWS)
+        .toPandas()
+    )
+    selection = {
+        "selected": selected,
+        "selection_metric": "pr_auc",
+        "validation": scores,
+        "threshold": {"rule": rule["rule"], "value": threshold},
+        "features": features,
+    }
+    logger.info("Selected churn model %s, threshold %.4f", selected, threshold)
+    return SparkModelWithExample(candidates[selected], example), selection
+
+
+# ------------------------------------------------------------------ evaluation
+def _feature_weights(
+    model: PipelineModel, model_input: DataFrame, numeric: list[str]
+) -> list[dict[str, Any]]:
+    """Coefficients (logistic regression) or importances (trees) by expanded feature name,
+    largest magnitude first, zeros left out."""
+    assembled = model.transform(model_input.limit(1)).schema["features"].metadata["ml_attr"]
+    names: dict[int, str] = {}
+    for group in assembled["attrs"].values():
+        for attribute in group:
+            name = attribute["name"]
+            # the scaler's output slots lose their names; they are the numeric inputs in order
+            if name.startswith("numeric_scaled_"):
+                name = numeric[int(name.rsplit("_", 1)[1])]
+            names[attribute["idx"]] = name
+    classifier = model.stages[-1]
+    if hasattr(classifier, "coefficients"):
+        values, kind = classifier.coefficients.toArray(), "coefficient"
+    else:
+        values, kind = classifier.featureImportances.toArray(), "importance"
+    weights = [
+        {"feature": names.get(i, f"feature_{i}"), "kind": kind, "value": float(v)}
+        for i, v in enumerate(values)
+        if v != 0.0
+    ]
+    return sorted(weights, key=lambda w: -abs(w["value"]))
+
+
+def evaluate_churn_model(
+    churn_model: PipelineModel,
+    model_input: DataFrame,
+    selection: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Metrics on the held-out test customers only, and the curves behind the plots."""
+    test = _held_out(churn_model, model_input, "test").cache()
+    table = metrics.score_table(test).cache()
+    ranking = metrics.ranking_metrics(table, evaluation["top_fraction"])
+    threshold = selection["threshold"]["value"]
+    counts = model_input.groupBy("split").count().collect()
+    n_by_split = {row["split"]: row["count"] for row in counts}
+    churn_metrics = {
+        "model": selection["selected"],
+        "roc_auc": ranking["roc_auc"],
+        "pr_auc": ranking["pr_auc"],
+        **metrics.probability_metrics(test),
+        "n_train": n_by_split.get("train", 0),
+        "n_validation": n_by_split.get("validation", 0),
+        "n_test": ranking["n"],
+        "positive_rate": ranking["positive_rate"],
+        "top_fraction": ranking["top_fraction"],
+        "lift_top_decile": ranking["lift_top"],
+        "capture_rate_top_decile": ranking["capture_rate_top"],
+        "threshold": threshold,
+        "threshold_rule": selection["threshold"]["rule"],
+        "confusion_matrix": metrics.confusion_matrix(test, threshold),
+        "validation": selection["validation"],
+    }
+    curves = {
+        **metrics.curves(table, evaluation["curve_points"]),
+        "calibration": metrics.reliability_table(test, evaluation["calibration_bins"]),
+        "feature_weights": _feature_weights(
+            churn_model, model_input, selection["features"]["numeric"]
+        ),
+        "model": selection["selected"],
+    }
+    test.unpersist()
+    table.unpersist()
+    logger.info(
+        "Churn model %s on %d held-out customers: ROC-AUC %.4f, PR-AUC %.4f",
+        churn_metrics["model"],
+        churn_metrics["n_test"],
+        churn_metrics["roc_auc"],
+        churn_metrics["pr_auc"],
+    )
+    return churn_metrics, curves
+
+
+def churn_mlflow_metrics(churn_metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Every numeric churn metric (confusion counts and validation scores included) for MLflow."""
+    return metrics.as_mlflow_metrics(churn_metrics)
+
+
+def plot_churn_evaluation(curves: dict[str, Any], max_features: int = 20) -> dict[str, Figure]:
+    """ROC, precision-recall, reliability and feature-weight plots (PNG artifacts)."""
+    model = curves["model"]
+    roc = Figure(figsize=(5, 5))
+    axes = roc.subplots()
+    axes.plot([p["fpr"] for p in curves["roc"]], [p["tpr"] for p in curves["roc"]], label=model)
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    axes.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC (test)")
+    axes.legend(loc="lower right")
+
+    pr = Figure(figsize=(5, 5))
+    axes = pr.subplots()
+    points = curves["precision_recall"]
+    axes.plot([p["recall"] for p in points], [p["precision"] for p in points], label=model)
+    axes.set(xlabel="Recall", ylabel="Precision", title="Precision-recall (test)", ylim=(0, 1.02))
+    axes.legend(loc="lower left")
+
+    calibration = Figure(figsize=(5, 5))
+    axes = calibration.subplots()
+    bins = curves["calibration"]
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    axes.plot(
+        [b["mean_predicted"] for b in bins],
+        [b["observed_rate"] for b in bins],
+        marker="o",
+        label=model,
+    )
+    axes.set(
+        xlabel="Mean predicted churn probability",
+        ylabel="Observed churn rate",
+        title="Reliability (test)",
+    )
+    axes.legend(loc="upper left")
+
+    weights = curves["feature_weights"][:max_features][::-1]
+    importance = Figure(figsize=(7, 0.3 * len(weights) + 1.5), layout="constrained")
+    axes = importance.subplots()
+    axes.barh([w["feature"] for w in weights], [w["value"] for w in weights])
+    kind = weights[0]["kind"] if weights else "weight"
+    axes.set(xlabel=kind, title=f"{model}: top {len(weights)} feature {kind}s")
+    return {
+        "roc_curve.png": roc,
+        "precision_recall_curve.png": pr,
+        "calibration_curve.png": calibration,
+        "feature_weights.png": importance,
+    }
+
+
+# ------------------------------------------------------------------ scoring
+def score_customers(
+    churn_model: PipelineModel,
+    current_features: DataFrame,
+    selection: dict[str, Any],
+    risk_bands: list[dict[str, Any]],
+    analysis_period: dict[str, Any],
+) -> DataFrame:
+    """Churn probability and risk band for every customer known at ``observation_end``.
+
+    ``risk_bands`` lists ``{name, min_probability}``; a customer gets the first band (highest
+    bound first) whose bound the probability reaches.
+    """
+    ordered = sorted(risk_bands, key=lambda band: -band["min_probability"])
+    band = F.lit(None).cast("string")
+    for rule in reversed(ordered):
+        band = F.when(
+            F.col("churn_probability") >= rule["min_probability"], rule["name"]
+        ).otherwise(band)
+    threshold = selection["threshold"]["value"]
+    scored = churn_scores(churn_model, current_features)
+    return scored.select(
+        "customer_id",
+        "churn_probability",
+        band.alias("risk_band"),
+        (F.col("churn_probability") >= threshold).cast("int").alias("predicted_churn"),
+        "rfm_segment",
+        "country",
+        F.lit(analysis_period["observation_end"]).cast("date").alias("scored_at"),
+        F.lit(analysis_period["holdout_days"]).alias("horizon_days"),
+        F.lit(selection["selected"]).alias("model"),
+    )

@@ -1,0 +1,73 @@
+"""``churn_modeling``: label and split customers, fit and select a model, evaluate, score."""
+
+from kedro.pipeline import Node, Pipeline
+
+from cltv.pipelines.churn_modeling.nodes import (
+    build_model_input,
+    churn_mlflow_metrics,
+    evaluate_churn_model,
+    fit_churn_candidates,
+    plot_churn_evaluation,
+    score_customers,
+    select_churn_model,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                build_model_input,
+                inputs=["customer_features", "customer_summary", "params:churn_modeling.split"],
+                outputs="churn_model_input",
+                name="build_churn_model_input",
+            ),
+            Node(
+                fit_churn_candidates,
+                inputs=["churn_model_input", "params:churn_modeling"],
+                outputs="churn_candidates",
+                name="fit_churn_candidates",
+            ),
+            Node(
+                select_churn_model,
+                inputs=["churn_candidates", "churn_model_input", "params:churn_modeling"],
+                outputs=["churn_model", "churn_model_selection"],
+                name="select_churn_model",
+            ),
+            Node(
+                evaluate_churn_model,
+                inputs=[
+                    "churn_model",
+                    "churn_model_input",
+                    "churn_model_selection",
+                    "params:churn_modeling.evaluation",
+                ],
+                outputs=["churn_metrics", "churn_evaluation"],
+                name="evaluate_churn_model",
+            ),
+            Node(
+                churn_mlflow_metrics,
+                inputs="churn_metrics",
+                outputs="churn_mlflow_metrics",
+                name="log_churn_metrics",
+            ),
+            Node(
+                plot_churn_evaluation,
+                inputs="churn_evaluation",
+                outputs="churn_plots",
+                name="plot_churn_evaluation",
+            ),
+            Node(
+                score_customers,
+                inputs=[
+                    "churn_model",
+                    "customer_features_current",
+                    "churn_model_selection",
+                    "params:churn_modeling.risk_bands",
+                    "analysis_period",
+                ],
+                outputs="churn_predictions",
+                name="score_customers",
+            ),
+        ]
+    )
