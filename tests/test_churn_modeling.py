@@ -16,6 +16,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 from cltv import metrics
 from cltv.datasets import MlflowSparkModelDataset
 from cltv.pipelines.churn_modeling.nodes import (
+    _with_class_weight,
     assign_split,
     build_model_input,
     churn_scores,
@@ -134,6 +135,25 @@ def test_split_is_stratified_seeded_and_order_independent(spark):
 
     with pytest.raises(ValueError, match=r"split\.fractions"):
         assign_split(customers, "churned", {"train": 0.7, "test": 0.2}, seed=7)
+
+
+def test_balanced_class_weights_follow_the_class_counts(spark):
+    train = spark.createDataFrame(
+        [(f"c{i}", int(i < 300)) for i in range(1000)], "customer_id string, churned int"
+    )
+    weights = {
+        row["churned"]: row["class_weight"]
+        for row in _with_class_weight(train, "balanced")
+        .select("churned", "class_weight")
+        .distinct()
+        .collect()
+    }
+    assert weights == {1: pytest.approx(1000 / 600), 0: pytest.approx(1000 / 1400)}
+    assert {
+        r[0] for r in _with_class_weight(train, "none").select("class_weight").distinct().collect()
+    } == {1.0}
+    with pytest.raises(ValueError, match="class_weight"):
+        _with_class_weight(train, "inverse")
 
 
 # ------------------------------------------------------------------ metrics

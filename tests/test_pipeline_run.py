@@ -111,7 +111,7 @@ def test_default_run_writes_tables_metrics_and_mlflow_run(spark, project_copy):
 
     # one MLflow run holds params, metrics (quarantine counts too), plots and the model
     run = _latest_mlflow_run(project_copy)
-    assert run["params.churn_modeling.class_weight"] == "balanced"
+    assert run["params.churn_modeling.class_weight"] == "none"
     assert run["params.input_path"] == str(csv)
     assert run["metrics.churn.roc_auc"] == pytest.approx(churn_metrics["roc_auc"])
     assert run["metrics.quarantine.rows"] == raw_rows

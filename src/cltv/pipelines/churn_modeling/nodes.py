@@ -186,6 +186,8 @@ def select_churn_model(
         .orderBy("recency_days", *features["categorical"])
         .limit(INPUT_EXAMPLE_ROWS)
         .toPandas()
+        # doubles in the signature: pandas integer columns cannot hold a missing value
+        .astype({name: "float64" for name in features["numeric"]})
     )
     selection = {
         "selected": selected,
