@@ -185,9 +185,7 @@ def select_churn_model(
         .select(*features["numeric"], *features["categorical"])
         .orderBy("recency_days", *features["categorical"])
         .limit(INPUT_EXAMPLE_ROWS)
-        .toPandas()
-        # doubles in the signature: pandas integer columns cannot hold a missing value
-        .astype({name: "float64" for name in features["numeric"]})
+        .toPandas()  # the feature tables' own types, so their rows score as they are
     )
     selection = {
         "selected": selected,

@@ -247,7 +247,7 @@ def build_customer_summary(
     ``calibration_end`` (in ``time_unit``), monetary_value = mean revenue of repeat occasions
     (0 without any), frequency_holdout = occasions after ``calibration_end``, churned = none.
     """
-    days_per_unit = _days_per_unit(time_unit)
+    unit_days = days_per_unit(time_unit)
     cal_end = F.lit(analysis_period["calibration_end"]).cast("date")
     occasions = purchase_occasions(clean, analysis_period["observation_end"])
     calibration = (
@@ -273,19 +273,31 @@ def build_customer_summary(
         .select(
             "customer_id",
             frequency.alias("frequency"),
-            (F.datediff("last_day", "first_day") / days_per_unit).alias("recency"),
-            (F.datediff(cal_end, "first_day") / days_per_unit).alias("T"),
+            (F.datediff("last_day", "first_day") / unit_days).alias("recency"),
+            (F.datediff(cal_end, "first_day") / unit_days).alias("T"),
             F.when(frequency > 0, (F.col("total_revenue") - F.col("first_revenue")) / frequency)
             .otherwise(0.0)
             .alias("monetary_value"),
             F.col("frequency_holdout").cast("bigint").alias("frequency_holdout"),
-            F.lit(analysis_period["holdout_days"] / days_per_unit).alias("duration_holdout"),
+            F.lit(analysis_period["holdout_days"] / unit_days).alias("duration_holdout"),
             (F.col("frequency_holdout") == 0).cast("int").alias("churned"),
         )
     )
 
 
-def _days_per_unit(time_unit: str) -> float:
+def build_current_customer_summary(
+    clean: DataFrame, analysis_period: dict[str, Any], time_unit: str
+) -> DataFrame:
+    """frequency, recency, T and monetary_value as of ``observation_end``: the history the CLV
+    models predict from (``customer_summary`` stops at ``calibration_end`` for validation)."""
+    as_of_end = {**analysis_period, "calibration_end": analysis_period["observation_end"]}
+    return build_customer_summary(clean, as_of_end, time_unit).select(
+        "customer_id", "frequency", "recency", "T", "monetary_value"
+    )
+
+
+def days_per_unit(time_unit: str) -> float:
+    """Days in one ``time_unit`` (SPEC: D = 1, W = 7)."""
     if time_unit not in DAYS_PER_UNIT:
         raise InputDataError(
             f"parameter time_unit: {time_unit!r} is not one of {', '.join(DAYS_PER_UNIT)}"

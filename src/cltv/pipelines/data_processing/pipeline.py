@@ -4,6 +4,7 @@ from kedro.pipeline import Node, Pipeline
 
 from cltv.pipelines.data_processing.nodes import (
     build_current_customer_features,
+    build_current_customer_summary,
     build_customer_features,
     build_customer_summary,
     label_transactions,
@@ -59,6 +60,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["transactions_clean", "analysis_period", "params:time_unit"],
                 outputs="customer_summary",
                 name="build_customer_summary",
+            ),
+            Node(
+                build_current_customer_summary,
+                inputs=["transactions_clean", "analysis_period", "params:time_unit"],
+                outputs="customer_summary_current",
+                name="build_current_customer_summary",
             ),
             Node(
                 build_customer_features,

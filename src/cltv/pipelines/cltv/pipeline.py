@@ -1,0 +1,75 @@
+"""``cltv``: fit on the calibration period and validate on the holdout; refit on everything up
+to observation_end and value every customer."""
+
+from kedro.pipeline import Node, Pipeline
+
+from cltv.pipelines.cltv.nodes import (
+    cltv_mlflow_metrics,
+    fit_cltv_models,
+    model_parameters,
+    naive_baseline,
+    plot_cltv_validation,
+    predict_customer_value,
+    validate_on_holdout,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                fit_cltv_models,
+                inputs=["customer_summary", "params:cltv.penalizer", "params:time_unit"],
+                outputs="cltv_calibration_fit",
+                name="fit_cltv_models_on_calibration",
+            ),
+            Node(
+                validate_on_holdout,
+                inputs=["customer_summary", "cltv_calibration_fit", "analysis_period"],
+                outputs="cltv_validation",
+                name="validate_cltv_on_holdout",
+            ),
+            Node(
+                plot_cltv_validation,
+                inputs="cltv_validation",
+                outputs="cltv_plots",
+                name="plot_cltv_validation",
+            ),
+            Node(
+                fit_cltv_models,
+                inputs=["customer_summary_current", "params:cltv.penalizer", "params:time_unit"],
+                outputs="cltv_model_fit",
+                name="fit_cltv_models",
+            ),
+            Node(
+                model_parameters,
+                inputs="cltv_model_fit",
+                outputs="cltv_model_params",
+                name="cltv_model_parameters",
+            ),
+            Node(
+                naive_baseline,
+                inputs=["customer_summary", "analysis_period"],
+                outputs="cltv_naive_baseline",
+                name="estimate_naive_baseline",
+            ),
+            Node(
+                predict_customer_value,
+                inputs=[
+                    "customer_summary_current",
+                    "cltv_model_fit",
+                    "cltv_naive_baseline",
+                    "params:cltv.valuation",
+                    "analysis_period",
+                ],
+                outputs="customer_cltv",
+                name="predict_customer_value",
+            ),
+            Node(
+                cltv_mlflow_metrics,
+                inputs=["cltv_model_params", "cltv_validation"],
+                outputs="cltv_mlflow_metrics",
+                name="log_cltv_metrics",
+            ),
+        ]
+    )
