@@ -24,6 +24,8 @@ TABLES = {
     "customer_features_current": "04_feature",
     "churn_model_input": "05_model_input",
     "churn_predictions": "07_model_output",
+    "customer_summary_current": "03_primary",
+    "customer_cltv": "07_model_output",
 }
 CHURN_METRICS = {
     "roc_auc",
@@ -140,6 +142,22 @@ def test_default_run_writes_tables_metrics_and_mlflow_run(spark, project_copy):
     )
     versions = client.search_model_versions("name='cltv_churn'")
     assert [v.run_id for v in versions] == [run.run_id]
+
+    # cltv: the SPEC's parameter file, holdout validation, one value row per customer
+    params = json.loads((project_copy / "data/06_models/cltv_model_params.json").read_text())
+    assert params["time_unit"] == "W"
+    assert set(params["bgnbd"]) == {"r", "alpha", "a", "b", "log_likelihood", "n_customers"}
+    assert set(params["gamma_gamma"]) == {"p", "q", "gamma", "n_customers"}
+    assert params["bgnbd"]["n_customers"] == counts["customer_summary_current"]
+    validation = json.loads((project_copy / "data/08_reporting/cltv_validation.json").read_text())
+    assert validation["mae_bgnbd"] < validation["mae_naive"]
+    assert counts["customer_cltv"] == counts["customer_summary_current"]
+    assert run["metrics.cltv.bgnbd.r"] == pytest.approx(params["bgnbd"]["r"])
+    assert run["metrics.cltv.validation.mae_bgnbd"] == pytest.approx(validation["mae_bgnbd"])
+    assert {a.path for a in client.list_artifacts(run.run_id, "cltv_plots")} == {
+        "cltv_plots/holdout_by_frequency.png",
+        "cltv_plots/holdout_totals.png",
+    }
 
     # the same input again gives the same tables, as a new version
     summary_path = str(project_copy / "data/03_primary/customer_summary")
