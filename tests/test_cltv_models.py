@@ -216,6 +216,22 @@ def test_value_tiers_and_naive_clv_by_hand(spark):
 
 
 # ------------------------------------------------------------------ numerics
+def _assert_gradient_matches_finite_differences(model, params, data):
+    ll, grad = model.log_likelihood(np.array(params), data)
+    frequency = data[0][0]
+    for i in range(len(params)):
+        step = 1e-6 * params[i]
+        up, down = np.array(params), np.array(params)
+        up[i] += step
+        down[i] -= step
+        numeric = (model.log_likelihood(up, data)[0] - model.log_likelihood(down, data)[0]) / (
+            2 * step
+        )
+        # central differences lose about eps * (size of the gammaln terms) / step to rounding
+        roundoff = 1e-14 * (abs(ll[0]) + gammaln(sum(params) * (frequency + 1) + 1)) / step
+        assert grad[0, i] == pytest.approx(numeric[0], rel=1e-4, abs=1e-6 + roundoff)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     st.tuples(*[st.floats(0.05, 20.0) for _ in range(4)]),
@@ -224,20 +240,9 @@ def test_value_tiers_and_naive_clv_by_hand(spark):
     st.floats(0.5, 500.0),
 )
 def test_bgnbd_gradient_matches_finite_differences(params, frequency, recency_share, big_t):
-    x = np.array([float(frequency)])
-    data = (x, np.array([recency_share * big_t if frequency else 0.0]), np.array([big_t]))
-    ll, grad = BetaGeoModel.log_likelihood(np.array(params), data)
-    for i in range(4):
-        step = 1e-6 * params[i]
-        up, down = np.array(params), np.array(params)
-        up[i] += step
-        down[i] -= step
-        numeric = (
-            BetaGeoModel.log_likelihood(up, data)[0] - BetaGeoModel.log_likelihood(down, data)[0]
-        ) / (2 * step)
-        # central differences lose about eps * (size of the gammaln terms) / step to rounding
-        roundoff = 1e-14 * (abs(ll[0]) + gammaln(sum(params) * (frequency + 1) + 1)) / step
-        assert grad[0, i] == pytest.approx(numeric[0], rel=1e-4, abs=1e-6 + roundoff)
+    recency = recency_share * big_t if frequency else 0.0
+    data = (np.array([float(frequency)]), np.array([recency]), np.array([big_t]))
+    _assert_gradient_matches_finite_differences(BetaGeoModel, params, data)
 
 
 @settings(max_examples=40, deadline=None)
@@ -248,19 +253,7 @@ def test_bgnbd_gradient_matches_finite_differences(params, frequency, recency_sh
 )
 def test_gamma_gamma_gradient_matches_finite_differences(params, frequency, spend):
     data = (np.array([float(frequency)]), np.array([spend]))
-    ll, grad = GammaGammaModel.log_likelihood(np.array(params), data)
-    for i in range(3):
-        step = 1e-6 * params[i]
-        up, down = np.array(params), np.array(params)
-        up[i] += step
-        down[i] -= step
-        numeric = (
-            GammaGammaModel.log_likelihood(up, data)[0]
-            - GammaGammaModel.log_likelihood(down, data)[0]
-        ) / (2 * step)
-        # central differences lose about eps * (size of the gammaln terms) / step to rounding
-        roundoff = 1e-14 * (abs(ll[0]) + gammaln(sum(params) * (frequency + 1) + 1)) / step
-        assert grad[0, i] == pytest.approx(numeric[0], rel=1e-4, abs=1e-6 + roundoff)
+    _assert_gradient_matches_finite_differences(GammaGammaModel, params, data)
 
 
 def test_extreme_customers_do_not_overflow():
