@@ -267,13 +267,14 @@ def validate_on_holdout(
 
 
 def cltv_mlflow_metrics(
-    model_params: dict[str, Any], validation: dict[str, Any]
+    model_fit: dict[str, Any], validation: dict[str, Any]
 ) -> dict[str, dict[str, float]]:
-    """Fitted parameters and holdout accuracy as MLflow metrics (``cltv.*``)."""
+    """Parameters, standard errors, log-likelihood, the frequency-spend correlation and the
+    holdout accuracy as MLflow metrics (``cltv.*``)."""
     return metrics.as_mlflow_metrics(
         {
-            "bgnbd": model_params["bgnbd"],
-            "gamma_gamma": model_params["gamma_gamma"],
+            "bgnbd": model_fit["bgnbd"],
+            "gamma_gamma": model_fit["gamma_gamma"],
             "validation": {k: v for k, v in validation.items() if k != "by_calibration_frequency"},
         }
     )

@@ -67,7 +67,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 cltv_mlflow_metrics,
-                inputs=["cltv_model_params", "cltv_validation"],
+                inputs=["cltv_model_fit", "cltv_validation"],
                 outputs="cltv_mlflow_metrics",
                 name="log_cltv_metrics",
             ),
