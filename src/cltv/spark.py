@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -133,6 +134,9 @@ def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> 
         # a local driver stays on loopback, whatever the hostname resolves to
         if conf.get("spark.master", "local").startswith("local"):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            # Python workers (pandas UDFs) must import this project: run them with this
+            # interpreter, not whatever ``python3`` is first on PATH
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         conf, delta_source = _with_delta_if_available(conf)
         builder = SparkSession.builder
     for key, value in conf.items():
