@@ -1,0 +1,398 @@
+"""Nodes of ``reporting``: Spark aggregates the gold tables; only the small results are plotted.
+
+Each ``*_table`` node returns a pandas DataFrame of a few dozen rows at most (months, cohorts,
+segments, countries, tiers, bins, the retention target list); each ``plot_*`` node turns one
+of them into a Plotly figure; ``build_dashboard`` writes them all into one HTML page that opens
+offline (plotly.js is inlined).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+CLV_BINS = 20
+
+
+# ------------------------------------------------------------------ tables (Spark → small pandas)
+def revenue_by_month(clean: DataFrame) -> pd.DataFrame:
+    """Revenue, invoices and active customers per calendar month."""
+    return (
+        clean.groupBy(F.date_format("invoice_date", "yyyy-MM").alias("month"))
+        .agg(
+            F.sum("revenue").alias("revenue"),
+            F.countDistinct("invoice").alias("invoices"),
+            F.countDistinct("customer_id").alias("active_customers"),
+        )
+        .orderBy("month")
+        .toPandas()
+    )
+
+
+def cohort_retention(clean: DataFrame, max_months: int) -> pd.DataFrame:
+    """Share of each monthly acquisition cohort buying again k months after its first month."""
+    month = F.trunc(F.to_date("invoice_date"), "month")
+    active = clean.select("customer_id", month.alias("month")).distinct()
+    first = active.groupBy("customer_id").agg(F.min("month").alias("cohort"))
+    since = F.months_between("month", "cohort").cast("int")
+    counts = (
+        active.join(first, "customer_id")
+        .withColumn("months_since", since)
+        .filter(F.col("months_since") <= max_months)
+        .groupBy("cohort", "months_since")
+        .agg(F.count(F.lit(1)).alias("customers"))
+    )
+    sizes = counts.filter(F.col("months_since") == 0).select(
+        "cohort", F.col("customers").alias("cohort_size")
+    )
+    table = (
+        counts.join(sizes, "cohort")
+        .withColumn("retention", F.col("customers") / F.col("cohort_size"))
+        .withColumn("cohort", F.date_format("cohort", "yyyy-MM"))
+        .orderBy("cohort", "months_since")
+        .toPandas()
+    )
+    return table
+
+
+def segment_summary(
+    current_features: DataFrame, churn_predictions: DataFrame, customer_cltv: DataFrame
+) -> pd.DataFrame:
+    """Per RFM segment: customers, revenue so far, predicted CLV and churn risk."""
+    return (
+        current_features.select("customer_id", "rfm_segment", "monetary_total")
+        .join(
+            churn_predictions.select("customer_id", "churn_probability", "risk_band"), "customer_id"
+        )
+        .join(customer_cltv.select("customer_id", "clv"), "customer_id", "left")
+        .groupBy("rfm_segment")
+        .agg(
+            F.count(F.lit(1)).alias("customers"),
+            F.sum("monetary_total").alias("revenue"),
+            F.sum("clv").alias("predicted_clv"),
+            F.avg("clv").alias("mean_clv"),
+            F.avg("churn_probability").alias("mean_churn_probability"),
+            F.avg((F.col("risk_band") == "high").cast("double")).alias("high_risk_share"),
+        )
+        .orderBy(F.desc("revenue"))
+        .toPandas()
+    )
+
+
+def churn_risk_by_country(churn_predictions: DataFrame, top_countries: int) -> pd.DataFrame:
+    """Churn risk in the countries with the most customers."""
+    return (
+        churn_predictions.groupBy("country")
+        .agg(
+            F.count(F.lit(1)).alias("customers"),
+            F.avg("churn_probability").alias("mean_churn_probability"),
+            F.avg((F.col("risk_band") == "high").cast("double")).alias("high_risk_share"),
+        )
+        .orderBy(F.desc("customers"), "country")
+        .limit(top_countries)
+        .toPandas()
+    )
+
+
+def value_concentration(
+    customer_cltv: DataFrame, current_features: DataFrame, value_tiers: list[dict[str, Any]]
+) -> pd.DataFrame:
+    """Share of predicted CLV, and of revenue so far, held by the top 1 / 5 / 20 % (by CLV)."""
+    joined = customer_cltv.select("customer_id", "clv", "clv_rank").join(
+        current_features.select("customer_id", "monetary_total"), "customer_id", "left"
+    )
+    n = joined.count()
+    shares = sorted(tier["share"] for tier in value_tiers)
+    row = joined.agg(
+        F.sum("clv").alias("clv_total"),
+        F.sum("monetary_total").alias("revenue_total"),
+        *[
+            F.sum(F.when(F.col("clv_rank") <= math.ceil(s * n), F.col(c))).alias(f"{c}_{i}")
+            for i, s in enumerate(shares)
+            for c in ("clv", "monetary_total")
+        ],
+    ).first()
+    return pd.DataFrame(
+        [
+            {
+                "top_share": s,
+                "group": f"top {s:.0%}",
+                "customers": math.ceil(s * n),
+                "clv_share": (row[f"clv_{i}"] or 0.0) / row["clv_total"],
+                "revenue_share": (row[f"monetary_total_{i}"] or 0.0) / row["revenue_total"],
+            }
+            for i, s in enumerate(shares)
+        ]
+    )
+
+
+def clv_distribution(customer_cltv: DataFrame, bins: int = CLV_BINS) -> pd.DataFrame:
+    """Histogram of predicted CLV on equal-width bins up to the 99th percentile (+ overflow)."""
+    upper = customer_cltv.agg(F.percentile_approx("clv", 0.99, 10_000)).first()[0] or 1.0
+    width = upper / bins
+    index = F.least(F.floor(F.col("clv") / F.lit(width)), F.lit(bins)).cast("int")
+    counts = customer_cltv.groupBy(index.alias("bin")).count().orderBy("bin").toPandas()
+    counts["clv_from"] = counts["bin"] * width
+    counts["label"] = [
+        f"{lo:,.0f}+" if b == bins else f"{lo:,.0f}–{lo + width:,.0f}"
+        for b, lo in zip(counts["bin"], counts["clv_from"], strict=True)
+    ]
+    return counts.rename(columns={"count": "customers"})
+
+
+def retention_targets(
+    churn_predictions: DataFrame, customer_cltv: DataFrame, min_probability: float, limit: int
+) -> pd.DataFrame:
+    """High-value customers (top 20% by CLV) most at risk: who to call first.
+
+    Ordered by the value at risk, CLV x churn probability, among customers whose churn
+    probability reaches ``min_probability``.
+    """
+    return (
+        churn_predictions.filter(F.col("churn_probability") >= min_probability)
+        .select("customer_id", "country", "rfm_segment", "churn_probability", "risk_band")
+        .join(
+            customer_cltv.filter(F.col("value_tier") != "rest").select(
+                "customer_id", "clv", "value_tier", "p_alive"
+            ),
+            "customer_id",
+        )
+        .withColumn("value_at_risk", F.col("clv") * F.col("churn_probability"))
+        .orderBy(F.desc("value_at_risk"), "customer_id")
+        .limit(limit)
+        .toPandas()
+    )
+
+
+def headline_kpis(
+    clean: DataFrame,
+    customer_cltv: DataFrame,
+    churn_predictions: DataFrame,
+    analysis_period: dict[str, Any],
+    churn_metrics: dict[str, Any],
+    cltv_validation: dict[str, Any],
+) -> dict[str, Any]:
+    """The numbers at the top of the dashboard."""
+    sales = clean.agg(
+        F.sum("revenue").alias("revenue"),
+        F.countDistinct("customer_id").alias("customers"),
+        F.countDistinct("invoice").alias("invoices"),
+    ).first()
+    value = customer_cltv.agg(
+        F.sum("clv").alias("clv"),
+        F.avg((F.col("frequency") > 0).cast("double")).alias("repeat_rate"),
+        F.sum("expected_purchases").alias("purchases"),
+    ).first()
+    risk = churn_predictions.agg(
+        F.avg("churn_probability").alias("mean_churn"),
+        F.sum((F.col("risk_band") == "high").cast("int")).alias("high_risk"),
+    ).first()
+    return {
+        "period": (
+            f"{analysis_period['first_transaction_date']} – {analysis_period['observation_end']}"
+        ),
+        "revenue": float(sales["revenue"]),
+        "customers": int(sales["customers"]),
+        "invoices": int(sales["invoices"]),
+        "repeat_customer_rate": float(value["repeat_rate"]),
+        "predicted_clv_total": float(value["clv"]),
+        "predicted_purchases": float(value["purchases"]),
+        "mean_churn_probability": float(risk["mean_churn"]),
+        "high_risk_customers": int(risk["high_risk"]),
+        "churn_roc_auc": churn_metrics["roc_auc"],
+        "churn_model": churn_metrics["model"],
+        "cltv_mae_bgnbd": cltv_validation["mae_bgnbd"],
+        "cltv_mae_naive": cltv_validation["mae_naive"],
+    }
+
+
+# ------------------------------------------------------------------ figures
+def _layout(figure: go.Figure, title: str) -> go.Figure:
+    figure.update_layout(title=title, template="plotly_white", margin={"t": 60, "l": 60, "r": 30})
+    return figure
+
+
+def plot_revenue(table: pd.DataFrame) -> go.Figure:
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    figure.add_bar(x=table["month"], y=table["revenue"], name="revenue")
+    figure.add_scatter(
+        x=table["month"], y=table["active_customers"], name="active customers", secondary_y=True
+    )
+    figure.update_yaxes(title_text="revenue", secondary_y=False)
+    figure.update_yaxes(title_text="active customers", secondary_y=True)
+    return _layout(figure, "Revenue and active customers by month")
+
+
+def plot_cohorts(table: pd.DataFrame) -> go.Figure:
+    grid = table.pivot(index="cohort", columns="months_since", values="retention")
+    figure = go.Figure(
+        go.Heatmap(
+            z=grid.to_numpy(),
+            x=[str(c) for c in grid.columns],
+            y=list(grid.index),
+            colorscale="Blues",
+            zmin=0,
+            zmax=float(grid.drop(columns=0, errors="ignore").max().max() or 1),
+            colorbar={"title": "retained"},
+        )
+    )
+    figure.update_xaxes(title_text="months since first purchase")
+    figure.update_yaxes(title_text="acquisition cohort", autorange="reversed")
+    return _layout(figure, "Cohort retention (share of each monthly cohort buying)")
+
+
+def plot_segments(table: pd.DataFrame) -> go.Figure:
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("customers", "revenue so far"))
+    figure.add_bar(x=table["rfm_segment"], y=table["customers"], name="customers", row=1, col=1)
+    figure.add_bar(x=table["rfm_segment"], y=table["revenue"], name="revenue", row=1, col=2)
+    figure.update_layout(showlegend=False)
+    return _layout(figure, "RFM segments: size and value")
+
+
+def plot_churn_risk(segments: pd.DataFrame, countries: pd.DataFrame) -> go.Figure:
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("by RFM segment", "by country"))
+    figure.add_bar(x=segments["rfm_segment"], y=segments["mean_churn_probability"], row=1, col=1)
+    figure.add_bar(x=countries["country"], y=countries["mean_churn_probability"], row=1, col=2)
+    figure.update_yaxes(title_text="mean churn probability", range=[0, 1])
+    figure.update_layout(showlegend=False)
+    return _layout(figure, "Churn risk")
+
+
+def plot_value_concentration(concentration: pd.DataFrame, distribution: pd.DataFrame) -> go.Figure:
+    figure = make_subplots(
+        rows=1, cols=2, subplot_titles=("share held by the top customers", "CLV distribution")
+    )
+    figure.add_bar(
+        x=concentration["group"], y=concentration["clv_share"], name="predicted CLV", row=1, col=1
+    )
+    figure.add_bar(
+        x=concentration["group"],
+        y=concentration["revenue_share"],
+        name="revenue so far",
+        row=1,
+        col=1,
+    )
+    figure.add_bar(
+        x=distribution["label"], y=distribution["customers"], name="customers", row=1, col=2
+    )
+    figure.update_yaxes(tickformat=".0%", row=1, col=1)
+    return _layout(figure, "Customer value: concentration and distribution")
+
+
+def plot_model_quality(churn_evaluation: dict[str, Any], cltv_validation: dict[str, Any]):
+    figure = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=(
+            f"Churn ROC ({churn_evaluation['model']}, test)",
+            "Churn reliability (test)",
+            "Holdout purchases by calibration frequency",
+        ),
+    )
+    roc = pd.DataFrame(churn_evaluation["roc"])
+    figure.add_scatter(x=roc["fpr"], y=roc["tpr"], name="ROC", row=1, col=1)
+    figure.add_scatter(
+        x=[0, 1], y=[0, 1], name="chance", line={"dash": "dash", "color": "grey"}, row=1, col=1
+    )
+    bins = pd.DataFrame(churn_evaluation["calibration"])
+    figure.add_scatter(
+        x=bins["mean_predicted"], y=bins["observed_rate"], name="observed", row=1, col=2
+    )
+    figure.add_scatter(
+        x=[0, 1], y=[0, 1], name="calibrated", line={"dash": "dash", "color": "grey"}, row=1, col=2
+    )
+    holdout = pd.DataFrame(cltv_validation["by_calibration_frequency"])
+    for column, name in (("actual", "actual"), ("bgnbd", "BG/NBD"), ("naive", "naive")):
+        figure.add_bar(x=holdout["frequency"], y=holdout[column], name=name, row=1, col=3)
+    return _layout(figure, "Model quality")
+
+
+# ------------------------------------------------------------------ dashboard
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return html.escape(str(value))
+
+
+KPI_LABELS = {
+    "period": "Period",
+    "revenue": "Revenue",
+    "customers": "Customers",
+    "invoices": "Invoices",
+    "repeat_customer_rate": "Repeat customers",
+    "predicted_clv_total": "Predicted CLV (horizon)",
+    "predicted_purchases": "Predicted purchases",
+    "mean_churn_probability": "Mean churn probability",
+    "high_risk_customers": "High-risk customers",
+    "churn_roc_auc": "Churn ROC-AUC (test)",
+    "cltv_mae_bgnbd": "Holdout MAE, BG/NBD",
+    "cltv_mae_naive": "Holdout MAE, naive",
+}
+
+
+def build_dashboard(
+    kpis: dict[str, Any],
+    targets: pd.DataFrame,
+    revenue: go.Figure,
+    cohorts: go.Figure,
+    segments: go.Figure,
+    churn_risk: go.Figure,
+    value: go.Figure,
+    model_quality: go.Figure,
+) -> str:
+    """One self-contained HTML page: KPI cards, the charts, the retention target list."""
+    cards = "".join(
+        f'<div class="kpi"><div class="label">{html.escape(label)}</div>'
+        f'<div class="value">{_format(kpis[key])}</div></div>'
+        for key, label in KPI_LABELS.items()
+    )
+    charts = "".join(
+        '<section class="chart">'
+        + pio.to_html(figure, include_plotlyjs=False, full_html=False, div_id=name)
+        + "</section>"
+        for name, figure in (
+            ("revenue", revenue),
+            ("cohorts", cohorts),
+            ("segments", segments),
+            ("churn_risk", churn_risk),
+            ("value", value),
+            ("model_quality", model_quality),
+        )
+    )
+    shown = targets.head(25)
+    table = shown.to_html(index=False, float_format=lambda v: f"{v:,.3f}", classes="targets")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>cltv-churn dashboard</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
+.kpis {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(190px, 1fr)); gap: 12px; }}
+.kpi {{ border: 1px solid #ddd; border-radius: 8px; padding: 12px; }}
+.kpi .label {{ font-size: 12px; color: #666; }} .kpi .value {{ font-size: 22px; font-weight: 600; }}
+.chart {{ margin-top: 24px; }}
+table.targets {{ border-collapse: collapse; font-size: 13px; }}
+table.targets td, table.targets th {{ border: 1px solid #ddd; padding: 4px 8px; }}
+</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head><body>
+<h1>Customer lifetime value and churn</h1>
+<p>Generated {generated}; churn model: {html.escape(str(kpis["churn_model"]))}.</p>
+<div class="kpis">{cards}</div>
+{charts}
+<h2>Retention targets: high-value customers most at risk ({len(targets)} listed, top 25 shown)</h2>
+{table}
+</body></html>
+"""

@@ -1,0 +1,98 @@
+"""``reporting``: small aggregated tables → Plotly charts → one offline HTML dashboard."""
+
+from kedro.pipeline import Node, Pipeline
+
+from cltv.pipelines.reporting.nodes import (
+    build_dashboard,
+    churn_risk_by_country,
+    clv_distribution,
+    cohort_retention,
+    headline_kpis,
+    plot_churn_risk,
+    plot_cohorts,
+    plot_model_quality,
+    plot_revenue,
+    plot_segments,
+    plot_value_concentration,
+    retention_targets,
+    revenue_by_month,
+    segment_summary,
+    value_concentration,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    tables = [
+        Node(revenue_by_month, "transactions_clean", "report_revenue_by_month"),
+        Node(
+            cohort_retention,
+            ["transactions_clean", "params:reporting.cohort_months"],
+            "report_cohort_retention",
+        ),
+        Node(
+            segment_summary,
+            ["customer_features_current", "churn_predictions", "customer_cltv"],
+            "report_segments",
+        ),
+        Node(
+            churn_risk_by_country,
+            ["churn_predictions", "params:reporting.top_countries"],
+            "report_churn_by_country",
+        ),
+        Node(
+            value_concentration,
+            ["customer_cltv", "customer_features_current", "params:cltv.valuation.value_tiers"],
+            "report_value_concentration",
+        ),
+        Node(clv_distribution, "customer_cltv", "report_clv_distribution"),
+        Node(
+            retention_targets,
+            [
+                "churn_predictions",
+                "customer_cltv",
+                "params:reporting.targets.min_churn_probability",
+                "params:reporting.targets.limit",
+            ],
+            "report_retention_targets",
+        ),
+        Node(
+            headline_kpis,
+            [
+                "transactions_clean",
+                "customer_cltv",
+                "churn_predictions",
+                "analysis_period",
+                "churn_metrics",
+                "cltv_validation",
+            ],
+            "report_kpis",
+        ),
+    ]
+    charts = [
+        Node(plot_revenue, "report_revenue_by_month", "chart_revenue"),
+        Node(plot_cohorts, "report_cohort_retention", "chart_cohorts"),
+        Node(plot_segments, "report_segments", "chart_segments"),
+        Node(plot_churn_risk, ["report_segments", "report_churn_by_country"], "chart_churn_risk"),
+        Node(
+            plot_value_concentration,
+            ["report_value_concentration", "report_clv_distribution"],
+            "chart_value",
+        ),
+        Node(plot_model_quality, ["churn_evaluation", "cltv_validation"], "chart_model_quality"),
+    ]
+    dashboard = Node(
+        build_dashboard,
+        [
+            "report_kpis",
+            "report_retention_targets",
+            "chart_revenue",
+            "chart_cohorts",
+            "chart_segments",
+            "chart_churn_risk",
+            "chart_value",
+            "chart_model_quality",
+        ],
+        "dashboard_html",
+        name="build_dashboard",
+    )
+    return Pipeline([*tables, *charts, dashboard])
