@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import mlflow
 import pytest
 from deltalake import DeltaTable
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from pyspark.sql import functions as F
 
 from cltv.datasets import SparkDeltaTableDataset
 from cltv.pipelines.churn_modeling.nodes import churn_scores
-from cltv.synthetic import write_csv
+
+from .conftest import copy_project, run_kedro
 
 TABLES = {
     "transactions_clean": "02_intermediate",
@@ -43,27 +41,8 @@ CHURN_METRICS = {
 
 
 @pytest.fixture
-def project_copy(tmp_path, project_root, monkeypatch):
-    shutil.copytree(
-        project_root / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local")
-    )
-    (tmp_path / "conf" / "local").mkdir()
-    shutil.copy(project_root / "pyproject.toml", tmp_path)
-    (tmp_path / "src").mkdir()  # the package itself is installed
-    monkeypatch.chdir(tmp_path)
-    bootstrap_project(tmp_path)
-    return tmp_path
-
-
-def _run(project, pipeline="__default__", **params):
-    try:
-        with KedroSession.create(project_path=project, runtime_params=params) as session:
-            session.run(pipeline_names=[pipeline])
-    finally:
-        # kedro-mlflow 2.0.3 leaves its run open after a session in the same process; the
-        # next session would log into it
-        while mlflow.active_run():
-            mlflow.end_run()
+def project_copy(tmp_path, project_root):
+    return copy_project(project_root, tmp_path)
 
 
 def _latest_mlflow_run(project):
@@ -73,10 +52,8 @@ def _latest_mlflow_run(project):
     ).iloc[0]
 
 
-def test_default_run_writes_tables_metrics_and_mlflow_run(spark, project_copy):
-    csv = project_copy / "input.csv"
-    write_csv(20_000, csv, seed=5)
-    _run(project_copy, input_path=str(csv))
+def test_default_run_writes_tables_metrics_and_mlflow_run(default_run):
+    project_copy, csv = default_run.project, default_run.csv
 
     counts = {}
     for name, layer in TABLES.items():
@@ -162,7 +139,7 @@ def test_default_run_writes_tables_metrics_and_mlflow_run(spark, project_copy):
     # the same input again gives the same tables, as a new version
     summary_path = str(project_copy / "data/03_primary/customer_summary")
     first = DeltaTable(summary_path).to_pandas().sort_values("customer_id")
-    _run(project_copy, "data_processing", input_path=str(csv))
+    run_kedro(project_copy, "data_processing", input_path=str(csv))
     again = DeltaTable(summary_path)
     assert again.version() == 1
     second = again.to_pandas().sort_values("customer_id")
@@ -176,5 +153,5 @@ def test_missing_column_stops_the_run_before_writing(spark, project_copy):
         "1,A,B,1,2011-01-01 10:00:00,12346.0,UK\n"
     )
     with pytest.raises(ValueError, match=r"no_price\.csv: required column 'Price'"):
-        _run(project_copy, "data_processing", input_path=str(csv))
+        run_kedro(project_copy, "data_processing", input_path=str(csv))
     assert not (project_copy / "data/02_intermediate/transactions_clean").exists()

@@ -1,0 +1,15 @@
+-- High-value customers (top 20% by CLV) most at risk, by value at risk
+SELECT
+  p.customer_id,
+  p.country,
+  p.rfm_segment,
+  p.churn_probability,
+  p.risk_band,
+  v.clv,
+  v.value_tier,
+  v.clv * p.churn_probability AS value_at_risk
+FROM churn_predictions AS p
+JOIN customer_cltv AS v ON v.customer_id = p.customer_id
+WHERE p.churn_probability >= 0.4 AND v.value_tier <> 'rest'
+ORDER BY value_at_risk DESC, p.customer_id
+LIMIT 200

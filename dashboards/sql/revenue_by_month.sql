@@ -1,0 +1,9 @@
+-- Revenue, invoices and active customers per calendar month
+SELECT
+  date_format(invoice_date, 'yyyy-MM') AS month,
+  SUM(revenue) AS revenue,
+  COUNT(DISTINCT invoice) AS invoices,
+  COUNT(DISTINCT customer_id) AS active_customers
+FROM transactions_clean
+GROUP BY date_format(invoice_date, 'yyyy-MM')
+ORDER BY month

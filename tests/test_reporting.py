@@ -1,0 +1,121 @@
+"""reporting: the dashboard draws in a real browser offline; the Databricks SQL parses and runs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import mlflow
+import pandas as pd
+import plotly.io as pio
+import pytest
+import sqlglot
+
+from cltv import lakeview
+from cltv.datasets import SparkDeltaTableDataset
+
+CHARTS = ("revenue", "cohorts", "segments", "churn_risk", "value", "model_quality")
+GOLD_TABLES = {
+    "transactions_clean": "02_intermediate",
+    "customer_features_current": "04_feature",
+    "churn_predictions": "07_model_output",
+    "customer_cltv": "07_model_output",
+}
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("headless Chromium is needed: apt-get install chromium (.ci/run does)")
+    return path
+
+
+def test_dashboard_draws_every_chart_offline(default_run, tmp_path):
+    page = default_run.project / "data/08_reporting/dashboard.html"
+    text = page.read_text()
+    assert "<script src=" not in text and "cdn.plot.ly" not in text.split("</script>", 1)[1]
+    command = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        # networking off: nothing may load from anywhere but the file itself
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--disable-background-networking",
+        "--proxy-server=127.0.0.1:9",
+        "--virtual-time-budget=15000",
+        "--window-size=1400,4200",
+    ]
+    dom = subprocess.run(
+        [*command, "--dump-dom", page.as_uri()],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    for chart in CHARTS:
+        # plotly.js replaces each chart's empty div with SVG layers once it has drawn
+        block = re.search(rf'<div id="{chart}"[^>]*>(.*?)</section>', dom, re.S)
+        assert block and 'class="main-svg"' in block.group(1), chart
+    assert dom.count("<tr>") > 10  # the retention target list
+    screenshot = tmp_path / "dashboard.png"
+    subprocess.run(
+        [*command, f"--screenshot={screenshot}", page.as_uri()],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert screenshot.stat().st_size > 100_000  # a page of charts, not a blank one
+
+
+def test_charts_are_plotly_datasets_and_mlflow_artifacts(default_run):
+    for chart in CHARTS:
+        figure = pio.read_json(default_run.project / f"data/08_reporting/charts/{chart}.json")
+        assert figure.data, chart
+    mlflow.set_tracking_uri(f"sqlite:///{default_run.project / 'mlflow.db'}")
+    run = mlflow.search_runs(experiment_names=["cltv-churn"], order_by=["start_time ASC"]).iloc[0]
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id, "charts")}
+    assert logged == {f"charts/{chart}.json" for chart in CHARTS}
+    assert "dashboard.html" in {a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id)}
+
+
+def test_lakeview_dashboard_is_generated_from_the_sql_files(project_root):
+    committed = (project_root / "dashboards" / "cltv_churn.lvdash.json").read_text()
+    assert committed == lakeview.render(lakeview.build_dashboard())
+    document = json.loads(committed)
+    names = {d["name"] for d in document["datasets"]}
+    used = {
+        q["query"]["datasetName"]
+        for item in document["pages"][0]["layout"]
+        for q in item["widget"]["queries"]
+    }
+    assert used <= names == set(lakeview.DATASETS)
+
+
+def test_dashboard_queries_parse_as_databricks_sql_and_run_on_local_tables(spark, default_run):
+    for table, layer in GOLD_TABLES.items():
+        path = default_run.project / "data" / layer / table
+        SparkDeltaTableDataset(filepath=str(path)).load().createOrReplaceTempView(table)
+    results = {}
+    for name in lakeview.DATASETS:
+        sql = lakeview.dataset_sql(name)
+        sqlglot.parse_one(sql, read="databricks")  # raises on anything Databricks SQL rejects
+        results[name] = spark.sql(sql).toPandas()
+        assert len(results[name]) > 0, name
+    # the same numbers as the Kedro reporting tables
+    tables = default_run.project / "data/08_reporting/tables"
+    expected = pd.read_csv(tables / "revenue_by_month.csv", dtype={"month": str})
+    pd.testing.assert_frame_equal(
+        results["revenue_by_month"][list(expected.columns)],
+        expected,
+        check_dtype=False,
+    )
+    concentration = pd.read_csv(tables / "value_concentration.csv")
+    assert results["value_concentration"]["clv_share"].to_numpy() == pytest.approx(
+        concentration["clv_share"].to_numpy()
+    )
+    kpis = json.loads((default_run.project / "data/08_reporting/kpis.json").read_text())
+    assert results["kpis"]["customers"][0] == kpis["customers"]
+    assert results["kpis"]["revenue"][0] == pytest.approx(kpis["revenue"])
