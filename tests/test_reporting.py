@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 
 import mlflow
 import pandas as pd
@@ -119,3 +120,36 @@ def test_dashboard_queries_parse_as_databricks_sql_and_run_on_local_tables(spark
     kpis = json.loads((default_run.project / "data/08_reporting/kpis.json").read_text())
     assert results["kpis"]["customers"][0] == kpis["customers"]
     assert results["kpis"]["revenue"][0] == pytest.approx(kpis["revenue"])
+
+
+def test_kedro_viz_build_shows_pipelines_charts_and_table_previews(default_run):
+    subprocess.run(
+        [sys.executable, "-m", "kedro", "viz", "build", "--include-previews"],
+        cwd=default_run.project,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    api = default_run.project / "build" / "api"
+    main = json.loads((api / "main").read_text())
+    assert {"data_processing", "churn_modeling", "cltv", "reporting"} <= {
+        p["id"] for p in main["pipelines"]
+    }
+    nodes = {n["name"]: n for n in main["nodes"] if n["type"] == "data"}
+    assert nodes["customer_cltv"]["layer"] == "model_output"
+
+    def preview(name):
+        return json.loads((api / "nodes" / nodes[name]["id"]).read_text())
+
+    for table in (
+        "transactions_clean",
+        "transactions_quarantine",
+        "customer_summary",
+        "customer_features",
+        "churn_predictions",
+        "customer_cltv",
+    ):
+        shown = preview(table)
+        assert shown["preview_type"] == "TablePreview", table
+        assert shown["preview"]["data"], table
+    assert preview("chart_revenue")["preview_type"] == "PlotlyPreview"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from pyspark.sql import SparkSession
@@ -31,3 +34,25 @@ class SparkHooks:
         spark = SparkSession.getActiveSession()
         if spark is not None:
             spark.catalog.clearCache()
+
+
+class MlflowStoreHook:
+    """Points MLflow at ``<project>/mlflow.db`` wherever Kedro is started from.
+
+    kedro-mlflow makes relative *file* paths absolute against the project, but not a relative
+    ``sqlite:///`` URI, which would land in the current folder — a notebook's folder, say. With
+    ``mlflow_tracking_uri: null`` in ``mlflow.yml`` kedro-mlflow reads ``MLFLOW_TRACKING_URI``;
+    this hook (running before kedro-mlflow's) sets it to the project's database unless the user
+    set it themselves.
+    """
+
+    def __init__(self) -> None:
+        self._ours: str | None = None
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: KedroContext) -> None:
+        current = os.environ.get("MLFLOW_TRACKING_URI")
+        if current is None or current == self._ours:
+            database = Path(context.project_path).resolve() / "mlflow.db"
+            self._ours = f"sqlite:///{database}"
+            os.environ["MLFLOW_TRACKING_URI"] = self._ours

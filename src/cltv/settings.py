@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from cltv.hooks import SparkHooks
+from cltv.hooks import MlflowStoreHook, SparkHooks
 
-HOOKS = (SparkHooks(),)
+HOOKS = (MlflowStoreHook(), SparkHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
