@@ -40,19 +40,17 @@ class MlflowStoreHook:
     """Points MLflow at ``<project>/mlflow.db`` wherever Kedro is started from.
 
     kedro-mlflow makes relative *file* paths absolute against the project, but not a relative
-    ``sqlite:///`` URI, which would land in the current folder — a notebook's folder, say. With
-    ``mlflow_tracking_uri: null`` in ``mlflow.yml`` kedro-mlflow reads ``MLFLOW_TRACKING_URI``;
-    this hook (running before kedro-mlflow's) sets it to the project's database unless the user
-    set it themselves.
+    ``sqlite:///`` URI, which would land in the current folder — a notebook's folder, say.
+    When ``mlflow.yml`` leaves ``server.mlflow_tracking_uri`` null, kedro-mlflow reads
+    ``MLFLOW_TRACKING_URI``; this hook (running before kedro-mlflow's) sets it to the
+    project's database. To use another store, set the URI in ``mlflow.yml`` (e.g. in
+    ``conf/local``); an environment variable alone is not enough, because MLflow itself
+    rewrites it whenever any code calls ``mlflow.set_tracking_uri``.
     """
-
-    def __init__(self) -> None:
-        self._ours: str | None = None
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: KedroContext) -> None:
-        current = os.environ.get("MLFLOW_TRACKING_URI")
-        if current is None or current == self._ours:
+        server = context.config_loader["mlflow"].get("server", {})
+        if server.get("mlflow_tracking_uri") is None:
             database = Path(context.project_path).resolve() / "mlflow.db"
-            self._ours = f"sqlite:///{database}"
-            os.environ["MLFLOW_TRACKING_URI"] = self._ours
+            os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{database}"

@@ -12,6 +12,7 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "config_patterns": {
         "spark": ["spark*", "spark*/**"],
+        "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],  # as kedro-mlflow registers it
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
     },
 }
