@@ -24,18 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-
-def bayes_churn_probability(summary: pd.DataFrame, bgnbd: dict, horizon_weeks: float) -> np.ndarray:
-    """P(no occasion in the holdout | frequency, recency, T in weeks; true parameters)."""
-    r, alpha, a, b = (bgnbd[k] for k in ("r", "alpha", "a", "b"))
-    x, t_x, big_t = (summary[c].to_numpy(float) for c in ("frequency", "recency", "T"))
-    log_ratio = (r + x) * (np.log(alpha + big_t) - np.log(alpha + t_x))
-    odds_dead = np.where(x > 0, a / np.maximum(b + x - 1, 1e-12) * np.exp(log_ratio), 0.0)
-    p_alive = 1.0 / (1.0 + odds_dead)
-    quiet_if_alive = np.exp(
-        (r + x) * (np.log(alpha + big_t) - np.log(alpha + big_t + horizon_weeks))
-    )
-    return 1.0 - p_alive + p_alive * quiet_if_alive
+from cltv.models import BetaGeoModel
 
 
 def latent_churn_probability(
@@ -58,7 +47,9 @@ def compare(
     (columns ``customer_id``, ``churned``, ``churn_probability``); ``summary`` in weeks."""
     horizon_weeks = analysis_period["holdout_days"] / 7.0
     rows = test.merge(summary[["customer_id", "frequency", "recency", "T"]], on="customer_id")
-    rows["bayes"] = bayes_churn_probability(rows, truth["bgnbd"], horizon_weeks)
+    rows["bayes"] = BetaGeoModel.from_params(truth["bgnbd"]).predict_no_purchase(
+        horizon_weeks, rows["frequency"], rows["recency"], rows["T"]
+    )
     latent_p = latent_churn_probability(latent, analysis_period["calibration_end"], horizon_weeks)
     rows["latent"] = rows["customer_id"].map(latent_p)
     return {

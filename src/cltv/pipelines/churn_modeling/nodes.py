@@ -342,9 +342,9 @@ def score_customers(
     ``risk_bands`` lists ``{name, min_probability}``; a customer gets the first band (highest
     bound first) whose bound the probability reaches.
     """
-    ordered = sorted(risk_bands, key=lambda band: -band["min_probability"])
     band = F.lit(None).cast("string")
-    for rule in reversed(ordered):
+    # built from the lowest bound up, so the highest bound is tested first
+    for rule in sorted(risk_bands, key=lambda band: band["min_probability"]):
         band = F.when(
             F.col("churn_probability") >= rule["min_probability"], rule["name"]
         ).otherwise(band)
