@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from importlib import metadata
@@ -109,11 +110,39 @@ def _with_delta_if_available(conf: dict[str, str]) -> tuple[dict[str, str], str]
     return conf, source
 
 
+# Settings a remote Spark Connect server accepts from a client: runtime SQL settings only.
+# Everything else (master, driver memory, jars, UI) belongs to whoever started the server.
+_RUNTIME_CONF_PREFIXES = ("spark.sql.",)
+
+
+def _spark_connect_conf(remote: str, conf: dict[str, str]) -> dict[str, str]:
+    """The part of ``spark.yml`` that applies to a Spark Connect session at ``remote``.
+
+    ``local`` / ``local[N]`` starts a Connect server inside this process: it takes every
+    setting but the master (the remote URL names it). A real server (``sc://…``, Databricks
+    Connect, serverless) takes runtime SQL settings only.
+    """
+    conf = {k: v for k, v in conf.items() if k != "spark.master"}
+    if remote.startswith("local"):
+        return conf
+    return {k: v for k, v in conf.items() if k.startswith(_RUNTIME_CONF_PREFIXES)}
+
+
+def _prepare_local_driver() -> None:
+    logger.info("Spark: Java for the driver is %s", configure_java())
+    # a local driver stays on loopback, whatever the hostname resolves to
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (pandas UDFs) must import this project: run them with this
+    # interpreter, not whatever ``python3`` is first on PATH
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
 def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> SparkSession:
     """Return the active session, or build one from ``spark_conf`` (``conf/base/spark.yml``).
 
     An existing active session (Databricks notebooks and jobs, tests) is reused as it is. With
-    ``SPARK_REMOTE`` set, a Spark Connect session is created and only runtime settings apply.
+    ``SPARK_REMOTE`` set, a Spark Connect session is created and only the settings such a
+    session accepts apply (see ``_spark_connect_conf``).
     """
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -127,27 +156,33 @@ def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> 
     conf = {str(key): str(value) for key, value in (spark_conf or {}).items()}
     remote = os.environ.get("SPARK_REMOTE")
     if remote:
+        if remote.startswith("local"):
+            _prepare_local_driver()
+        conf = _spark_connect_conf(remote, conf)
         builder = SparkSession.builder.remote(remote)
-        delta_source = "delta-rs (deltalake) unless the server loads delta-spark"
+        where = f"over Spark Connect ({_redact(remote)})"
+    elif os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        # a Databricks job or notebook: the cluster owns its session; its settings stay
+        conf = {k: v for k, v in conf.items() if k.startswith(_RUNTIME_CONF_PREFIXES)}
+        builder = SparkSession.builder
+        where = f"on Databricks Runtime {os.environ['DATABRICKS_RUNTIME_VERSION']}"
     else:
-        logger.info("Spark: Java for the driver is %s", configure_java())
-        # a local driver stays on loopback, whatever the hostname resolves to
         if conf.get("spark.master", "local").startswith("local"):
-            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-            # Python workers (pandas UDFs) must import this project: run them with this
-            # interpreter, not whatever ``python3`` is first on PATH
-            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            _prepare_local_driver()
         conf, delta_source = _with_delta_if_available(conf)
         builder = SparkSession.builder
+        where = f"on {conf.get('spark.master', 'local')}"
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    if not remote:
+    if remote or os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        delta_source = "delta-spark" if session_has_delta(spark) else "delta-rs (deltalake)"
+    else:
         spark.sparkContext.setLogLevel(conf.get("cltv.log_level", "WARN"))
-    logger.info(
-        "Spark %s session %s; Delta tables via %s",
-        spark.version,
-        f"over Spark Connect ({remote})" if remote else f"on {conf.get('spark.master', 'local')}",
-        delta_source,
-    )
+    logger.info("Spark %s session %s; Delta tables via %s", spark.version, where, delta_source)
     return spark
+
+
+def _redact(remote: str) -> str:
+    """A Spark Connect URL without its token (``sc://host:443/;token=…``)."""
+    return re.sub(r"(?i)(token=)[^;]*", r"\1<redacted>", remote)

@@ -234,7 +234,8 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
         # Delta needs INT64 microsecond timestamps, not Spark's INT96 default
         if spark.conf.get("spark.sql.parquet.outputTimestampType") != "TIMESTAMP_MICROS":
             spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        writer = data.write.mode("errorifexists").option("compression", "snappy")
+        # "error", not its alias "errorifexists": Spark Connect knows only the former
+        writer = data.write.mode("error").option("compression", "snappy")
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.parquet(str(staging))

@@ -1,0 +1,106 @@
+"""The whole default pipeline over Spark Connect, as Databricks Connect and serverless run it.
+
+``SPARK_REMOTE=local[2]`` makes pyspark start a local Spark Connect server and talk to it over
+gRPC only: any RDD or SparkContext call in a node fails there. The run happens in its own
+process (this test process already holds a classic session) on the same input as the shared
+classic ``default_run``, and must produce the same tables and numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from deltalake import DeltaTable
+
+from .conftest import copy_project
+
+# every Delta table whose rows depend only on the input (not on run time or model objects)
+COMPARED_TABLES = {
+    "transactions_clean": ("02_intermediate", ["invoice", "stock_code", "invoice_date"]),
+    "customer_summary": ("03_primary", ["customer_id"]),
+    "customer_features": ("04_feature", ["customer_id"]),
+    "churn_model_input": ("05_model_input", ["customer_id"]),
+}
+
+
+def _table(project, layer, name, keys) -> pd.DataFrame:
+    frame = DeltaTable(str(project / "data" / layer / name)).to_pandas()
+    return frame.sort_values(keys).reset_index(drop=True)
+
+
+def _json(project, relative) -> dict:
+    return json.loads((project / "data" / relative).read_text())
+
+
+@pytest.fixture(scope="module")
+def connect_run(default_run, project_root, tmp_path_factory):
+    project = copy_project(project_root, tmp_path_factory.mktemp("connect"))
+    # the CI box has 2 cores and already runs this suite's own Spark
+    (project / "conf" / "local" / "spark.yml").write_text(
+        yaml.safe_dump({"spark.driver.memory": "2g", "spark.sql.shuffle.partitions": 2})
+    )
+    env = {**os.environ, "SPARK_REMOTE": "local[2]"}
+    env.pop("PYSPARK_PYTHON", None)
+    completed = subprocess.run(
+        [sys.executable, "-m", "cltv", "--params", f"input_path={default_run.csv}"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    log = completed.stdout + completed.stderr
+    assert completed.returncode == 0, log[-5000:]
+    return project, log
+
+
+def test_run_log_says_spark_connect_is_used(connect_run):
+    _, log = connect_run
+    assert "session over Spark Connect (local[2])" in log
+    assert "Delta tables via delta-rs (deltalake)" in log
+    assert "Pipeline execution completed successfully" in log
+
+
+def test_spark_connect_run_gives_the_classic_run_tables(connect_run, default_run):
+    project, _ = connect_run
+    for name, (layer, keys) in COMPARED_TABLES.items():
+        connect = _table(project, layer, name, keys)
+        classic = _table(default_run.project, layer, name, keys)
+        assert len(connect) > 0, name
+        pd.testing.assert_frame_equal(connect, classic, check_exact=False, rtol=1e-12)
+
+
+def test_spark_connect_run_gives_the_classic_run_models(connect_run, default_run):
+    project, _ = connect_run
+    runs = (project, default_run.project)
+    connect, classic = (_json(p, "06_models/cltv_model_params.json") for p in runs)
+    for model in ("bgnbd", "gamma_gamma"):
+        assert connect[model] == pytest.approx(classic[model], rel=1e-9), model
+    connect, classic = (_json(p, "08_reporting/cltv_validation.json") for p in runs)
+    for metric in ("mae_bgnbd", "mae_naive", "total_actual"):
+        assert connect[metric] == pytest.approx(classic[metric], rel=1e-9), metric
+    connect, classic = (_json(p, "08_reporting/churn_metrics.json") for p in runs)
+    for metric in ("roc_auc", "pr_auc", "log_loss", "brier", "n_train", "n_test"):
+        assert connect[metric] == pytest.approx(classic[metric], rel=1e-9), metric
+    predictions = DeltaTable(str(project / "data/07_model_output/churn_predictions")).to_pandas()
+    cltv = DeltaTable(str(project / "data/07_model_output/customer_cltv")).to_pandas()
+    customers = _table(project, "03_primary", "customer_summary_current", ["customer_id"])
+    assert len(predictions) == len(cltv) == len(customers)
+
+
+def test_spark_connect_run_logs_the_model_to_mlflow(connect_run):
+    project, _ = connect_run
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    run = mlflow.search_runs(experiment_names=["cltv-churn"]).iloc[0]
+    assert run["status"] == "FINISHED"
+    assert run["metrics.churn.roc_auc"] > 0.5
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id)}
+    assert "churn_model" in logged
