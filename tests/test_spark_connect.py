@@ -23,7 +23,10 @@ from .conftest import copy_project
 
 # every Delta table whose rows depend only on the input (not on run time or model objects)
 COMPARED_TABLES = {
-    "transactions_clean": ("02_intermediate", ["invoice", "stock_code", "invoice_date"]),
+    "transactions_clean": (
+        "02_intermediate",
+        ["invoice", "stock_code", "invoice_date", "quantity", "price", "description"],
+    ),
     "customer_summary": ("03_primary", ["customer_id"]),
     "customer_features": ("04_feature", ["customer_id"]),
     "churn_model_input": ("05_model_input", ["customer_id"]),
