@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlparse
 
+import pandas as pd
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake import Schema as DeltaSchema
@@ -282,11 +283,13 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
 
     def preview(self, nrows: int = 5) -> TablePreview:
         """First rows for kedro-viz, read with delta-rs: no Spark session needed."""
-        head = self._delta_table().to_pyarrow_dataset().head(nrows).to_pandas()
-        # through JSON so timestamps and NaN become what kedro-viz can serialise
-        return TablePreview(
-            json.loads(head.to_json(orient="split", date_format="iso", index=False))
-        )
+        return table_preview(self._delta_table().to_pyarrow_dataset().head(nrows).to_pandas())
+
+
+def table_preview(head: pd.DataFrame) -> TablePreview:
+    """A kedro-viz table preview of a few rows."""
+    # through JSON so timestamps and NaN become what kedro-viz can serialise
+    return TablePreview(json.loads(head.to_json(orient="split", date_format="iso", index=False)))
 
 
 def _spark_schema(table: DeltaTable) -> StructType:

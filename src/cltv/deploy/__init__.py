@@ -1,0 +1,1 @@
+"""Deploying the project to Databricks: the bundle's job resources and an SDK deploy."""

@@ -1,0 +1,232 @@
+"""The Databricks job of this project, generated from the Kedro pipeline registry.
+
+One task per pipeline, each a ``python_wheel_task`` that runs the ``cltv`` wheel's entry
+point (``cltv-churn`` = ``kedro run``) with ``--pipeline <name>``. A task depends on the
+pipelines whose outputs it reads, so the job follows the Kedro DAG; what crosses from one task
+to another must be persisted by the environment's catalog (a memory dataset would be lost
+between tasks), which ``cross_task_datasets`` checks.
+
+The same function describes the job for the Asset Bundle (``resources/cltv_churn.job.yml``,
+with ``${var.…}`` references that the bundle resolves per target) and for the SDK deploy
+(``cltv.deploy.workspace``, with concrete paths), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kedro.pipeline import Pipeline
+
+PACKAGE_NAME = "cltv"
+ENTRY_POINT = "cltv-churn"  # [project.scripts] in pyproject.toml
+JOB_KEY = "cltv_churn"
+COMPUTE_KEY = "cltv"
+COMPUTE_KINDS = ("cluster", "serverless")
+# run-time parameters the databricks environment's catalog reads (conf/databricks/)
+RUNTIME_PARAMS = ("catalog", "schema", "volume")
+
+
+def pipeline_dependencies(pipelines: Mapping[str, Pipeline]) -> dict[str, list[str]]:
+    """For each pipeline, the pipelines whose outputs it reads, without implied edges.
+
+    ``reporting`` reads ``data_processing`` outputs too, but it already waits for
+    ``churn_modeling``, which waits for ``data_processing``: that edge is dropped, as a
+    Databricks job graph would draw it.
+    """
+    outputs = {name: pipeline.all_outputs() for name, pipeline in pipelines.items()}
+    direct = {
+        name: {other for other in pipelines if other != name and pipeline.inputs() & outputs[other]}
+        for name, pipeline in pipelines.items()
+    }
+    upstream = {name: _ancestors(name, direct) for name in pipelines}
+    return {
+        name: sorted(
+            dep for dep in deps if not any(dep in upstream[other] for other in deps - {dep})
+        )
+        for name, deps in direct.items()
+    }
+
+
+def _ancestors(name: str, direct: Mapping[str, set[str]], seen: tuple[str, ...] = ()) -> set:
+    if name in seen:
+        cycle = " -> ".join((*seen[seen.index(name) :], name))
+        raise ValueError(f"pipelines depend on each other in a cycle: {cycle}")
+    found: set[str] = set()
+    for dep in direct[name]:
+        found |= {dep} | _ancestors(dep, direct, (*seen, name))
+    return found
+
+
+def cross_task_datasets(pipelines: Mapping[str, Pipeline]) -> dict[str, str]:
+    """Datasets one task writes and another reads: ``{dataset: producing pipeline}``."""
+    produced = {
+        dataset: name for name, pipeline in pipelines.items() for dataset in pipeline.all_outputs()
+    }
+    return {
+        dataset: produced[dataset]
+        for name, pipeline in pipelines.items()
+        for dataset in pipeline.inputs()
+        if dataset in produced and produced[dataset] != name
+    }
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What varies between the bundle's job and a deploy through the SDK."""
+
+    wheel: str  # path or glob of the wheel: "../dist/*.whl" in a bundle resource
+    conf_source: str  # where the task finds conf/ (a folder or the conf-cltv.tar.gz archive)
+    runtime_params: Mapping[str, str]  # --params for every task, e.g. catalog=${var.catalog}
+    compute: str = "cluster"
+    env: str = "databricks"
+    cluster: Mapping[str, Any] = field(default_factory=dict)  # new_cluster of the job cluster
+    name: str = "cltv-churn"
+
+
+def job_settings(pipelines: Mapping[str, Pipeline], spec: JobSpec) -> dict[str, Any]:
+    """The job in the Jobs API 2.2 / bundle form: one wheel task per pipeline, in DAG order."""
+    if spec.compute not in COMPUTE_KINDS:
+        raise ValueError(f"compute must be one of {COMPUTE_KINDS}, not {spec.compute!r}")
+    dependencies = pipeline_dependencies(pipelines)
+    params = ",".join(f"{key}={value}" for key, value in spec.runtime_params.items())
+    tasks = []
+    for name in _topological_order(dependencies):
+        task: dict[str, Any] = {"task_key": name}
+        if dependencies[name]:
+            task["depends_on"] = [{"task_key": dep} for dep in dependencies[name]]
+        parameters = ["--env", spec.env, "--pipeline", name, "--conf-source", spec.conf_source]
+        if params:
+            parameters += ["--params", params]
+        task["python_wheel_task"] = {
+            "package_name": PACKAGE_NAME,
+            "entry_point": ENTRY_POINT,
+            "parameters": parameters,
+        }
+        if spec.compute == "cluster":
+            task["job_cluster_key"] = COMPUTE_KEY
+            task["libraries"] = [{"whl": spec.wheel}]
+        else:
+            task["environment_key"] = COMPUTE_KEY
+        tasks.append(task)
+    job: dict[str, Any] = {"name": spec.name, "max_concurrent_runs": 1, "tasks": tasks}
+    if spec.compute == "cluster":
+        job["job_clusters"] = [{"job_cluster_key": COMPUTE_KEY, "new_cluster": dict(spec.cluster)}]
+    else:
+        # serverless: the wheel is a dependency of the task environment
+        job["environments"] = [
+            {"environment_key": COMPUTE_KEY, "spec": {"client": "2", "dependencies": [spec.wheel]}}
+        ]
+    return job
+
+
+def _topological_order(dependencies: Mapping[str, list[str]]) -> list[str]:
+    """Pipelines upstream first; ties in name order, so the output is stable."""
+    order: list[str] = []
+    remaining = dict(dependencies)
+    while remaining:
+        ready = sorted(n for n, deps in remaining.items() if set(deps) <= set(order))
+        if not ready:
+            raise ValueError(f"pipelines depend on each other in a cycle: {sorted(remaining)}")
+        order += ready
+        for name in ready:
+            del remaining[name]
+    return order
+
+
+# ---------------------------------------------------------------- the bundle's resource file
+BUNDLE_PIPELINES = ("data_processing", "churn_modeling", "cltv", "reporting")
+JOB_RESOURCE = Path("resources") / "cltv_churn.job.yml"
+# the bundle resolves these per target (databricks.yml `variables`)
+BUNDLE_CLUSTER = {
+    "spark_version": "${var.spark_version}",
+    "node_type_id": "${var.node_type_id}",
+    "num_workers": "${var.num_workers}",
+    "data_security_mode": "SINGLE_USER",  # Unity Catalog access from a job cluster
+}
+# the schema and volume as the bundle created them (development mode prefixes their names)
+BUNDLE_RUNTIME_PARAMS = {
+    "catalog": "${var.catalog}",
+    "schema": "${resources.schemas.cltv_churn.name}",
+    "volume": "${resources.volumes.cltv.name}",
+}
+_HEADER = """\
+# Generated by `kedro cltv bundle` from the Kedro pipeline registry
+# (src/cltv/deploy/bundle.py): do not edit; regenerate and commit. A test checks it is current.
+# One python_wheel_task per pipeline, `depends_on` following the Kedro DAG.
+"""
+
+
+def load_environment(project_path: Path, env: str) -> tuple[dict[str, Pipeline], dict, dict, dict]:
+    """The registry's pipelines, and the catalog, own Spark settings and globals of ``env``."""
+    from kedro.config import OmegaConfigLoader
+    from kedro.framework.project import pipelines, settings
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project_path)
+    loader = OmegaConfigLoader(
+        str(project_path / settings.CONF_SOURCE),
+        env=env,
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    registry = {name: pipelines[name] for name in BUNDLE_PIPELINES}
+    spark_file = project_path / settings.CONF_SOURCE / env / "spark.yml"
+    cluster_spark_conf = yaml.safe_load(spark_file.read_text()) if spark_file.exists() else {}
+    return registry, loader["catalog"], cluster_spark_conf, loader["globals"]
+
+
+def _conf_value(value: Any) -> str:
+    # Spark reads "true"/"false"; YAML booleans would print as "True"/"False"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def check_cross_task_datasets(pipelines: Mapping[str, Pipeline], catalog: Mapping) -> None:
+    """Raise when a dataset passed between tasks would not outlive its task in ``catalog``."""
+    lost = sorted(
+        f"{dataset} (written by {producer})"
+        for dataset, producer in cross_task_datasets(pipelines).items()
+        if catalog.get(dataset, {}).get("type", "MemoryDataset").endswith("MemoryDataset")
+    )
+    if lost:
+        raise ValueError(
+            "these datasets cross from one job task to another but are kept in memory only; "
+            f"give them a persistent catalog entry: {', '.join(lost)}"
+        )
+
+
+def bundle_job_resource(project_path: Path, compute: str | None = None) -> str:
+    """The text of ``resources/cltv_churn.job.yml`` for the databricks environment.
+
+    ``compute`` (``cluster`` or ``serverless``) defaults to ``databricks.compute`` in
+    ``conf/databricks/globals.yml``, so the committed file and its check agree.
+    """
+    pipelines, catalog, spark_conf, globals_ = load_environment(project_path, "databricks")
+    check_cross_task_datasets(pipelines, catalog)
+    compute = compute or globals_.get("databricks", {}).get("compute", "cluster")
+    cluster_conf = {key: _conf_value(value) for key, value in spark_conf.items()}
+    spec = JobSpec(
+        wheel="../dist/*.whl",  # relative to this resource file; built by the bundle artifact
+        conf_source="${workspace.file_path}/conf",  # conf/ is synced with the bundle
+        runtime_params=BUNDLE_RUNTIME_PARAMS,
+        compute=compute,
+        cluster={**BUNDLE_CLUSTER, "spark_conf": cluster_conf},
+        name="cltv-churn [${bundle.target}]",
+    )
+    job = job_settings(pipelines, spec)
+    resource = {"resources": {"jobs": {JOB_KEY: job}}}
+    return _HEADER + yaml.safe_dump(resource, sort_keys=False, width=100)
+
+
+def write_bundle_resources(project_path: Path, check: bool = False) -> list[Path]:
+    """Write (or, with ``check``, only compare) the generated bundle files; return the stale."""
+    target = project_path / JOB_RESOURCE
+    text = bundle_job_resource(project_path)
+    if target.exists() and target.read_text() == text:
+        return []
+    if not check:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    return [JOB_RESOURCE]
