@@ -12,12 +12,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(INSTALL) -e ".[spark,viz]"
+	$(INSTALL) -e ".[spark,viz,deploy]"
 	$(BIN)/python -m cltv.java ensure
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(INSTALL) -e ".[spark,viz,dev]"
+	$(INSTALL) -e ".[spark,viz,deploy,dev]"
 	@touch $@
 
 install: $(VENV)/.installed

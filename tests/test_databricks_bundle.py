@@ -82,7 +82,7 @@ def test_job_runs_the_wheel_once_per_pipeline_in_dag_order(project_root):
         assert wheel_task["package_name"] == pyproject["project"]["name"]
         assert wheel_task["entry_point"] in pyproject["project"]["scripts"]
         args = wheel_task["parameters"]
-        assert args[args.index("--pipeline") + 1] == task["task_key"]
+        assert args[args.index("--pipelines") + 1] == task["task_key"]
         assert args[args.index("--env") + 1] == "databricks"
         assert args[args.index("--conf-source") + 1] == "${workspace.file_path}/conf"
         params = dict(p.split("=", 1) for p in args[args.index("--params") + 1].split(","))

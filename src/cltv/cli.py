@@ -7,6 +7,10 @@ from pathlib import Path
 
 import click
 
+# `python -m cltv` (kedro's find_run_command) takes `run` from this module once it exists:
+# the project keeps Kedro's own `kedro run`
+from kedro.framework.cli.project import run  # noqa: F401
+
 
 @click.group(name="cltv-churn")
 def cli() -> None:
@@ -35,3 +39,74 @@ def bundle(check: bool) -> None:
     if check and stale:
         click.echo("run `kedro cltv bundle` and commit the result", err=True)
         sys.exit(1)
+
+
+@cltv.command()
+@click.option(
+    "--target",
+    type=click.Choice(["dev", "prod"]),
+    default="dev",
+    show_default=True,
+    help="Deploy target: the job is named `cltv-churn [<target>]`.",
+)
+@click.option(
+    "--compute",
+    type=click.Choice(["cluster", "serverless"]),
+    default=None,
+    help="Job cluster or serverless [default: databricks.compute in conf/databricks/globals.yml].",
+)
+@click.option("--run", "run_job", is_flag=True, help="Start a run of the job once deployed.")
+@click.option(
+    "--wheel",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Wheel to deploy [default: the newest dist/cltv-*.whl].",
+)
+@click.option(
+    "--conf-archive",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Conf archive to deploy [default: dist/conf-cltv.tar.gz].",
+)
+@click.option("--catalog", help="Unity Catalog catalog [default: main].")
+@click.option("--schema", help="Schema [default: cltv_churn_dev for dev, cltv_churn for prod].")
+@click.option("--volume", help="UC volume in that schema [default: cltv].")
+@click.option(
+    "--workspace-dir", help="Workspace folder [default: /Workspace/Users/<me>/.cltv-churn/<target>]"
+)
+@click.option("--spark-version", help="Job cluster runtime [default: 17.3.x-scala2.13].")
+@click.option("--node-type-id", help="Job cluster node type [default: i3.xlarge].")
+@click.option("--num-workers", type=click.IntRange(min=0), help="Job cluster workers [default: 2].")
+def deploy(
+    target: str,
+    compute: str | None,
+    run_job: bool,  # not `run`: this module's `run` is Kedro's run command (see the import)
+    wheel: Path | None,
+    conf_archive: Path | None,
+    **overrides: str | int | None,
+) -> None:
+    """Deploy the job with databricks-sdk, without the Databricks CLI.
+
+    Uploads the wheel and conf archive of `kedro package` to the workspace, then creates the
+    job `cltv-churn [<target>]` or resets it if it exists. Credentials: DATABRICKS_HOST and
+    DATABRICKS_TOKEN, else `databricks: {host, token}` in conf/local/credentials.yml.
+    """
+    from databricks.sdk.errors import DatabricksError
+
+    from cltv.deploy.workspace import DeployError, deploy_project, target_settings
+
+    try:
+        result = deploy_project(
+            Path.cwd(),
+            target_settings(target, **overrides),
+            wheel=wheel,
+            conf_archive=conf_archive,
+            compute=compute,
+            run=run_job,
+        )
+    except (DeployError, DatabricksError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    action = "created" if result.created else "updated"
+    click.echo(f"{action} job {result.job_id}: {result.job_url}")
+    click.echo(f"wheel: {result.wheel_path}")
+    click.echo(f"conf:  {result.conf_path}")
+    if result.run_id is not None:
+        click.echo(f"run {result.run_id}: {result.run_url}")

@@ -1,7 +1,7 @@
 """The Databricks job of this project, generated from the Kedro pipeline registry.
 
 One task per pipeline, each a ``python_wheel_task`` that runs the ``cltv`` wheel's entry
-point (``cltv-churn`` = ``kedro run``) with ``--pipeline <name>``. A task depends on the
+point (``cltv-churn`` = ``kedro run``) with ``--pipelines <name>``. A task depends on the
 pipelines whose outputs it reads, so the job follows the Kedro DAG; what crosses from one task
 to another must be persisted by the environment's catalog (a memory dataset would be lost
 between tasks), which ``cross_task_datasets`` checks.
@@ -98,7 +98,7 @@ def job_settings(pipelines: Mapping[str, Pipeline], spec: JobSpec) -> dict[str, 
         task: dict[str, Any] = {"task_key": name}
         if dependencies[name]:
             task["depends_on"] = [{"task_key": dep} for dep in dependencies[name]]
-        parameters = ["--env", spec.env, "--pipeline", name, "--conf-source", spec.conf_source]
+        parameters = ["--env", spec.env, "--pipelines", name, "--conf-source", spec.conf_source]
         if params:
             parameters += ["--params", params]
         task["python_wheel_task"] = {
@@ -141,12 +141,6 @@ def _topological_order(dependencies: Mapping[str, list[str]]) -> list[str]:
 BUNDLE_PIPELINES = ("data_processing", "churn_modeling", "cltv", "reporting")
 JOB_RESOURCE = Path("resources") / "cltv_churn.job.yml"
 # the bundle resolves these per target (databricks.yml `variables`)
-BUNDLE_CLUSTER = {
-    "spark_version": "${var.spark_version}",
-    "node_type_id": "${var.node_type_id}",
-    "num_workers": "${var.num_workers}",
-    "data_security_mode": "SINGLE_USER",  # Unity Catalog access from a job cluster
-}
 # the schema and volume as the bundle created them (development mode prefixes their names)
 BUNDLE_RUNTIME_PARAMS = {
     "catalog": "${var.catalog}",
@@ -178,9 +172,21 @@ def load_environment(project_path: Path, env: str) -> tuple[dict[str, Pipeline],
     return registry, loader["catalog"], cluster_spark_conf, loader["globals"]
 
 
-def _conf_value(value: Any) -> str:
-    # Spark reads "true"/"false"; YAML booleans would print as "True"/"False"
-    return str(value).lower() if isinstance(value, bool) else str(value)
+def job_cluster(
+    spark_version: Any, node_type_id: Any, num_workers: Any, spark_conf: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The job cluster's ``new_cluster``, with the Spark settings of conf/databricks/spark.yml."""
+    return {
+        "spark_version": spark_version,
+        "node_type_id": node_type_id,
+        "num_workers": num_workers,
+        "data_security_mode": "SINGLE_USER",  # Unity Catalog access from a job cluster
+        # Spark reads "true"/"false"; YAML booleans would print as "True"/"False"
+        "spark_conf": {
+            key: str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in spark_conf.items()
+        },
+    }
 
 
 def check_cross_task_datasets(pipelines: Mapping[str, Pipeline], catalog: Mapping) -> None:
@@ -206,13 +212,15 @@ def bundle_job_resource(project_path: Path, compute: str | None = None) -> str:
     pipelines, catalog, spark_conf, globals_ = load_environment(project_path, "databricks")
     check_cross_task_datasets(pipelines, catalog)
     compute = compute or globals_.get("databricks", {}).get("compute", "cluster")
-    cluster_conf = {key: _conf_value(value) for key, value in spark_conf.items()}
     spec = JobSpec(
         wheel="../dist/*.whl",  # relative to this resource file; built by the bundle artifact
         conf_source="${workspace.file_path}/conf",  # conf/ is synced with the bundle
         runtime_params=BUNDLE_RUNTIME_PARAMS,
         compute=compute,
-        cluster={**BUNDLE_CLUSTER, "spark_conf": cluster_conf},
+        # the bundle resolves these per target (databricks.yml `variables`)
+        cluster=job_cluster(
+            "${var.spark_version}", "${var.node_type_id}", "${var.num_workers}", spark_conf
+        ),
         name="cltv-churn [${bundle.target}]",
     )
     job = job_settings(pipelines, spec)
