@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip
 # constraints.txt pins the whole dependency tree to versions that resolve together.
 INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: run test lint format install install-dev clean-data
+.PHONY: run test lint format install install-dev clean-data bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ format: install-dev
 
 test: lint
 	$(BIN)/pytest
+
+# side by side with a pandas + lifetimes script; not part of `make test` (minutes to hours)
+ROWS ?= 1000000 10000000
+bench: install-dev
+	$(BIN)/python -m tests.benchmarks.bench --rows $(ROWS)
 
 clean-data:
 	find data -mindepth 2 -maxdepth 2 ! -name .gitkeep ! -name 'online_retail_ii_sample.csv*' -exec rm -rf {} +
