@@ -43,14 +43,16 @@ def copy_project(root: Path, destination: Path) -> Path:
     return destination
 
 
-def run_kedro(project: Path, pipeline: str = "__default__", **params) -> None:
+def run_kedro(
+    project: Path, pipeline: str = "__default__", to_outputs: list[str] | None = None, **params
+) -> None:
     """``kedro run`` through a real KedroSession, from inside the project folder."""
     previous = Path.cwd()
     os.chdir(project)
     try:
         bootstrap_project(project)
         with KedroSession.create(project_path=project, runtime_params=params) as session:
-            session.run(pipeline_names=[pipeline])
+            session.run(pipeline_names=[pipeline], to_outputs=to_outputs)
     finally:
         os.chdir(previous)
         # kedro-mlflow 2.0.3 leaves its run open after a session in the same process; the

@@ -49,12 +49,14 @@ CASES = {
 }
 
 
-def clean_csv(path, mapping=II_COLUMNS, latest=None, max_fraction=0.5):
+def clean_csv(
+    path, mapping=II_COLUMNS, latest=None, max_fraction=0.5, load_args=None, formats=FORMATS
+):
     """The cleaning nodes of data_processing on one CSV: (clean, quarantine, report)."""
     # a run persists the labelled rows of its path; the pipeline's hook clears them after a run
     SparkSession.getActiveSession().catalog.clearCache()
-    raw = InvoiceCSVDataset(filepath=str(path)).load()
-    labelled = label_transactions(standardise_columns(raw, mapping, str(path)), FORMATS, latest)
+    raw = InvoiceCSVDataset(filepath=str(path), load_args=load_args).load()
+    labelled = label_transactions(standardise_columns(raw, mapping, str(path)), formats, latest)
     return split_clean_and_quarantine(labelled, max_fraction, str(path))
 
 

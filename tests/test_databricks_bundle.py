@@ -201,7 +201,7 @@ def test_databricks_catalog_replaces_every_local_file_and_table(project_root):
         if entry["type"].endswith("SparkDeltaTableDataset"):
             assert replaced["type"] == "cltv.datasets.UnityCatalogTableDataset", name
             assert (replaced["catalog"], replaced["database"]) == ("main", "cltv_churn"), name
-            assert replaced["table"] == name
+            assert replaced["table"] == Path(entry["filepath"]).name  # the same table
         else:
             path = replaced.get("filepath") or replaced["dataset"]["filepath"]
             assert path.startswith("/Volumes/main/cltv_churn/cltv/"), (name, path)

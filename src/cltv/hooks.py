@@ -9,7 +9,16 @@ from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from pyspark.sql import SparkSession
 
+from cltv.parameters import validate_parameters
 from cltv.spark import get_or_create_spark_session
+
+
+class ParameterCheckHook:
+    """Stops a run with bad parameters before a Spark session or MLflow run is started."""
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: KedroContext) -> None:
+        validate_parameters(context.params)
 
 
 class SparkHooks:

@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from cltv.hooks import MlflowStoreHook, SparkHooks
+from cltv.hooks import MlflowStoreHook, ParameterCheckHook, SparkHooks
 
-HOOKS = (MlflowStoreHook(), SparkHooks())
+HOOKS = (ParameterCheckHook(), MlflowStoreHook(), SparkHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -52,10 +52,10 @@ def standardise_columns(raw: DataFrame, columns: dict[str, str], input_path: str
     for name in REQUIRED_COLUMNS:
         source = columns.get(name, name)
         if source not in present:
-            found = ", ".join(c for c in raw.columns if c != CORRUPT_RECORD_COLUMN)
+            found = [c for c in raw.columns if c != CORRUPT_RECORD_COLUMN]
             raise InputDataError(
                 f"{input_path}: required column '{source}' ({name}) is missing; "
-                f"the file has: {found}"
+                f"the file has: {', '.join(found)}{_delimiter_hint(found)}"
             )
     selected = [
         (
@@ -68,6 +68,18 @@ def standardise_columns(raw: DataFrame, columns: dict[str, str], input_path: str
         for name in RAW_TEXT_COLUMNS
     ]
     return raw.select(*selected, F.col(CORRUPT_RECORD_COLUMN).alias("raw_record"))
+
+
+def _delimiter_hint(header: list[str]) -> str:
+    """A hint when the whole header landed in one column: the file uses another delimiter."""
+    if len(header) == 1:
+        for delimiter in (";", "\t", "|"):
+            if delimiter in header[0]:
+                return (
+                    f" (one column: the file looks delimited by {delimiter!r}; set "
+                    f"load_args: {{sep: {delimiter!r}}} on raw_transactions in the catalog)"
+                )
+    return ""
 
 
 def _normalised_customer_id(raw_id: Column) -> Column:
@@ -90,7 +102,8 @@ def label_transactions(
 ) -> DataFrame:
     """Parse every row and give each one that cannot be used a quarantine ``reason``.
 
-    The first matching reason wins, in this order: malformed_record, missing_customer_id,
+    The first matching reason wins, in this order: malformed_record, invalid_encoding (bytes
+    that are not text in the file's encoding), missing_customer_id,
     unparseable_customer_id, unparseable_quantity, unparseable_price, unparseable_invoice_date,
     cancellation (a ``C`` invoice), non_positive_quantity, non_positive_price, future_date
     (after ``latest_valid_date``, default today in UTC) and duplicate_line (an exact copy of an
@@ -104,8 +117,12 @@ def label_transactions(
     copies = Window.partitionBy(*RAW_TEXT_COLUMNS, "raw_record").orderBy(*RAW_TEXT_COLUMNS)
     blank = lambda c: F.col(c).isNull() | (F.trim(F.col(c)) == "")  # noqa: E731
 
+    # undecodable bytes (a Latin-1 file read as UTF-8) arrive as U+FFFD: keep such rows apart
+    # rather than analyse mangled text; `load_args: {encoding: iso-8859-1}` reads them right
+    mangled = F.concat_ws("", *[F.col(c) for c in RAW_TEXT_COLUMNS]).contains("\ufffd")
     reason = (
         F.when(F.col("raw_record").isNotNull(), "malformed_record")
+        .when(mangled, "invalid_encoding")
         .when(blank("customer_id"), "missing_customer_id")
         .when(~customer_id.rlike(r"^[A-Za-z0-9_-]{1,64}$"), "unparseable_customer_id")
         .when(quantity.isNull() | (quantity != F.floor(quantity)), "unparseable_quantity")

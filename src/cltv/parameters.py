@@ -1,0 +1,143 @@
+"""Checks of the run's parameters, made when the Kedro context is created: before any Spark work.
+
+Each problem is reported as ``parameter <name>: <what is wrong>``, all of them in one error,
+so a user fixes ``--params`` or the YAML once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date
+from typing import Any
+
+from cltv.pipelines.data_processing.nodes import DAYS_PER_UNIT, RAW_TEXT_COLUMNS
+
+SPLITS = ("train", "validation", "test")
+
+
+class ParameterError(ValueError):
+    """One or more parameters are invalid; the message names each of them."""
+
+
+def _date(value: Any) -> date | None:
+    # YAML gives a date for 2011-12-09, --params a string
+    return value if isinstance(value, date) or value is None else date.fromisoformat(str(value))
+
+
+def _not_a_date(value: Any) -> str | None:
+    try:
+        _date(value)
+    except ValueError:
+        return f"{value!r} is not a date (YYYY-MM-DD)"
+    return None
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _check(problems: list[str], name: str, test: Callable[[], str | None]) -> None:
+    """Run ``test`` (a message or None); a value that cannot even be read is a problem too."""
+    try:
+        message = test()
+    except (TypeError, ValueError, KeyError) as exc:
+        message = str(exc) or type(exc).__name__
+    if message:
+        problems.append(f"parameter {name}: {message}")
+
+
+def problems(params: Mapping[str, Any]) -> list[str]:
+    """Everything wrong with ``params`` (the merged parameters of a run), as messages."""
+    found: list[str] = []
+    _check(found, "time_unit", lambda: _one_of(params["time_unit"], DAYS_PER_UNIT))
+    _check(found, "holdout_days", lambda: _positive_whole(params["holdout_days"]))
+    _check(found, "observation_end", lambda: _not_a_date(params.get("observation_end")))
+    _check(found, "calibration_end", lambda: _calibration_end(params))
+    _check(found, "columns", lambda: _columns(params.get("columns") or {}))
+    cleaning = params.get("cleaning") or {}
+    _check(
+        found,
+        "cleaning.max_quarantine_fraction",
+        lambda: _in_unit_interval(cleaning["max_quarantine_fraction"]),
+    )
+    _check(
+        found, "cleaning.latest_valid_date", lambda: _not_a_date(cleaning.get("latest_valid_date"))
+    )
+    valuation = (params.get("cltv") or {}).get("valuation") or {}
+    if valuation:
+        _check(
+            found,
+            "cltv.valuation.horizon_months",
+            lambda: _positive_whole(valuation["horizon_months"]),
+        )
+        _check(
+            found,
+            "cltv.valuation.discount_rate",
+            lambda: "must not be negative" if _number(valuation["discount_rate"]) < 0 else None,
+        )
+        _check(
+            found,
+            "cltv.valuation.margin",
+            lambda: "must be positive" if _number(valuation["margin"]) <= 0 else None,
+        )
+    split = ((params.get("churn_modeling") or {}).get("split") or {}).get("fractions")
+    if split is not None:
+        _check(found, "churn_modeling.split.fractions", lambda: _fractions(split))
+    return found
+
+
+def validate_parameters(params: Mapping[str, Any]) -> None:
+    """Raise :class:`ParameterError` naming every invalid parameter."""
+    found = problems(params)
+    if found:
+        raise ParameterError("; ".join(found))
+
+
+def _one_of(value: Any, allowed: Mapping[str, Any]) -> str | None:
+    if value not in allowed:
+        return f"{value!r} is not one of {', '.join(allowed)}"
+    return None
+
+
+def _positive_whole(value: Any) -> str | None:
+    if _number(value) <= 0 or float(value) != int(value):
+        return f"{value!r} must be a whole number above 0"
+    return None
+
+
+def _in_unit_interval(value: Any) -> str | None:
+    if not 0 <= _number(value) <= 1:
+        return f"{value!r} must be between 0 and 1"
+    return None
+
+
+def _calibration_end(params: Mapping[str, Any]) -> str | None:
+    not_a_date = _not_a_date(params.get("calibration_end"))
+    if not_a_date or _not_a_date(params.get("observation_end")):
+        return not_a_date  # a bad observation_end is reported under its own name
+    calibration_end = _date(params.get("calibration_end"))
+    observation_end = _date(params.get("observation_end"))
+    if calibration_end and observation_end and calibration_end >= observation_end:
+        return f"{calibration_end} must be before observation_end ({observation_end})"
+    return None
+
+
+def _columns(columns: Mapping[str, Any]) -> str | None:
+    unknown = sorted(set(columns) - set(RAW_TEXT_COLUMNS))
+    if unknown:
+        return f"unknown key(s) {', '.join(unknown)}; expected {', '.join(RAW_TEXT_COLUMNS)}"
+    empty = sorted(key for key, source in columns.items() if not str(source or "").strip())
+    if empty:
+        return f"no CSV column given for {', '.join(empty)}"
+    return None
+
+
+def _fractions(fractions: Mapping[str, Any]) -> str | None:
+    if set(fractions) != set(SPLITS):
+        return f"needs exactly {', '.join(SPLITS)}, got {', '.join(map(str, fractions))}"
+    values = [_number(fractions[name]) for name in SPLITS]
+    if any(v <= 0 for v in values) or abs(sum(values) - 1) > 1e-9:
+        return f"{dict(fractions)} must be positive and sum to 1"
+    return None

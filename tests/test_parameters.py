@@ -1,0 +1,78 @@
+"""Bad parameters stop a run before any Spark work, with a message naming each of them."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from cltv.parameters import ParameterError, problems, validate_parameters
+
+from .conftest import copy_project, run_kedro
+
+
+@pytest.fixture(scope="module")
+def base_params(project_root) -> dict:
+    params: dict = {}
+    for path in sorted((project_root / "conf" / "base").glob("parameters*.yml")):
+        params.update(yaml.safe_load(path.read_text()))
+    return params
+
+
+def test_the_committed_parameters_are_valid(base_params):
+    assert problems(base_params) == []
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"time_unit": "M"}, "parameter time_unit: 'M' is not one of D, W"),
+        ({"holdout_days": -5}, "parameter holdout_days: -5 must be a whole number above 0"),
+        ({"holdout_days": 2.5}, "parameter holdout_days: 2.5 must be a whole number above 0"),
+        (
+            {"observation_end": "2011-12-09", "calibration_end": "2011-12-31"},
+            "parameter calibration_end: 2011-12-31 must be before observation_end (2011-12-09)",
+        ),
+        ({"observation_end": "2011-13-40"}, "parameter observation_end: '2011-13-40' is not"),
+        ({"columns": {"invoce": "Invoice"}}, "parameter columns: unknown key(s) invoce"),
+        ({"columns": {"invoice": ""}}, "parameter columns: no CSV column given for invoice"),
+    ],
+)
+def test_each_bad_run_parameter_is_named(base_params, override, message):
+    with pytest.raises(ParameterError) as error:
+        validate_parameters({**base_params, **override})
+    assert message in str(error.value)
+    assert str(error.value).count("parameter ") == 1  # only the bad one is reported
+
+
+@pytest.mark.parametrize(
+    ("section", "path", "value", "name"),
+    [
+        ("cltv", ["valuation", "horizon_months"], -12, "cltv.valuation.horizon_months"),
+        ("cltv", ["valuation", "discount_rate"], -0.1, "cltv.valuation.discount_rate"),
+        ("cltv", ["valuation", "margin"], 0, "cltv.valuation.margin"),
+        ("cleaning", ["max_quarantine_fraction"], 1.5, "cleaning.max_quarantine_fraction"),
+        ("churn_modeling", ["split", "fractions", "test"], 0.5, "churn_modeling.split.fractions"),
+    ],
+)
+def test_bad_nested_parameters_are_named(base_params, section, path, value, name):
+    params = yaml.safe_load(yaml.safe_dump(base_params))  # a deep copy
+    target = params[section]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    assert [p.split(":")[0] for p in problems(params)] == [f"parameter {name}"]
+
+
+def test_several_problems_are_reported_together(base_params):
+    found = problems({**base_params, "time_unit": "x", "holdout_days": 0})
+    assert [p.split(":")[0] for p in found] == ["parameter time_unit", "parameter holdout_days"]
+
+
+def test_a_run_with_bad_parameters_stops_before_any_table_or_mlflow_run(
+    spark, project_root, tmp_path
+):
+    project = copy_project(project_root, tmp_path)
+    with pytest.raises(ParameterError, match="parameter time_unit: 'M'"):
+        run_kedro(project, time_unit="M", holdout_days=90)
+    assert not (project / "mlflow.db").exists()
+    assert not [p for p in (project / "data").rglob("_delta_log")]
