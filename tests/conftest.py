@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -41,6 +43,31 @@ def copy_project(root: Path, destination: Path) -> Path:
     shutil.copy(root / "pyproject.toml", destination)
     (destination / "src").mkdir()
     return destination
+
+
+def run_cli(project: Path, *args: str, memory: str = "2g", **env: str) -> str:
+    """``python -m cltv ARGS`` in its own process, from ``project``; its log, asserting success.
+
+    The run gets a small Spark (``conf/local/spark.yml``): the CI box has 2 cores and this
+    suite's own session already runs.
+    """
+    (project / "conf" / "local" / "spark.yml").write_text(
+        yaml.safe_dump({"spark.driver.memory": memory, "spark.sql.shuffle.partitions": 2})
+    )
+    environment = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", **env}
+    environment.pop("PYSPARK_PYTHON", None)  # the run's own interpreter, not this one's
+    completed = subprocess.run(
+        [sys.executable, "-m", "cltv", *args],
+        cwd=project,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    log = completed.stdout + completed.stderr
+    assert completed.returncode == 0, log[-5000:]
+    return log
 
 
 def run_kedro(

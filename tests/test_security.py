@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 
 import mlflow
 import pytest
@@ -13,7 +11,7 @@ import yaml
 
 from cltv.synthetic import write_csv
 
-from .conftest import copy_project
+from .conftest import copy_project, run_cli
 
 # token shapes of the services this project talks to, and private keys
 TOKEN_PATTERNS = {
@@ -64,24 +62,15 @@ def test_a_run_with_credentials_around_logs_none_of_them(project_root, tmp_path)
     host = "https://example.cloud.databricks.com"
     credentials = {"databricks": {"host": host, "token": FAKE_TOKEN}}
     (project / "conf" / "local" / "credentials.yml").write_text(yaml.safe_dump(credentials))
-    (project / "conf" / "local" / "spark.yml").write_text(
-        yaml.safe_dump({"spark.driver.memory": "1g", "spark.sql.shuffle.partitions": 2})
-    )
     csv = tmp_path / "input.csv"
     write_csv(3000, csv, seed=11)
-    env = {**os.environ, "DATABRICKS_TOKEN": FAKE_TOKEN, "KEDRO_DISABLE_TELEMETRY": "1"}
-    env.pop("PYSPARK_PYTHON", None)
-    completed = subprocess.run(
-        [sys.executable, "-m", "cltv", "--pipelines=data_processing", f"--params=input_path={csv}"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    log = run_cli(
+        project,
+        "--pipelines=data_processing",
+        f"--params=input_path={csv}",
+        memory="1g",
+        DATABRICKS_TOKEN=FAKE_TOKEN,
     )
-    log = completed.stdout + completed.stderr
-    assert completed.returncode == 0, log[-3000:]
     assert FAKE_TOKEN not in log and _leaks(log) == []
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     run = mlflow.search_runs(experiment_names=["cltv-churn"]).iloc[0]

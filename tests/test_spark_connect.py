@@ -9,17 +9,13 @@ classic ``default_run``, and must produce the same tables and numbers.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 from deltalake import DeltaTable
 
-from .conftest import copy_project
+from .conftest import copy_project, run_cli
 
 # every Delta table whose rows depend only on the input (not on run time or model objects)
 COMPARED_TABLES = {
@@ -45,23 +41,7 @@ def _json(project, relative) -> dict:
 @pytest.fixture(scope="module")
 def connect_run(default_run, project_root, tmp_path_factory):
     project = copy_project(project_root, tmp_path_factory.mktemp("connect"))
-    # the CI box has 2 cores and already runs this suite's own Spark
-    (project / "conf" / "local" / "spark.yml").write_text(
-        yaml.safe_dump({"spark.driver.memory": "2g", "spark.sql.shuffle.partitions": 2})
-    )
-    env = {**os.environ, "SPARK_REMOTE": "local[2]"}
-    env.pop("PYSPARK_PYTHON", None)
-    completed = subprocess.run(
-        [sys.executable, "-m", "cltv", "--params", f"input_path={default_run.csv}"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    log = completed.stdout + completed.stderr
-    assert completed.returncode == 0, log[-5000:]
+    log = run_cli(project, f"--params=input_path={default_run.csv}", SPARK_REMOTE="local[2]")
     return project, log
 
 
