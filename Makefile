@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip
 # constraints.txt pins the whole dependency tree to versions that resolve together.
 INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: run test lint format install install-dev clean-data bench
+.PHONY: run test lint format install install-dev clean-data bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,11 @@ format: install-dev
 	$(BIN)/ruff format src tests
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow"
+
+# 20 runs with failures injected at random (tests marked slow, minutes)
+soak: install-dev
+	$(BIN)/pytest -m slow
 
 # side by side with a pandas + lifetimes script; not part of `make test` (minutes to hours)
 ROWS ?= 1000000 10000000
