@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv
@@ -12,7 +13,14 @@ import pyarrow.csv
 from cltv.pipelines.data_processing.nodes import (
     purchase_occasions,
 )
-from cltv.synthetic import RAW_COLUMNS, RAW_SCHEMA, generate_chunks, write_csv
+from cltv.synthetic import (
+    RAW_COLUMNS,
+    RAW_SCHEMA,
+    GeneratorSettings,
+    _split_into_lines,
+    generate_chunks,
+    write_csv,
+)
 
 from .test_cleaning import clean_csv
 
@@ -61,3 +69,13 @@ def test_occasions_after_cleaning_are_the_drawn_ones(spark, tmp_path):
         for r in purchase_occasions(clean, "2100-01-01").collect()
     }
     assert found == drawn
+
+
+def test_every_basket_balances_even_when_many_must_be_redrawn():
+    # 2-3 pence over ~4 lines: most baskets fail the first draw, some fail again after it
+    rng = np.random.default_rng(0)
+    values = rng.integers(2, 4, size=20_000)
+    invoice, _, quantity, unit_pence = _split_into_lines(rng, values, GeneratorSettings())
+    totals = np.bincount(invoice, weights=quantity * unit_pence, minlength=values.size)
+    assert (totals == values).all()
+    assert (unit_pence >= 1).all() and (quantity >= 1).all()

@@ -182,7 +182,10 @@ def _split_into_lines(rng, value_pence: np.ndarray, settings: GeneratorSettings)
     n_invoices = value_pence.size
     n_lines = 1 + rng.poisson(settings.mean_lines_per_invoice - 1.0, size=n_invoices)
     n_lines = np.minimum(n_lines, value_pence)  # at least a penny a line
-    for _attempt in range(2):
+    # Redraw until every invoice balances: each round turns the baskets that did not into
+    # one-line invoices (which always balance), so the loop ends. Stopping after a second round
+    # failed on 50M lines, where a basket could fail in both.
+    while True:
         invoice = np.repeat(np.arange(n_invoices), n_lines)
         position = np.arange(invoice.size) - np.repeat(_group_starts(n_lines), n_lines)
         is_last = position == n_lines[invoice] - 1
@@ -200,7 +203,6 @@ def _split_into_lines(rng, value_pence: np.ndarray, settings: GeneratorSettings)
             unit_pence[is_last] = remainder[invoice[is_last]]
             return invoice, position, quantity, unit_pence
         n_lines = np.where(remainder > 0, n_lines, 1)  # tiny baskets: one line carries it all
-    raise AssertionError("unreachable: one-line invoices always balance")
 
 
 def _format_dates(start: np.datetime64, moment_days: np.ndarray) -> pa.Array:
