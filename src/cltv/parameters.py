@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
-from cltv.pipelines.data_processing.nodes import DAYS_PER_UNIT, RAW_TEXT_COLUMNS
+from cltv.pipelines.data_processing.nodes import DAYS_PER_UNIT, column_mapping_problem
 
 SPLITS = ("train", "validation", "test")
 
@@ -55,7 +55,7 @@ def problems(params: Mapping[str, Any]) -> list[str]:
     _check(found, "holdout_days", lambda: _positive_whole(params["holdout_days"]))
     _check(found, "observation_end", lambda: _not_a_date(params.get("observation_end")))
     _check(found, "calibration_end", lambda: _calibration_end(params))
-    _check(found, "columns", lambda: _columns(params.get("columns") or {}))
+    _check(found, "columns", lambda: column_mapping_problem(params.get("columns") or {}))
     cleaning = params.get("cleaning") or {}
     _check(
         found,
@@ -121,16 +121,6 @@ def _calibration_end(params: Mapping[str, Any]) -> str | None:
     observation_end = _date(params.get("observation_end"))
     if calibration_end and observation_end and calibration_end >= observation_end:
         return f"{calibration_end} must be before observation_end ({observation_end})"
-    return None
-
-
-def _columns(columns: Mapping[str, Any]) -> str | None:
-    unknown = sorted(set(columns) - set(RAW_TEXT_COLUMNS))
-    if unknown:
-        return f"unknown key(s) {', '.join(unknown)}; expected {', '.join(RAW_TEXT_COLUMNS)}"
-    empty = sorted(key for key, source in columns.items() if not str(source or "").strip())
-    if empty:
-        return f"no CSV column given for {', '.join(empty)}"
     return None
 
 

@@ -122,19 +122,25 @@ def _spark_connect_conf(remote: str, conf: dict[str, str]) -> dict[str, str]:
     setting but the master (the remote URL names it). A real server (``sc://…``, Databricks
     Connect, serverless) takes runtime SQL settings only.
     """
-    conf = {k: v for k, v in conf.items() if k != "spark.master"}
     if remote.startswith("local"):
-        return conf
+        return {k: v for k, v in conf.items() if k != "spark.master"}
+    return _runtime_settings(conf)
+
+
+def _runtime_settings(conf: dict[str, str]) -> dict[str, str]:
+    """What may be set on a session someone else started (a server's, or a cluster's)."""
     return {k: v for k, v in conf.items() if k.startswith(_RUNTIME_CONF_PREFIXES)}
 
 
-def _prepare_local_driver() -> None:
+def _prepare_driver(local: bool) -> None:
+    """Java for a driver JVM started here; for a local one, loopback and this interpreter."""
     logger.info("Spark: Java for the driver is %s", configure_java())
-    # a local driver stays on loopback, whatever the hostname resolves to
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    # Python workers (pandas UDFs) must import this project: run them with this
-    # interpreter, not whatever ``python3`` is first on PATH
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if local:
+        # a local driver stays on loopback, whatever the hostname resolves to
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers (pandas UDFs) must import this project: run them with this
+        # interpreter, not whatever ``python3`` is first on PATH
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
 def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> SparkSession:
@@ -155,27 +161,27 @@ def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> 
 
     conf = {str(key): str(value) for key, value in (spark_conf or {}).items()}
     remote = os.environ.get("SPARK_REMOTE")
+    databricks_runtime = os.environ.get("DATABRICKS_RUNTIME_VERSION")
     if remote:
         if remote.startswith("local"):
-            _prepare_local_driver()
+            _prepare_driver(local=True)
         conf = _spark_connect_conf(remote, conf)
         builder = SparkSession.builder.remote(remote)
         where = f"over Spark Connect ({_redact(remote)})"
-    elif os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+    elif databricks_runtime:
         # a Databricks job or notebook: the cluster owns its session; its settings stay
-        conf = {k: v for k, v in conf.items() if k.startswith(_RUNTIME_CONF_PREFIXES)}
+        conf = _runtime_settings(conf)
         builder = SparkSession.builder
-        where = f"on Databricks Runtime {os.environ['DATABRICKS_RUNTIME_VERSION']}"
+        where = f"on Databricks Runtime {databricks_runtime}"
     else:
-        if conf.get("spark.master", "local").startswith("local"):
-            _prepare_local_driver()
+        _prepare_driver(local=conf.get("spark.master", "local").startswith("local"))
         conf, delta_source = _with_delta_if_available(conf)
         builder = SparkSession.builder
         where = f"on {conf.get('spark.master', 'local')}"
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    if remote or os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+    if remote or databricks_runtime:
         delta_source = "delta-spark" if session_has_delta(spark) else "delta-rs (deltalake)"
     else:
         spark.sparkContext.setLogLevel(conf.get("cltv.log_level", "WARN"))

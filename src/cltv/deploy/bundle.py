@@ -140,7 +140,6 @@ def _topological_order(dependencies: Mapping[str, list[str]]) -> list[str]:
 # ---------------------------------------------------------------- the bundle's resource file
 BUNDLE_PIPELINES = ("data_processing", "churn_modeling", "cltv", "reporting")
 JOB_RESOURCE = Path("resources") / "cltv_churn.job.yml"
-# the bundle resolves these per target (databricks.yml `variables`)
 # the schema and volume as the bundle created them (development mode prefixes their names)
 BUNDLE_RUNTIME_PARAMS = {
     "catalog": "${var.catalog}",
@@ -154,8 +153,19 @@ _HEADER = """\
 """
 
 
-def load_environment(project_path: Path, env: str) -> tuple[dict[str, Pipeline], dict, dict, dict]:
-    """The registry's pipelines, and the catalog, own Spark settings and globals of ``env``."""
+@dataclass(frozen=True)
+class Environment:
+    """What the job is built from: the registry's pipelines and a Kedro environment's conf."""
+
+    pipelines: dict[str, Pipeline]
+    catalog: dict[str, Any]
+    spark_conf: dict[str, Any]  # the environment's own spark.yml: the job cluster's settings
+    compute: str  # `databricks.compute` in its globals.yml: cluster or serverless
+
+
+def load_environment(project_path: Path, env: str) -> Environment:
+    """The pipelines and conf of ``env``, refusing a catalog that would lose what crosses from
+    one task to the next (``check_cross_task_datasets``)."""
     from kedro.config import OmegaConfigLoader
     from kedro.framework.project import pipelines, settings
     from kedro.framework.startup import bootstrap_project
@@ -167,9 +177,15 @@ def load_environment(project_path: Path, env: str) -> tuple[dict[str, Pipeline],
         **settings.CONFIG_LOADER_ARGS,
     )
     registry = {name: pipelines[name] for name in BUNDLE_PIPELINES}
+    catalog = loader["catalog"]
+    check_cross_task_datasets(registry, catalog)
     spark_file = project_path / settings.CONF_SOURCE / env / "spark.yml"
-    cluster_spark_conf = yaml.safe_load(spark_file.read_text()) if spark_file.exists() else {}
-    return registry, loader["catalog"], cluster_spark_conf, loader["globals"]
+    return Environment(
+        pipelines=registry,
+        catalog=catalog,
+        spark_conf=yaml.safe_load(spark_file.read_text()) if spark_file.exists() else {},
+        compute=loader["globals"].get("databricks", {}).get("compute", "cluster"),
+    )
 
 
 def job_cluster(
@@ -209,21 +225,22 @@ def bundle_job_resource(project_path: Path, compute: str | None = None) -> str:
     ``compute`` (``cluster`` or ``serverless``) defaults to ``databricks.compute`` in
     ``conf/databricks/globals.yml``, so the committed file and its check agree.
     """
-    pipelines, catalog, spark_conf, globals_ = load_environment(project_path, "databricks")
-    check_cross_task_datasets(pipelines, catalog)
-    compute = compute or globals_.get("databricks", {}).get("compute", "cluster")
+    environment = load_environment(project_path, "databricks")
     spec = JobSpec(
         wheel="../dist/*.whl",  # relative to this resource file; built by the bundle artifact
         conf_source="${workspace.file_path}/conf",  # conf/ is synced with the bundle
         runtime_params=BUNDLE_RUNTIME_PARAMS,
-        compute=compute,
+        compute=compute or environment.compute,
         # the bundle resolves these per target (databricks.yml `variables`)
         cluster=job_cluster(
-            "${var.spark_version}", "${var.node_type_id}", "${var.num_workers}", spark_conf
+            "${var.spark_version}",
+            "${var.node_type_id}",
+            "${var.num_workers}",
+            environment.spark_conf,
         ),
         name="cltv-churn [${bundle.target}]",
     )
-    job = job_settings(pipelines, spec)
+    job = job_settings(environment.pipelines, spec)
     resource = {"resources": {"jobs": {JOB_KEY: job}}}
     return _HEADER + yaml.safe_dump(resource, sort_keys=False, width=100)
 

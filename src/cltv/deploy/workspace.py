@@ -29,7 +29,6 @@ from databricks.sdk.service.workspace import ImportFormat
 from cltv.deploy.bundle import (
     PACKAGE_NAME,
     JobSpec,
-    check_cross_task_datasets,
     job_cluster,
     job_settings,
     load_environment,
@@ -370,12 +369,10 @@ def deploy_project(
     bundle. Local checks (artifacts, pipelines, credentials) come before any request.
     """
     wheel, conf_archive = find_artifacts(project_path / "dist", wheel, conf_archive)
-    pipelines, catalog, spark_conf, globals_ = load_environment(project_path, "databricks")
     try:
-        check_cross_task_datasets(pipelines, catalog)
-    except ValueError as exc:
+        environment = load_environment(project_path, "databricks")
+    except ValueError as exc:  # a dataset that would not outlive its task
         raise DeployError(str(exc)) from exc
-    compute = compute or globals_.get("databricks", {}).get("compute", "cluster")
     if client is None:
         client = workspace_client(resolve_credentials(project_path))
     workspace_dir = target.workspace_dir or default_workspace_dir(client, target.name)
@@ -384,6 +381,8 @@ def deploy_project(
         wheel=wheel,
         conf_archive=conf_archive,
         workspace_dir=workspace_dir,
-        job=project_job(pipelines, target, compute, spark_conf),
+        job=project_job(
+            environment.pipelines, target, compute or environment.compute, environment.spark_conf
+        ),
         run=run,
     )

@@ -42,12 +42,9 @@ def standardise_columns(raw: DataFrame, columns: dict[str, str], input_path: str
 
     Required columns missing from the file stop the run; optional ones become nulls.
     """
-    unknown = sorted(set(columns) - set(RAW_TEXT_COLUMNS))
-    if unknown:
-        raise InputDataError(
-            f"parameter columns: unknown key(s) {', '.join(unknown)}; "
-            f"expected {', '.join(RAW_TEXT_COLUMNS)}"
-        )
+    problem = column_mapping_problem(columns)
+    if problem:
+        raise InputDataError(f"parameter columns: {problem}")
     present = set(raw.columns)
     for name in REQUIRED_COLUMNS:
         source = columns.get(name, name)
@@ -68,6 +65,17 @@ def standardise_columns(raw: DataFrame, columns: dict[str, str], input_path: str
         for name in RAW_TEXT_COLUMNS
     ]
     return raw.select(*selected, F.col(CORRUPT_RECORD_COLUMN).alias("raw_record"))
+
+
+def column_mapping_problem(columns: dict[str, Any]) -> str | None:
+    """What is wrong with the ``columns`` parameter (our names -> the CSV's), if anything."""
+    unknown = sorted(set(columns) - set(RAW_TEXT_COLUMNS))
+    if unknown:
+        return f"unknown key(s) {', '.join(unknown)}; expected {', '.join(RAW_TEXT_COLUMNS)}"
+    empty = sorted(key for key, source in columns.items() if not str(source or "").strip())
+    if empty:
+        return f"no CSV column given for {', '.join(empty)}"
+    return None
 
 
 def _delimiter_hint(header: list[str]) -> str:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-
-logger = logging.getLogger(__name__)
 
 
 def merge_new_lines(existing: DataFrame, batch: DataFrame) -> DataFrame:
