@@ -90,9 +90,12 @@ def run_kedro(
 
 @pytest.fixture(scope="session")
 def default_run(spark, project_root, tmp_path_factory):
-    """One default ``kedro run`` (all pipelines) on 20,000 generated lines, shared by tests."""
+    """One default ``kedro run`` (all pipelines) on 20,000 generated lines, shared by tests.
+
+    The lines carry the real-export regimes (returns of all kinds, postage and fees), so every
+    test of the run sees the pipeline survive them."""
     project = copy_project(project_root, tmp_path_factory.mktemp("project"))
     csv = project / "input.csv"
-    write_csv(20_000, csv, seed=5)
+    write_csv(20_000, csv, seed=5, regimes=("returns", "non_product"))
     run_kedro(project, input_path=str(csv))
     return SimpleNamespace(project=project, csv=csv)

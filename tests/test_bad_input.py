@@ -57,7 +57,8 @@ QUARANTINED = {
         {},
         4,
     ),
-    "negative_quantity": ([GOOD, _line("8", Quantity="-6")], {"non_positive_quantity": 1}, 1),
+    # a negative quantity with a customer is a return: it nets the sale at or before it
+    "negative_quantity": ([GOOD, _line("8", Quantity="-6")], {"cancellation": 1}, 1),
     "zero_quantity": ([GOOD, _line("9", Quantity="0")], {"non_positive_quantity": 1}, 1),
     "zero_price": ([GOOD, _line("10", Price="0")], {"non_positive_price": 1}, 1),
     "negative_price": ([GOOD, _line("11", Price="-2.55")], {"non_positive_price": 1}, 1),
@@ -73,9 +74,15 @@ QUARANTINED = {
         {"future_date": 1},
         1,
     ),
-    # the original sale stays clean: cancellations are kept apart, never netted against it
+    # returns match the customer's earlier sales of the stock code, whatever the invoice number;
+    # the sale stays in the clean table with its returned quantity
     "cancellation_of_a_known_invoice": ([GOOD, CANCEL.format("536365")], {"cancellation": 1}, 1),
-    "cancellation_without_an_original": ([GOOD, CANCEL.format("999999")], {"cancellation": 1}, 1),
+    "cancellation_of_another_invoice": ([GOOD, CANCEL.format("999999")], {"cancellation": 1}, 1),
+    "cancellation_before_any_sale": (
+        [GOOD, CANCEL.format("999999").replace("2010-12-01", "2010-11-30")],
+        {"unmatched_cancellation": 1},
+        1,
+    ),
     "exact_duplicate_lines": ([GOOD, GOOD, GOOD], {"duplicate_line": 2}, 1),
     "missing_customer_id": ([GOOD, _line("16", Customer_ID="")], {"missing_customer_id": 1}, 1),
 }

@@ -6,6 +6,7 @@ import datetime as dt
 from collections import Counter
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import SparkSession
@@ -16,9 +17,12 @@ from cltv.pipelines.data_processing.nodes import (
     RAW_TEXT_COLUMNS,
     InputDataError,
     label_transactions,
+    match_returns,
     split_clean_and_quarantine,
     standardise_columns,
 )
+
+from .conftest import PROJECT_ROOT
 
 FORMATS = ["yyyy-MM-dd HH:mm:ss", "M/d/yyyy H:mm"]
 II_COLUMNS = {
@@ -42,22 +46,62 @@ CASES = {
     "unparseable_quantity": "536368,22960,JAM,six,2010-12-01 08:34:00,4.25,13047.0,France",
     "unparseable_price": "536369,21756,BATH,3,2010-12-01 08:35:00,£5.95,13047.0,France",
     "unparseable_invoice_date": "536370,22728,ALARM,24,yesterday,3.75,12583.0,France",
-    "cancellation": "C536379,D,Discount,-1,2010-12-01 09:41:00,27.5,14527.0,United Kingdom",
-    "non_positive_quantity": "536380,22961,JAM,-3,2010-12-01 09:41:00,1.45,14527.0,France",
+    "unmatched_cancellation": "C536379,22961,JAM,-1,2010-12-01 09:41:00,1.45,14527.0,France",
+    "non_positive_quantity": "536380,22961,JAM,0,2010-12-01 09:41:00,1.45,14527.0,France",
+    "non_product": "536383,POST,POSTAGE,3,2010-12-01 09:41:00,18.0,12583.0,France",
     "non_positive_price": "536381,22139,RETROSPOT,5,2010-12-01 09:41:00,0.0,15311.0,France",
     "future_date": "536382,22139,RETROSPOT,5,2099-12-01 09:41:00,4.95,15311.0,France",
 }
 
 
+PROJECT_CLEANING = yaml.safe_load(
+    (PROJECT_ROOT / "conf" / "base" / "parameters_data_processing.yml").read_text()
+)["cleaning"]
+NET = {"mode": "net", "max_days": None}
+
+
+def clean_standardised(
+    standardised,
+    latest=None,
+    max_fraction=0.5,
+    formats=FORMATS,
+    returns=NET,
+    non_product=None,
+    source="input.csv",
+):
+    """label -> match_returns -> split, as data_processing wires them: (clean, quarantine, report).
+
+    ``non_product`` defaults to the project's list of non-product stock codes.
+    """
+    codes = PROJECT_CLEANING["non_product_stock_codes"] if non_product is None else non_product
+    labelled = label_transactions(standardised, formats, latest, codes)
+    matches = match_returns(labelled, returns)
+    return split_clean_and_quarantine(labelled, matches, returns, max_fraction, source)
+
+
 def clean_csv(
-    path, mapping=II_COLUMNS, latest=None, max_fraction=0.5, load_args=None, formats=FORMATS
+    path,
+    mapping=II_COLUMNS,
+    latest=None,
+    max_fraction=0.5,
+    load_args=None,
+    formats=FORMATS,
+    returns=NET,
+    non_product=None,
 ):
     """The cleaning nodes of data_processing on one CSV: (clean, quarantine, report)."""
     # a run persists the labelled rows of its path; the pipeline's hook clears them after a run
     SparkSession.getActiveSession().catalog.clearCache()
     raw = InvoiceCSVDataset(filepath=str(path), load_args=load_args).load()
-    labelled = label_transactions(standardise_columns(raw, mapping, str(path)), formats, latest)
-    return split_clean_and_quarantine(labelled, max_fraction, str(path))
+    return clean_standardised(
+        standardise_columns(raw, mapping, str(path)),
+        latest,
+        max_fraction,
+        formats,
+        returns,
+        non_product,
+        str(path),
+    )
 
 
 def _run_cleaning(spark, tmp_path, lines, latest="2012-01-01", max_fraction=1.0, header=HEADER):
@@ -177,10 +221,9 @@ def test_no_row_is_lost_or_duplicated(spark, rows):
             [StructField(c, StringType()) for c in (*II_COLUMNS.values(), "_corrupt_record")]
         ),
     )
-    labelled = label_transactions(
-        standardise_columns(raw, II_COLUMNS, "gen.csv"), FORMATS, "2012-01-01"
+    clean, quarantine, report = clean_standardised(
+        standardise_columns(raw, II_COLUMNS, "gen.csv"), "2012-01-01", 1.0, source="gen.csv"
     )
-    clean, quarantine, report = split_clean_and_quarantine(labelled, 1.0, "gen.csv")
     n_clean, n_quarantine = clean.count(), quarantine.count()
     assert n_clean + n_quarantine == len(rows) == report["rows"]
     assert n_clean == report["clean_rows"]

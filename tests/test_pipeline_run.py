@@ -65,12 +65,20 @@ def test_default_run_writes_tables_metrics_and_mlflow_run(default_run):
     assert counts["customer_summary"] == counts["customer_features"] > 100
     report = json.loads((project_copy / "data/08_reporting/quarantine_report.json").read_text())
     assert report["rows"] == raw_rows
-    assert set(report["by_reason"]) == {
+    # exactly the lines the generator added on top of its process, in their reasons
+    truth = json.loads(csv.with_name(csv.name + ".truth.json").read_text())
+    expected = dict(truth["expected_reasons"])
+    assert counts["transactions_clean"] == expected.pop("clean")
+    assert report["by_reason"] == expected
+    assert set(expected) == {
         "missing_customer_id",
         "cancellation",
+        "unmatched_cancellation",
+        "non_product",
         "duplicate_line",
         "non_positive_price",
     }
+    assert report["returns"]["sale_lines_fully_returned"] > 0
     features = DeltaTable(str(project_copy / "data/04_feature/customer_features")).to_pandas()
     assert features["rfm_segment"].nunique() >= 5
     assert set(features["r_score"]) <= {1, 2, 3, 4, 5}
@@ -96,6 +104,9 @@ def test_default_run_writes_tables_metrics_and_mlflow_run(default_run):
     assert run["metrics.quarantine.rows"] == raw_rows
     assert (
         run["metrics.quarantine.by_reason.duplicate_line"] == report["by_reason"]["duplicate_line"]
+    )
+    assert run["metrics.quarantine.returns.netted_revenue"] == pytest.approx(
+        report["returns"]["netted_revenue"]
     )
     client = mlflow.MlflowClient()
     plots = {a.path for a in client.list_artifacts(run.run_id, "churn_plots")}

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv
+import pytest
+from pyspark.sql import functions as F
 
-from cltv.pipelines.data_processing.nodes import (
-    purchase_occasions,
-)
+from cltv.pipelines.data_processing.nodes import is_non_product, purchase_occasions
 from cltv.synthetic import (
     RAW_COLUMNS,
     RAW_SCHEMA,
@@ -22,7 +23,7 @@ from cltv.synthetic import (
     write_csv,
 )
 
-from .test_cleaning import clean_csv
+from .test_cleaning import PROJECT_CLEANING, clean_csv
 
 
 def _digest(path):
@@ -45,6 +46,23 @@ def test_deterministic_sized_and_with_truth(tmp_path):
     assert set(stored["gamma_gamma"]) >= {"p", "q", "gamma", "n_customers"}
 
 
+def test_regimes_are_opt_in_sized_and_recorded(tmp_path):
+    plain, real = tmp_path / "plain.csv", tmp_path / "real.csv"
+    truth = write_csv(30_000, plain, seed=3)
+    real_truth = write_csv(30_000, real, seed=3, regimes=("returns", "non_product"))
+    assert "regimes" not in truth and "expected_reasons" not in truth
+    assert real_truth["regimes"] == ["non_product", "returns"]
+    # the process and its parameters do not move; only the lines around it do
+    for model in ("bgnbd", "gamma_gamma"):
+        del truth[model]["n_customers"], real_truth[model]["n_customers"]
+        assert real_truth[model] == truth[model]
+    rows = real.read_text().splitlines()
+    assert abs(len(rows) - 1 - 30_000) <= 300 and real_truth["rows"] == len(rows) - 1
+    assert sum(real_truth["expected_reasons"].values()) == real_truth["rows"]
+    codes = {line.split(",")[1] for line in rows[1:]}
+    assert {"POST", "DOT", "C2", "AMAZONFEE", "BANK CHARGES", "m"} <= codes
+
+
 def test_all_kinds_of_dirt_are_present(tmp_path):
     chunk = next(generate_chunks(20_000, seed=1))
     lines = chunk.lines
@@ -56,19 +74,47 @@ def test_all_kinds_of_dirt_are_present(tmp_path):
     assert len({tuple(r.values()) for r in rows}) < len(rows)  # exact duplicates
 
 
-def test_occasions_after_cleaning_are_the_drawn_ones(spark, tmp_path):
+@pytest.mark.parametrize(
+    "regimes", [(), ("returns",), ("non_product",), ("returns", "non_product")], ids=str
+)
+def test_occasions_after_cleaning_are_the_drawn_ones(spark, tmp_path, regimes):
+    """Cleaning and netting recover exactly what the process drew, under every regime: each
+    added line lands in the reason the generator meant, and no returned order is a purchase."""
     path = tmp_path / "process.csv"
-    chunks = list(generate_chunks(15_000, seed=11))
-    pa.csv.write_csv(pa.concat_tables([c.lines for c in chunks]).cast(RAW_SCHEMA), str(path))
+    chunks = list(generate_chunks(15_000, seed=11, settings=GeneratorSettings(regimes=regimes)))
+    lines = pa.concat_tables([c.lines for c in chunks])
+    pa.csv.write_csv(lines.cast(RAW_SCHEMA), str(path))
     drawn = pa.concat_tables([c.occasions for c in chunks]).to_pandas()
     drawn = {(r.customer_id, r.day, r.revenue_pence_sum) for r in drawn.itertuples()}
+    expected = sum((Counter(c.expected_reasons) for c in chunks), Counter())
 
-    clean, _, _ = clean_csv(path)
+    clean, quarantine, report = clean_csv(path, latest="2030-01-01")
     found = {
         (r["customer_id"], r["day"], round(r["revenue"] * 100))
         for r in purchase_occasions(clean, "2100-01-01").collect()
     }
     assert found == drawn
+    assert report["clean_rows"] == expected.pop("clean")
+    assert report["by_reason"] == dict(expected)
+    assert report["rows"] == lines.num_rows
+
+    if "non_product" in regimes:
+        codes = PROJECT_CLEANING["non_product_stock_codes"]
+        non_product = quarantine.filter(F.col("reason") == "non_product")
+        assert non_product.count() == expected["non_product"] > 0
+        # every line with a non-product code and no return sign is one of them
+        marked = is_non_product(F.col("StockCode"), codes)
+        positive = lines.filter(pc.greater(pc.cast(lines["Quantity"], pa.int64()), 0))
+        table = spark.createDataFrame(positive.to_pandas()).filter(
+            marked & (F.col("Customer ID") != "")
+        )
+        assert table.count() == expected["non_product"]
+    if "returns" in regimes:
+        returned = report["returns"]
+        assert returned["sale_lines_fully_returned"] > 0 and returned["unmatched_lines"] > 0
+        # customers whose one order was cancelled within the hour are nobody's customers
+        assert not {c for c, _, _ in found if c.startswith("9000")}
+        assert clean.filter(F.col("customer_id").startswith("9000")).count() > 0
 
 
 def test_every_basket_balances_even_when_many_must_be_redrawn():

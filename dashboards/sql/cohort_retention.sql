@@ -2,6 +2,7 @@
 WITH active AS (
   SELECT DISTINCT customer_id, trunc(CAST(invoice_date AS DATE), 'MM') AS month
   FROM transactions_clean
+  WHERE quantity > returned_quantity
 ),
 cohorts AS (
   SELECT customer_id, MIN(month) AS cohort FROM active GROUP BY customer_id

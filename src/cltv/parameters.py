@@ -6,11 +6,16 @@ so a user fixes ``--params`` or the YAML once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Any
 
-from cltv.pipelines.data_processing.nodes import DAYS_PER_UNIT, column_mapping_problem
+from cltv.pipelines.data_processing.nodes import (
+    DAYS_PER_UNIT,
+    RETURN_MODES,
+    column_mapping_problem,
+    non_product_codes_problem,
+)
 
 SPLITS = ("train", "validation", "test")
 
@@ -65,6 +70,16 @@ def problems(params: Mapping[str, Any]) -> list[str]:
     _check(
         found, "cleaning.latest_valid_date", lambda: _not_a_date(cleaning.get("latest_valid_date"))
     )
+    returns = cleaning.get("returns") or {}
+    _check(
+        found, "cleaning.returns.mode", lambda: _one_of(returns.get("mode", "net"), RETURN_MODES)
+    )
+    _check(found, "cleaning.returns.max_days", lambda: _optional_positive(returns.get("max_days")))
+    _check(
+        found,
+        "cleaning.non_product_stock_codes",
+        lambda: non_product_codes_problem(cleaning.get("non_product_stock_codes", [])),
+    )
     valuation = (params.get("cltv") or {}).get("valuation") or {}
     if valuation:
         _check(
@@ -95,7 +110,7 @@ def validate_parameters(params: Mapping[str, Any]) -> None:
         raise ParameterError("; ".join(found))
 
 
-def _one_of(value: Any, allowed: Mapping[str, Any]) -> str | None:
+def _one_of(value: Any, allowed: Iterable[str]) -> str | None:
     if value not in allowed:
         return f"{value!r} is not one of {', '.join(allowed)}"
     return None
@@ -104,6 +119,12 @@ def _one_of(value: Any, allowed: Mapping[str, Any]) -> str | None:
 def _positive_whole(value: Any) -> str | None:
     if _number(value) <= 0 or float(value) != int(value):
         return f"{value!r} must be a whole number above 0"
+    return None
+
+
+def _optional_positive(value: Any) -> str | None:
+    if value is not None and _number(value) <= 0:
+        return f"{value!r} must be a number of days above 0, or null"
     return None
 
 

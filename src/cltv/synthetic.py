@@ -13,11 +13,24 @@ The process, per customer (Fader, Hardie & Lee 2005, "Counting your customers th
 * each purchase is worth ``z ~ Gamma(p_gg, nu)`` with ``nu ~ Gamma(q, gamma)`` per customer
   (the Gamma-Gamma spend model), in whole pence, split over a few invoice lines.
 
-Dirt is added on top of the process and never changes it: cancellations (``C`` invoices with
-negative quantities), lines without a ``Customer ID``, zero or negative prices, and exact
-duplicate lines. After cleaning, the purchase occasions (customer, day, revenue) are exactly the
-distinct purchase days the process drew — two purchases drawn on one calendar day are one
-occasion, as in the SPEC's definition.
+Dirt is added on top of the process and never changes it: cancelled lines (an extra line on a
+real invoice, returned by a ``C`` invoice before the customer's next purchase), lines without a
+``Customer ID``, zero or negative prices, and exact duplicate lines. After cleaning and the
+netting of returns, the purchase occasions (customer, day, revenue) are exactly the distinct
+purchase days the process drew — two purchases drawn on one calendar day are one occasion, as
+in the SPEC's definition.
+
+Opt-in regimes of real invoice exports, also on top of the process (the truth does not move):
+
+* ``--returns``: partial returns (a line sold with extra units that come back later), whole
+  orders returned, rare very large orders cancelled within minutes (some by customers who
+  never buy anything else), and returns that match no earlier sale;
+* ``--non-product``: postage on a share of invoices (some of it refunded), and fees, manual
+  adjustments, samples and vouchers (``BANK CHARGES``, ``AMAZONFEE``, ``M``, ``gift_0001_20``...).
+
+Every return is dated at or after the sale it reverses and before the customer's next invoice,
+so netting (same customer and stock code, most recent sale first) reverses exactly that sale.
+Each chunk knows how many lines cleaning must find in each quarantine reason.
 
 Memory is flat in N: customers are drawn and written in fixed-size chunks, each from its own
 seeded random stream, so the output is deterministic per seed.
@@ -68,6 +81,24 @@ _QUANTITIES = np.array([1, 2, 3, 4, 6, 8, 12, 24])
 _QUANTITY_WEIGHTS = np.array([0.25, 0.15, 0.08, 0.12, 0.15, 0.05, 0.15, 0.05])
 _FIRST_INVOICE_NUMBER = 489434
 _FIRST_CUSTOMER_ID = 12346
+_FIRST_GIANT_ONLY_CUSTOMER_ID = 90_000_000
+REGIMES = ("returns", "non_product")
+MINUTES_PER_DAY = 1440
+# (stock code, description, unit price in pence or None for a drawn one) of non-product lines
+_POSTAGE = [("POST", "POSTAGE", 1800), ("DOT", "DOTCOM POSTAGE", None), ("C2", "CARRIAGE", 5000)]
+_POSTAGE_WEIGHTS = np.array([0.5, 0.3, 0.2])
+_FEES = [
+    ("M", "Manual", None),
+    ("m", "Manual", None),
+    ("BANK CHARGES", "Bank Charges", 1500),
+    ("AMAZONFEE", "AMAZON FEE", None),
+    ("S", "SAMPLES", None),
+    ("CRUK", "CRUK Commission", None),
+    ("PADS", "PADS TO MATCH ALL CUSHIONS", 1),
+    ("gift_0001_20", "Dotcomgiftshop Gift Voucher £20.00", 1667),
+    ("DCGSSBOY", "BOYS PARTY BAG", 329),
+    ("ADJUST", "Adjustment by john on 26/01/2010 17", None),
+]
 
 
 @dataclass(frozen=True)
@@ -92,6 +123,7 @@ class GeneratorSettings:
     mean_lines_per_invoice: float = 4.0
     n_products: int = 3000
     customers_per_chunk: int = 20_000
+    # per process line; a cancellation adds two lines (the extra sale and its return)
     dirt_rates: dict[str, float] = field(
         default_factory=lambda: {
             "missing_customer_id": 0.15,
@@ -100,6 +132,38 @@ class GeneratorSettings:
             "non_positive_price": 0.005,
         }
     )
+    regimes: frozenset[str] = frozenset()  # any of REGIMES
+    return_rates: dict[str, float] = field(
+        default_factory=lambda: {
+            "partial_return": 0.02,  # per line: extra units sold and returned
+            "returned_order": 0.01,  # per invoice: a 1-3 line order returned whole
+            "giant_order": 0.002,  # per customer: 10k-80k units cancelled within the hour
+            "giant_only_customer": 0.001,  # per customer: a new customer whose one order is that
+            "unmatched_return": 0.005,  # per line: a return dated before any sale to reverse
+        }
+    )
+    non_product_rates: dict[str, float] = field(
+        default_factory=lambda: {
+            "postage": 0.08,  # per invoice: a POST / DOT / C2 line on the invoice
+            "postage_refund": 0.1,  # per postage line: refunded by a C line
+            "fee": 0.01,  # per invoice: a fee, adjustment, sample or voucher invoice
+        }
+    )
+
+    def extra_lines_per_process_line(self) -> float:
+        """Lines added on top of each process line, on average (sizes the output)."""
+        per_invoice = 1.0 / self.mean_lines_per_invoice
+        extra = sum(self.dirt_rates.values()) + self.dirt_rates.get("cancellation", 0.0)
+        if "returns" in self.regimes:
+            rates = self.return_rates
+            extra += rates["partial_return"] + rates["unmatched_return"]
+            extra += rates["returned_order"] * per_invoice * 4.0  # two lines each side
+            customers_per_line = per_invoice / 3.0  # about three invoices per customer
+            extra += 2 * (rates["giant_order"] + rates["giant_only_customer"]) * customers_per_line
+        if "non_product" in self.regimes:
+            rates = self.non_product_rates
+            extra += per_invoice * (rates["postage"] * (1 + rates["postage_refund"]) + rates["fee"])
+        return extra
 
 
 @dataclass
@@ -111,6 +175,8 @@ class Chunk:
     n_customers: int
     # customer_id, purchase_rate_per_week, dropout_probability, dropout_day (null: alive at end)
     latent: pa.Table
+    # rows cleaning must find per quarantine reason, and "clean" for the clean table
+    expected_reasons: dict[str, int] = field(default_factory=dict)
 
 
 def _product_catalog(n_products: int) -> tuple[pa.Array, pa.Array]:
@@ -205,12 +271,6 @@ def _split_into_lines(rng, value_pence: np.ndarray, settings: GeneratorSettings)
         n_lines = np.where(remainder > 0, n_lines, 1)  # tiny baskets: one line carries it all
 
 
-def _format_dates(start: np.datetime64, moment_days: np.ndarray) -> pa.Array:
-    minutes = np.floor(moment_days * 1440.0).astype("timedelta64[m]")
-    stamps = (start + minutes).astype("datetime64[s]")
-    return pc.strftime(pa.array(stamps), format="%Y-%m-%d %H:%M:%S")
-
-
 def _customer_id_text(customer_number: np.ndarray) -> pa.Array:
     # Online Retail II exports carry the id as a float ("13085.0"); cleaning normalises it.
     return pc.binary_join_element_wise(
@@ -226,6 +286,119 @@ def _make_table(columns: dict[str, pa.Array]) -> pa.Table:
     return pa.table({name: columns[name] for name in RAW_COLUMNS})
 
 
+class _AddedLines:
+    """Lines added on top of the process, and the reason cleaning must give each of them."""
+
+    def __init__(self, process_lines: int) -> None:
+        self.tables: list[pa.Table] = []
+        self.expected = {"clean": process_lines}
+
+    def __call__(self, table: pa.Table, reason: str) -> None:
+        self.tables.append(table)
+        self.expected[reason] = self.expected.get(reason, 0) + table.num_rows
+
+
+class _InvoiceNumbers:
+    """Hands out invoice numbers in order, so every added invoice has a number of its own."""
+
+    def __init__(self, first: int) -> None:
+        self.next = first
+
+    def take(self, n: int) -> np.ndarray:
+        numbers = self.next + np.arange(n)
+        self.next += n
+        return numbers
+
+
+@dataclass
+class _Invoices:
+    """The process's invoices of one chunk, in (customer, time) order, with their lines."""
+
+    owner: np.ndarray  # customer index per invoice
+    minute: np.ndarray  # minutes since the period start
+    next_minute: np.ndarray  # the customer's next invoice, or the period end
+    number: np.ndarray
+    line_invoice: np.ndarray
+    line_product: np.ndarray
+    line_count: np.ndarray
+    customer_text: np.ndarray  # per customer
+    country: np.ndarray  # per customer
+    start: np.datetime64
+    stock_codes: pa.Array
+    descriptions: pa.Array
+    n_products: int
+
+    def windows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Two cuts of the time to the customer's next invoice, [minute, next): returns of the
+        invoice's own lines fall before the first, whole returned orders between the two, giant
+        orders after the second. Each sale and its return then have no sale of the same customer
+        between them, so netting (most recent sale first) pairs them exactly."""
+        gap = self.next_minute - self.minute
+        first = self.minute + np.maximum(1, gap // 3)
+        second = np.minimum(self.minute + np.maximum(2, 2 * gap // 3), self.next_minute)
+        return first, second
+
+    def lines(
+        self,
+        invoice_text,
+        stock_code,
+        description,
+        quantity,
+        minute,
+        price_pence,
+        owner,
+        customer_text=None,
+    ) -> pa.Table:
+        """Invoice lines from per-line arrays (``owner`` indexes the chunk's customers)."""
+        customers = self.customer_text[owner] if customer_text is None else customer_text
+        return _make_table(
+            {
+                "Invoice": pa.array(invoice_text, pa.string()),
+                "StockCode": pa.array(stock_code, pa.string()),
+                "Description": pa.array(description, pa.string()),
+                "Quantity": pa.array(quantity).cast(pa.string()),
+                "InvoiceDate": _format_minutes(self.start, minute),
+                "Price": _price_text(np.asarray(price_pence)),
+                "Customer ID": pa.array(customers, pa.string()),
+                "Country": pa.array(self.country[owner], pa.string()),
+            }
+        )
+
+    def product_lines(self, invoice_text, product, quantity, minute, price_pence, owner, **kw):
+        return self.lines(
+            invoice_text,
+            self.stock_codes.take(pa.array(product)),
+            self.descriptions.take(pa.array(product)),
+            quantity,
+            minute,
+            price_pence,
+            owner,
+            **kw,
+        )
+
+
+def _format_minutes(start: np.datetime64, minute: np.ndarray) -> pa.Array:
+    stamps = (start + np.asarray(minute, dtype=np.int64).astype("timedelta64[m]")).astype(
+        "datetime64[s]"
+    )
+    return pc.strftime(pa.array(stamps), format="%Y-%m-%d %H:%M:%S")
+
+
+def _return_minute(rng, earliest: np.ndarray, before: np.ndarray, within_days: float):
+    """A minute in [earliest, before), at most ``within_days`` after ``earliest``."""
+    span = np.minimum(before - earliest, int(within_days * MINUTES_PER_DAY))
+    return earliest + np.floor(rng.random(earliest.size) * span).astype(np.int64)
+
+
+def _pick(rng, candidates: np.ndarray, count: int) -> np.ndarray:
+    """``count`` distinct candidates (all of them when there are fewer), in a random order."""
+    return rng.permutation(candidates)[: min(count, candidates.size)]
+
+
+def _c_numbers(numbers: np.ndarray) -> np.ndarray:
+    return np.char.add("C", numbers.astype(str))
+
+
 def generate_chunks(
     rows: int,
     seed: int = 42,
@@ -235,13 +408,16 @@ def generate_chunks(
     """Yield chunks of invoice lines until about ``rows`` lines (dirt included) are produced."""
     params = params or ProcessParameters()
     settings = settings or GeneratorSettings()
+    unknown = set(settings.regimes) - set(REGIMES)
+    if unknown:
+        raise ValueError(f"unknown regime(s) {sorted(unknown)}; expected some of {REGIMES}")
     start = np.datetime64(settings.start, "m")
     stock_codes, descriptions = _product_catalog(settings.n_products)
     country_names = pa.array(list(COUNTRIES))
     country_weights = np.array(list(COUNTRIES.values())) / sum(COUNTRIES.values())
-    dirt_total = sum(settings.dirt_rates.values())
-    clean_target = rows / (1.0 + dirt_total)
-    clean_written, customers_written, invoices_written, chunk_index = 0, 0, 0, 0
+    clean_target = rows / (1.0 + settings.extra_lines_per_process_line())
+    clean_written, customers_written, chunk_index = 0, 0, 0
+    numbers = _InvoiceNumbers(_FIRST_INVOICE_NUMBER)
 
     while clean_written < clean_target:
         rng = np.random.default_rng([seed, chunk_index])
@@ -274,34 +450,56 @@ def generate_chunks(
         customer_country = rng.choice(
             country_names.to_numpy(zero_copy_only=False), p=country_weights, size=n_kept
         )
-        invoice_number = _FIRST_INVOICE_NUMBER + invoices_written + np.arange(owner.size)
+        invoice_number = numbers.take(owner.size)
         # distinct products within an invoice, so no two genuine lines are exact duplicates
         first_product = rng.integers(0, settings.n_products, size=owner.size)
         product = (first_product[invoice] + 7 * position) % settings.n_products
 
-        line_owner = owner[invoice]
-        clean = {
-            "Invoice": pa.array(invoice_number[invoice]).cast(pa.string()),
-            "StockCode": stock_codes.take(pa.array(product)),
-            "Description": descriptions.take(pa.array(product)),
-            "Quantity": pa.array(quantity).cast(pa.string()),
-            "InvoiceDate": _format_dates(start, moment).take(pa.array(invoice)),
-            "Price": _price_text(unit_pence),
-            "Customer ID": _customer_id_text(customer_number[line_owner]),
-            "Country": pa.array(customer_country[line_owner]),
-        }
-        clean_table = _make_table(clean)
-        n_clean = clean_table.num_rows
-        dirt = _dirt(
-            rng,
-            clean_table,
-            moment[invoice],
-            unit_pence,
-            settings,
-            start,
-            invoices_written + owner.size,
+        minute = np.floor(moment * MINUTES_PER_DAY).astype(np.int64)
+        same_customer_next = np.append(owner[1:] == owner[:-1], False)
+        end_minute = settings.days * MINUTES_PER_DAY
+        invoices = _Invoices(
+            owner=owner,
+            minute=minute,
+            next_minute=np.where(same_customer_next, np.append(minute[1:], 0), end_minute),
+            number=invoice_number,
+            line_invoice=invoice,
+            line_product=product,
+            line_count=np.bincount(invoice, minlength=owner.size),
+            customer_text=np.asarray(
+                _customer_id_text(customer_number).to_numpy(zero_copy_only=False)
+            ),
+            country=np.asarray(customer_country),
+            start=start,
+            stock_codes=stock_codes,
+            descriptions=descriptions,
+            n_products=settings.n_products,
         )
-        table = pa.concat_tables([clean_table, *dirt])
+        n_process = invoice.size
+        add = _AddedLines(n_process)
+
+        if "returns" in settings.regimes:
+            quantity = _partial_returns(rng, invoices, quantity, unit_pence, settings, numbers, add)
+        clean_table = invoices.product_lines(
+            invoice_number[invoice].astype(str),
+            product,
+            quantity,
+            minute[invoice],
+            unit_pence,
+            owner[invoice],
+        )
+        _cancelled_extra_lines(rng, invoices, settings, numbers, add)
+        if "returns" in settings.regimes:
+            _returned_orders(rng, invoices, settings, numbers, add)
+            _unmatched_returns(rng, invoices, n_process, settings, numbers, add)
+            ghosts = _FIRST_GIANT_ONLY_CUSTOMER_ID + 100_000 * chunk_index
+            _giant_orders(rng, invoices, n_kept, ghosts, settings, numbers, add)
+        if "non_product" in settings.regimes:
+            _non_product_lines(rng, invoices, settings, numbers, add)
+        for reason, table in _dirt(rng, clean_table, unit_pence, settings):
+            add(table, reason)
+
+        table = pa.concat_tables([clean_table, *add.tables])
         table = table.take(pa.array(rng.permutation(table.num_rows)))
 
         day = start.astype("datetime64[D]") + np.floor(moment).astype("timedelta64[D]")
@@ -328,62 +526,255 @@ def generate_chunks(
                 "dropout_day": pa.array(dropout_day, mask=~np.isfinite(dropout_moment)),
             }
         )
-        yield Chunk(lines=table, occasions=occasions, n_customers=n_kept, latent=latent_table)
+        yield Chunk(
+            lines=table,
+            occasions=occasions,
+            n_customers=n_kept,
+            latent=latent_table,
+            expected_reasons=add.expected,
+        )
 
-        clean_written += n_clean
+        clean_written += n_process
         customers_written += n_kept
-        invoices_written += owner.size + int(np.ceil(n_clean * dirt_total)) + 1
         chunk_index += 1
 
 
-def _dirt(
-    rng, clean: pa.Table, line_moment, unit_pence, settings, start, next_invoice
-) -> list[pa.Table]:
-    """Dirty lines added on top of the clean ones; each is quarantined by cleaning."""
+def _cancelled_extra_lines(rng, invoices: _Invoices, settings, numbers, add) -> None:
+    """Cancellations: an extra product on a real invoice, returned whole by a ``C`` invoice
+    (half reuse the invoice's number, as real exports do) before the customer's next invoice."""
+    wanted = round(invoices.line_invoice.size * settings.dirt_rates.get("cancellation", 0.0))
+    room = np.flatnonzero(invoices.next_minute > invoices.minute)
+    picked = _pick(rng, room, wanted)
+    n = picked.size
+    # a product the invoice does not hold yet: the next one in its stride of 7
+    first = _first_line_product(invoices)
+    product = (first[picked] + 7 * invoices.line_count[picked]) % invoices.n_products
+    quantity = rng.choice(_QUANTITIES, p=_QUANTITY_WEIGHTS, size=n)
+    price = rng.integers(29, 996, size=n)
+    owner = invoices.owner[picked]
+    number = invoices.number[picked].astype(str)
+    add(
+        invoices.product_lines(number, product, quantity, invoices.minute[picked], price, owner),
+        "clean",
+    )
+    returns_end, _ = invoices.windows()
+    returned_at = _return_minute(rng, invoices.minute[picked], returns_end[picked], 14)
+    own_number = rng.random(n) < 0.5
+    c_number = np.where(own_number, np.char.add("C", number), _c_numbers(numbers.take(n)))
+    add(
+        invoices.product_lines(c_number, product, -quantity, returned_at, price, owner),
+        "cancellation",
+    )
+
+
+def _first_line_product(invoices: _Invoices) -> np.ndarray:
+    first = np.zeros(invoices.owner.size, dtype=np.int64)
+    first[invoices.line_invoice[::-1]] = invoices.line_product[::-1]  # the first line wins
+    return first
+
+
+def _partial_returns(rng, invoices: _Invoices, quantity, unit_pence, settings, numbers, add):
+    """Some lines are sold with extra units that come back later: the sale line shows the
+    larger quantity, a ``C`` line returns the extra. Returns the new line quantities."""
+    line_invoice = invoices.line_invoice
+    wanted = round(line_invoice.size * settings.return_rates["partial_return"])
+    room = np.flatnonzero(invoices.next_minute[line_invoice] > invoices.minute[line_invoice])
+    picked = _pick(rng, room, wanted)
+    extra = 1 + np.floor(rng.random(picked.size) * quantity[picked]).astype(np.int64)
+    quantity = quantity.copy()
+    quantity[picked] += extra
+    inv = line_invoice[picked]
+    returns_end, _ = invoices.windows()
+    returned_at = _return_minute(rng, invoices.minute[inv], returns_end[inv], 30)
+    add(
+        invoices.product_lines(
+            _c_numbers(numbers.take(picked.size)),
+            invoices.line_product[picked],
+            -extra,
+            returned_at,
+            unit_pence[picked],
+            invoices.owner[inv],
+        ),
+        "cancellation",
+    )
+    return quantity
+
+
+def _returned_orders(rng, invoices: _Invoices, settings, numbers, add) -> None:
+    """Whole orders of 1-3 lines placed between two real invoices and returned in full."""
+    wanted = round(invoices.owner.size * settings.return_rates["returned_order"])
+    room = np.flatnonzero(invoices.next_minute - invoices.minute >= 2)
+    picked = _pick(rng, room, wanted)
+    orders_start, giants_start = invoices.windows()
+    placed = _return_minute(rng, orders_start[picked], giants_start[picked], 30)
+    returned_at = _return_minute(rng, placed, giants_start[picked], 14)
+    n_lines = rng.integers(1, 4, size=picked.size)
+    order = np.repeat(np.arange(picked.size), n_lines)
+    position = np.arange(order.size) - np.repeat(_group_starts(n_lines), n_lines)
+    product = (rng.integers(0, invoices.n_products, size=picked.size)[order] + 7 * position) % (
+        invoices.n_products
+    )
+    quantity = rng.choice(_QUANTITIES, p=_QUANTITY_WEIGHTS, size=order.size)
+    price = rng.integers(29, 996, size=order.size)
+    owner = invoices.owner[picked][order]
+    number = numbers.take(picked.size).astype(str)[order]
+    add(invoices.product_lines(number, product, quantity, placed[order], price, owner), "clean")
+    add(
+        invoices.product_lines(
+            np.char.add("C", number), product, -quantity, returned_at[order], price, owner
+        ),
+        "cancellation",
+    )
+
+
+def _giant_orders(rng, invoices: _Invoices, n_customers, ghost_first, settings, numbers, add):
+    """Orders of 10,000-80,000 units cancelled within the hour: after a real purchase of the
+    customer, or as the only order of a customer who never buys anything else."""
+    rates = settings.return_rates
+    room = np.flatnonzero(invoices.next_minute - invoices.minute >= 3)
+    picked = _pick(rng, room, round(n_customers * rates["giant_order"]))
+    _, giants_start = invoices.windows()
+    placed = _return_minute(rng, giants_start[picked], invoices.next_minute[picked], 60)
+    returned_at = _return_minute(rng, placed, invoices.next_minute[picked], 1 / 24)
+    owner = invoices.owner[picked]
+    customer_text = invoices.customer_text[owner]
+
+    n_ghosts = round(n_customers * rates["giant_only_customer"])
+    ghost_owner = rng.integers(0, n_customers, size=n_ghosts)  # borrows a country
+    ghost_placed = rng.integers(0, settings.days * MINUTES_PER_DAY - 120, size=n_ghosts)
+    ghost_text = _customer_id_text(ghost_first + np.arange(n_ghosts)).to_numpy(zero_copy_only=False)
+    owner = np.concatenate((owner, ghost_owner))
+    placed = np.concatenate((placed, ghost_placed))
+    returned_at = np.concatenate((returned_at, ghost_placed + rng.integers(0, 60, size=n_ghosts)))
+    customer_text = np.concatenate((customer_text, np.asarray(ghost_text)))
+
+    n = owner.size
+    product = rng.integers(0, invoices.n_products, size=n)
+    quantity = rng.integers(10_000, 80_001, size=n)
+    price = rng.integers(50, 300, size=n)
+    number = numbers.take(n).astype(str)
+    add(
+        invoices.product_lines(
+            number, product, quantity, placed, price, owner, customer_text=customer_text
+        ),
+        "clean",
+    )
+    add(
+        invoices.product_lines(
+            np.char.add("C", number),
+            product,
+            -quantity,
+            returned_at,
+            price,
+            owner,
+            customer_text=customer_text,
+        ),
+        "cancellation",
+    )
+
+
+def _unmatched_returns(rng, invoices: _Invoices, n_lines, settings, numbers, add) -> None:
+    """Returns dated before the customer's first purchase: nothing they could reverse."""
+    first_invoice = np.flatnonzero(np.append(True, invoices.owner[1:] != invoices.owner[:-1]))
+    room = first_invoice[invoices.minute[first_invoice] >= 1]
+    picked = _pick(rng, room, round(n_lines * settings.return_rates["unmatched_return"]))
+    first_minute = invoices.minute[picked]
+    earliest = np.maximum(0, first_minute - 60 * MINUTES_PER_DAY)
+    returned_at = _return_minute(rng, earliest, first_minute, 60)
+    n = picked.size
+    add(
+        invoices.product_lines(
+            _c_numbers(numbers.take(n)),
+            rng.integers(0, invoices.n_products, size=n),
+            -rng.integers(1, 13, size=n),
+            returned_at,
+            rng.integers(29, 996, size=n),
+            invoices.owner[picked],
+        ),
+        "unmatched_cancellation",
+    )
+
+
+def _non_product_lines(rng, invoices: _Invoices, settings, numbers, add) -> None:
+    """Postage on real invoices (some refunded before the next invoice), and fee, adjustment,
+    sample and voucher invoices of their own."""
+    rates = settings.non_product_rates
+    n_invoices = invoices.owner.size
+    picked = _pick(rng, np.arange(n_invoices), round(n_invoices * rates["postage"]))
+    kind = rng.choice(len(_POSTAGE), p=_POSTAGE_WEIGHTS, size=picked.size)
+    code = np.array([c for c, _, _ in _POSTAGE])[kind]
+    fixed = np.array([p or 0 for _, _, p in _POSTAGE])[kind]
+    price = np.where(fixed > 0, fixed, rng.integers(100, 70_000, size=picked.size))
+    quantity = np.where(code == "POST", rng.integers(1, 4, size=picked.size), 1)
+    owner = invoices.owner[picked]
+    number = invoices.number[picked].astype(str)
+    description = np.array([d for _, d, _ in _POSTAGE])[kind]
+    minute = invoices.minute[picked]
+    add(invoices.lines(number, code, description, quantity, minute, price, owner), "non_product")
+
+    refundable = np.flatnonzero(invoices.next_minute[picked] > minute)
+    refund = _pick(rng, refundable, round(picked.size * rates["postage_refund"]))
+    returned_at = _return_minute(rng, minute[refund], invoices.next_minute[picked][refund], 7)
+    add(
+        invoices.lines(
+            np.char.add("C", number[refund]),
+            code[refund],
+            description[refund],
+            -np.ones(refund.size, dtype=np.int64),
+            returned_at,
+            price[refund],
+            owner[refund],
+        ),
+        "cancellation",
+    )
+
+    picked = _pick(rng, np.arange(n_invoices), round(n_invoices * rates["fee"]))
+    kind = rng.integers(0, len(_FEES), size=picked.size)
+    fixed = np.array([p or 0 for _, _, p in _FEES])[kind]
+    # fees and adjustments run from pennies to thousands of pounds
+    drawn = np.rint(np.exp(rng.uniform(np.log(1), np.log(500_000), size=picked.size)))
+    add(
+        invoices.lines(
+            numbers.take(picked.size).astype(str),
+            np.array([c for c, _, _ in _FEES])[kind],
+            np.array([d for _, d, _ in _FEES])[kind],
+            np.ones(picked.size, dtype=np.int64),
+            _return_minute(rng, invoices.minute[picked], invoices.next_minute[picked], 30),
+            np.where(fixed > 0, fixed, drawn).astype(np.int64),
+            invoices.owner[picked],
+        ),
+        "non_product",
+    )
+
+
+def _dirt(rng, clean: pa.Table, unit_pence, settings) -> list[tuple[str, pa.Table]]:
+    """Dirty copies of process lines, each quarantined by cleaning, with its reason."""
     n_clean = clean.num_rows
     rates = settings.dirt_rates
-    tables = []
 
-    def count(reason: str) -> int:
-        return round(n_clean * rates.get(reason, 0.0))
+    def pick(reason: str) -> np.ndarray:
+        # distinct lines: two identical dirty copies would make the second a duplicate_line
+        return _pick(rng, np.arange(n_clean), round(n_clean * rates.get(reason, 0.0)))
 
     # exact copies of genuine lines
-    tables.append(clean.take(pa.array(rng.integers(0, n_clean, size=count("duplicate_line")))))
-
-    # cancellations: the same line reversed a few days later, as a C-invoice (half of them
-    # reuse the original invoice number, half have none to match)
-    picked = rng.integers(0, n_clean, size=count("cancellation"))
-    cancelled = clean.take(pa.array(picked))
-    later = np.minimum(
-        line_moment[picked] + rng.uniform(0, 14, size=picked.size), settings.days - 1e-3
-    )
-    original = pc.cast(cancelled["Invoice"], pa.string())
-    unmatched = pa.array(next_invoice + np.arange(picked.size)).cast(pa.string())
-    use_original = pa.array(rng.random(picked.size) < 0.5)
-    cancel_number = pc.if_else(use_original, original, unmatched)
-    cancelled = cancelled.set_column(
-        0, "Invoice", pc.binary_join_element_wise("C", cancel_number, "")
-    )
-    cancelled = cancelled.set_column(
-        3, "Quantity", pc.binary_join_element_wise("-", cancelled["Quantity"], "")
-    )
-    cancelled = cancelled.set_column(4, "InvoiceDate", _format_dates(start, later))
-    tables.append(cancelled)
+    duplicates = clean.take(pa.array(pick("duplicate_line")))
 
     # guest purchases without a customer id
-    picked = rng.integers(0, n_clean, size=count("missing_customer_id"))
+    picked = pick("missing_customer_id")
     guests = clean.take(pa.array(picked))
     guests = guests.set_column(6, "Customer ID", pa.array([""] * picked.size))
-    tables.append(guests)
 
     # free samples and bad-debt adjustments: zero or negative prices
-    picked = rng.integers(0, n_clean, size=count("non_positive_price"))
+    picked = pick("non_positive_price")
     adjusted = clean.take(pa.array(picked))
     negative = rng.random(picked.size) < 0.3
     price = np.where(negative, -unit_pence[picked], 0) / 100.0
     adjusted = adjusted.set_column(5, "Price", pa.array(price).cast(pa.string()))
-    tables.append(adjusted)
-    return tables
+    return [
+        ("duplicate_line", duplicates),
+        ("missing_customer_id", guests),
+        ("non_positive_price", adjusted),
+    ]
 
 
 def write_csv(
@@ -392,22 +783,30 @@ def write_csv(
     seed: int = 42,
     params: ProcessParameters | None = None,
     latent: bool = False,
+    regimes: tuple[str, ...] | frozenset[str] = (),
 ) -> dict:
     """Write the CSV and its ``.truth.json``; return the truth document.
 
     With ``latent``, also ``PATH.latent.parquet``: each customer's drawn purchase rate, dropout
     probability and dropout day — the oracle that churn predictions are compared against.
+    ``regimes`` adds real-export regimes on top of the process (see the module docstring); the
+    truth document then also holds ``expected_reasons``: the rows cleaning must put in each
+    quarantine reason, and ``clean``.
     """
+    settings = GeneratorSettings(regimes=frozenset(regimes))
     params = params or ProcessParameters()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     n_customers, n_repeat_customers, n_rows = 0, 0, 0
+    expected: dict[str, int] = {}
     latent_writer = None
     with pacsv.CSVWriter(
         str(out), RAW_SCHEMA, write_options=pacsv.WriteOptions(quoting_style="none")
     ) as writer:
-        for chunk in generate_chunks(rows, seed, params):
+        for chunk in generate_chunks(rows, seed, params, settings):
             writer.write_table(chunk.lines.cast(RAW_SCHEMA))
+            for reason, count in chunk.expected_reasons.items():
+                expected[reason] = expected.get(reason, 0) + count
             if latent:
                 latent_writer = latent_writer or pq.ParquetWriter(
                     f"{out}.latent.parquet", chunk.latent.schema
@@ -437,6 +836,9 @@ def write_csv(
         "seed": seed,
         "rows": n_rows,
     }
+    if settings.regimes:
+        truth["regimes"] = sorted(settings.regimes)
+        truth["expected_reasons"] = dict(sorted(expected.items()))
     Path(f"{out}.truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return truth
 
@@ -453,8 +855,22 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also write each customer's latent rate and dropout to PATH.latent.parquet",
     )
+    parser.add_argument(
+        "--returns",
+        action="store_true",
+        help="add partial and whole-order returns, giant orders cancelled within the hour, and "
+        "returns with no sale to reverse",
+    )
+    parser.add_argument(
+        "--non-product",
+        action="store_true",
+        help="add postage, fee, adjustment, sample and voucher lines",
+    )
     args = parser.parse_args(argv)
-    truth = write_csv(args.rows, args.out, args.seed, latent=args.latent)
+    regimes = [
+        name for name, on in (("returns", args.returns), ("non_product", args.non_product)) if on
+    ]
+    truth = write_csv(args.rows, args.out, args.seed, latent=args.latent, regimes=regimes)
     print(
         f"wrote {truth['rows']} lines for {truth['bgnbd']['n_customers']} customers to {args.out}"
     )

@@ -21,6 +21,9 @@ from sklearn.preprocessing import StandardScaler
 HOLDOUT_DAYS = 90
 HORIZON_MONTHS = 12
 DISCOUNT_RATE = 0.01
+NON_PRODUCT_CODES = ["POST", "DOT", "C2", "M", "D", "S", "B", "PADS", "CRUK", "BANK CHARGES"]
+NON_PRODUCT_CODES += ["AMAZONFEE", "ADJUST", "ADJUST2", "SP1002"]
+NON_PRODUCT_PATTERN = r"^gift_0001_|^DCGS|^TEST\d*$"
 
 input_path, output_dir = sys.argv[1], Path(sys.argv[2])
 output_dir.mkdir(parents=True, exist_ok=True)
@@ -29,10 +32,26 @@ output_dir.mkdir(parents=True, exist_ok=True)
 lines = pd.read_csv(input_path, dtype={"Invoice": str, "StockCode": str})
 lines["InvoiceDate"] = pd.to_datetime(lines["InvoiceDate"], format="%Y-%m-%d %H:%M:%S")
 rows = len(lines)
-clean = lines.dropna(subset=["Customer ID"])
-clean = clean[~clean["Invoice"].str.upper().str.startswith("C")]
-clean = clean[(clean["Quantity"] > 0) & (clean["Price"] > 0)]
-clean = clean.drop_duplicates()
+lines = lines.dropna(subset=["Customer ID"]).drop_duplicates()
+is_return = lines["Invoice"].str.upper().str.startswith("C") | (lines["Quantity"] < 0)
+code = lines["StockCode"].str.strip()
+non_product = code.str.upper().isin(NON_PRODUCT_CODES) | code.str.contains(
+    NON_PRODUCT_PATTERN, case=False, regex=True
+)
+sale = ~is_return & ~non_product & (lines["Quantity"] > 0) & (lines["Price"] > 0)
+lines = lines[sale | is_return].assign(is_return=is_return, StockCode=code)
+
+# returns netted against the same customer's sales of the stock code at or before them, most
+# recent first: per (customer, code) the units on hand are a reflected running sum, and a sale
+# keeps the units that the lowest later level never reached
+lines = lines.sort_values(["Customer ID", "StockCode", "InvoiceDate", "is_return"], kind="stable")
+units = lines["Quantity"].abs()
+keys = [lines["Customer ID"], lines["StockCode"]]
+running = units.where(~lines["is_return"], -units).groupby(keys).cumsum()
+level = running - np.minimum(0, running.groupby(keys).cummin())
+lowest_after = level.iloc[::-1].groupby([k.iloc[::-1] for k in keys]).cummin().iloc[::-1]
+kept = (lowest_after - (level - units)).clip(lower=0, upper=units)
+clean = lines[~lines["is_return"]].assign(Quantity=kept[~lines["is_return"]])
 clean = pd.DataFrame(
     {
         "customer_id": clean["Customer ID"].astype("int64").astype(str),

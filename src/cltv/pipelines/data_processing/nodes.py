@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -30,6 +31,8 @@ RAW_TEXT_COLUMNS = (
 # Values beyond this are typos or overflow, not invoice lines (and stay exact as doubles).
 MAX_ABS_AMOUNT = 1e9
 DAYS_PER_UNIT = {"D": 1.0, "W": 7.0}
+RETURN_MODES = ("net", "ignore")
+REGEX_PREFIX = "re:"
 
 
 class InputDataError(ValueError):
@@ -106,16 +109,28 @@ def _parsed_timestamp(raw: Column, formats: list[str]) -> Column:
 
 
 def label_transactions(
-    standardised: DataFrame, timestamp_formats: list[str], latest_valid_date: str | None
+    standardised: DataFrame,
+    timestamp_formats: list[str],
+    latest_valid_date: str | None,
+    non_product_stock_codes: list[str] | None = None,
 ) -> DataFrame:
-    """Parse every row and give each one that cannot be used a quarantine ``reason``.
+    """Parse every row and give each one that cannot be used as a sale a quarantine ``reason``.
 
     The first matching reason wins, in this order: malformed_record, invalid_encoding (bytes
-    that are not text in the file's encoding), missing_customer_id,
-    unparseable_customer_id, unparseable_quantity, unparseable_price, unparseable_invoice_date,
-    cancellation (a ``C`` invoice), non_positive_quantity, non_positive_price, future_date
-    (after ``latest_valid_date``, default today in UTC) and duplicate_line (an exact copy of an
-    earlier raw line; the first copy stays clean). ``reason`` is null for clean rows.
+    that are not text in the file's encoding), missing_customer_id, unparseable_customer_id,
+    unparseable_quantity, unparseable_price, unparseable_invoice_date, future_date (after
+    ``latest_valid_date``, default today in UTC), duplicate_line (an exact copy of an earlier
+    raw line; the first copy goes on), cancellation (a return: a ``C`` invoice or a negative
+    quantity; :func:`match_returns` nets it against the sales it reverses and
+    :func:`split_clean_and_quarantine` tells matched from ``unmatched_cancellation``),
+    non_product (postage, fees, adjustments: ``non_product_stock_codes``),
+    non_positive_quantity and non_positive_price. ``reason`` is null for clean sales.
+
+    Returns come before non-product codes because a ``C`` line for ``POST`` is a refund of
+    postage: it is a return, and it nets against the postage line, never against a product.
+
+    The result is persisted: one CSV scan feeds the matching of returns, the counts and both
+    tables (the pipeline's hook releases it after the run).
     """
     latest = latest_valid_date or datetime.now(timezone.utc).date().isoformat()
     customer_id = _normalised_customer_id(F.col("customer_id"))
@@ -128,6 +143,7 @@ def label_transactions(
     # undecodable bytes (a Latin-1 file read as UTF-8) arrive as U+FFFD: keep such rows apart
     # rather than analyse mangled text; `load_args: {encoding: iso-8859-1}` reads them right
     mangled = F.concat_ws("", *[F.col(c) for c in RAW_TEXT_COLUMNS]).contains("\ufffd")
+    is_return = F.upper(F.trim(F.col("invoice"))).startswith("C") | (quantity < 0)
     reason = (
         F.when(F.col("raw_record").isNotNull(), "malformed_record")
         .when(mangled, "invalid_encoding")
@@ -136,44 +152,251 @@ def label_transactions(
         .when(quantity.isNull() | (quantity != F.floor(quantity)), "unparseable_quantity")
         .when(price.isNull(), "unparseable_price")
         .when(invoice_ts.isNull(), "unparseable_invoice_date")
-        .when(F.upper(F.trim(F.col("invoice"))).startswith("C"), "cancellation")
-        .when(quantity <= 0, "non_positive_quantity")
-        .when(price <= 0, "non_positive_price")
         .when(F.to_date(invoice_ts) > F.lit(latest).cast("date"), "future_date")
         .when(F.row_number().over(copies) > 1, "duplicate_line")
+        .when(is_return, "cancellation")
+        .when(is_non_product(F.col("stock_code"), non_product_stock_codes or []), "non_product")
+        .when(quantity <= 0, "non_positive_quantity")
+        .when(price <= 0, "non_positive_price")
     )
-    return standardised.select(
+    # the id is drawn at the scan, before the shuffle of the duplicate window, so it stays put
+    with_id = standardised.withColumn("line_id", F.monotonically_increasing_id())
+    return with_id.select(
         *RAW_TEXT_COLUMNS,
         "raw_record",
+        "line_id",
         customer_id.alias("customer_key"),
         quantity.cast("bigint").alias("quantity_value"),
         price.alias("price_value"),
         invoice_ts.alias("invoice_ts"),
         reason.alias("reason"),
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def parsed_line_values(timestamp_formats: list[str]) -> list[Column]:
+    """The customer id, quantity and timestamp of a raw line as :func:`label_transactions`
+    reads them (null where they do not parse): ``customer_key``, ``quantity_value``,
+    ``invoice_ts`` — for lines it has already labelled, so whole quantities."""
+    return [
+        _normalised_customer_id(F.col("customer_id")).alias("customer_key"),
+        _parsed_amount(F.col("quantity")).cast("bigint").alias("quantity_value"),
+        _parsed_timestamp(F.col("invoice_date"), timestamp_formats).alias("invoice_ts"),
+    ]
+
+
+def is_non_product(stock_code: Column, codes: list[str]) -> Column:
+    """Whether a stock code is a non-product line (postage, fees, adjustments...).
+
+    ``codes`` holds exact codes, compared case-insensitively after trimming, and regular
+    expressions written ``re:<pattern>`` (Java syntax, searched case-insensitively: anchor
+    them with ``^`` / ``$``). An empty list marks nothing.
+    """
+    exact = [c.strip().upper() for c in codes if not c.startswith(REGEX_PREFIX)]
+    patterns = [c[len(REGEX_PREFIX) :] for c in codes if c.startswith(REGEX_PREFIX)]
+    code = F.trim(stock_code)
+    marked = F.upper(code).isin(exact) if exact else F.lit(False)
+    if patterns:
+        marked = marked | code.rlike("(?i)" + "|".join(f"(?:{p})" for p in patterns))
+    return F.coalesce(marked, F.lit(False))
+
+
+def non_product_codes_problem(codes: Any) -> str | None:
+    """What is wrong with ``cleaning.non_product_stock_codes``, if anything."""
+    if not isinstance(codes, list) or not all(isinstance(c, str) and c.strip() for c in codes):
+        return f"{codes!r} must be a list of stock codes and re:<pattern> entries"
+    for code in codes:
+        if code.startswith(REGEX_PREFIX):
+            try:
+                re.compile(code[len(REGEX_PREFIX) :])
+            except re.error as exc:
+                return f"{code!r} is not a regular expression ({exc})"
+    return None
+
+
+# ------------------------------------------------------------------ returns
+def match_returns(labelled: DataFrame, returns: dict[str, Any]) -> DataFrame:
+    """Net each return against the sales it reverses: ``line_id``, ``netted_quantity``.
+
+    A return (a line labelled ``cancellation``, or ``unmatched_cancellation`` by an earlier
+    netting) is matched to the same customer's sales of the same stock code at or before its
+    time, most recent first, up to its quantity — the rule a till applies when a customer
+    brings goods back, and the one that keeps a phantom order cancelled minutes later from
+    counting as a purchase. With ``returns.max_days``, a sale more
+    than that many days before the return is not matched. Sales are the clean lines and the
+    ``non_product`` lines (a refund of postage nets against postage).
+
+    Per (customer, stock code) this is a stack: a sale pushes its units, a return pops units
+    from the top, down to the most recent sale it may not reach. It runs in Spark as a
+    higher-order ``aggregate`` over the time-ordered lines of each (customer, stock code) that
+    has a return; every other line is left alone. Rows: the lines that netted something — for
+    a sale, the units returned; for a return, the units matched. With ``returns.mode: ignore``
+    nothing is matched (no rows).
+    """
+    mode = returns.get("mode", "net")
+    if mode not in RETURN_MODES:
+        raise InputDataError(f"parameter cleaning.returns.mode: {mode!r} is not one of net, ignore")
+    sale = F.col("reason").isNull() | (F.col("reason") == "non_product")
+    is_return = F.col("reason").isin("cancellation", "unmatched_cancellation")
+    lines = labelled.filter((sale | is_return) & F.col("stock_code").isNotNull()).select(
+        "customer_key",
+        F.trim("stock_code").alias("stock_key"),
+        F.col("invoice_ts").cast("long").alias("ts"),
+        is_return.cast("int").alias("is_return"),
+        F.trim("invoice").alias("invoice"),
+        "line_id",
+        F.abs("quantity_value").alias("qty"),
     )
+    if mode == "ignore":
+        return lines.filter(F.lit(False)).select("line_id", F.col("qty").alias("netted_quantity"))
+    keys = ["customer_key", "stock_key"]
+    with_returns = lines.filter(F.col("is_return") == 1).select(*keys).distinct()
+    groups = (
+        # returns are a few percent of the lines: broadcasting their keys spares a shuffle of all
+        lines.join(F.broadcast(with_returns), keys, "left_semi")
+        .groupBy(*keys)
+        # sales before returns at the same second: a sale is "at or before" its return
+        .agg(F.sort_array(F.collect_list(F.struct(*LINE_EVENT_FIELDS))).alias("events"))
+    )
+    netted = groups.select(F.explode(_net_events(F.col("events"), returns.get("max_days"))))
+    return netted.select("col.line_id", "col.netted_quantity").persist(StorageLevel.MEMORY_AND_DISK)
+
+
+LINE_EVENT_FIELDS = ("ts", "is_return", "invoice", "line_id", "qty")
+_STACK = "array<struct<ts:bigint,line_id:bigint,qty:bigint,lo:bigint,hi:bigint>>"
+_NETTED = "array<struct<line_id:bigint,netted_quantity:bigint>>"
+
+
+def _net_events(events: Column, max_days: float | None) -> Column:
+    """Run the return stack over one group's time-ordered events (see :func:`match_returns`).
+
+    The stack holds every sale as the interval of levels [lo, hi) its units occupy; ``level``
+    is the top. A return of q units may pop down to ``floor`` (the top of the sales older than
+    ``max_days``, which lie below the younger ones), so it matches m = min(q, level - floor)
+    and every interval is cut at level - m. Each event costs one pass over the stack.
+    """
+    oldest_allowed = None if max_days is None else round(float(max_days) * 86400)
+
+    def step(state: Column, event: Column) -> Column:
+        level, stack = state["level"], state["stack"]
+        pushed = F.struct(
+            (level + event["qty"]).alias("level"),
+            F.concat(
+                stack,
+                F.array(
+                    F.struct(
+                        event["ts"].alias("ts"),
+                        event["line_id"].alias("line_id"),
+                        event["qty"].alias("qty"),
+                        level.alias("lo"),
+                        (level + event["qty"]).alias("hi"),
+                    )
+                ),
+            ).alias("stack"),
+            state["netted"].alias("netted"),
+        )
+        if oldest_allowed is None:
+            floor = F.lit(0).cast("bigint")
+        else:
+            too_old = F.filter(stack, lambda s: s["ts"] < event["ts"] - oldest_allowed)
+            floor = F.aggregate(
+                too_old, F.lit(0).cast("bigint"), lambda a, s: F.greatest(a, s["hi"])
+            )
+        matched = F.least(event["qty"], level - floor)
+        top = level - matched
+        popped = F.struct(
+            top.alias("level"),
+            F.transform(
+                stack,
+                lambda s: F.struct(
+                    s["ts"].alias("ts"),
+                    s["line_id"].alias("line_id"),
+                    s["qty"].alias("qty"),
+                    F.least(s["lo"], top).alias("lo"),
+                    F.least(s["hi"], top).alias("hi"),
+                ),
+            ).alias("stack"),
+            F.concat(
+                state["netted"],
+                F.array(
+                    F.struct(event["line_id"].alias("line_id"), matched.alias("netted_quantity"))
+                ),
+            ).alias("netted"),
+        )
+        return F.when(event["is_return"] == 1, popped).otherwise(pushed)
+
+    start = F.struct(
+        F.lit(0).cast("bigint").alias("level"),
+        F.array().cast(_STACK).alias("stack"),
+        F.array().cast(_NETTED).alias("netted"),
+    )
+
+    def finish(state: Column) -> Column:
+        returned = F.transform(
+            state["stack"],
+            lambda s: F.struct(
+                s["line_id"].alias("line_id"),
+                (s["qty"] - (s["hi"] - s["lo"])).alias("netted_quantity"),
+            ),
+        )
+        return F.concat(returned, state["netted"])
+
+    return F.aggregate(events, start, step, finish)
 
 
 def split_clean_and_quarantine(
-    labelled: DataFrame, max_quarantine_fraction: float, input_path: str
+    labelled: DataFrame,
+    return_matches: DataFrame,
+    returns: dict[str, Any],
+    max_quarantine_fraction: float,
+    input_path: str,
 ) -> tuple[DataFrame, DataFrame, dict[str, Any]]:
-    """Split labelled rows into clean transactions and quarantine; stop on too much junk.
+    """Split labelled rows into clean sales and quarantine, returns netted; stop on too much junk.
+
+    Clean sales keep their original ``quantity`` beside the ``returned_quantity`` matched to
+    them, and ``revenue`` is on the net quantity. A return goes to quarantine as
+    ``cancellation`` when some of it was matched (``matched_quantity`` says how much) or as
+    ``unmatched_cancellation`` when there was no earlier sale to reverse; with
+    ``returns.mode: ignore`` every return is a plain ``cancellation``.
 
     Raises before anything is written when the quarantined share exceeds
     ``max_quarantine_fraction``, naming the file and the main reasons.
     """
-    # one CSV scan feeds the counts below and both tables
-    labelled = labelled.persist(StorageLevel.MEMORY_AND_DISK)
-    counts = {
-        row["reason"] or "clean": row["rows"]
-        for row in labelled.groupBy("reason").agg(F.count(F.lit(1)).alias("rows")).collect()
+    netting = returns.get("mode", "net") == "net"
+    rows = with_netted_quantities(labelled, return_matches, netting).select(
+        *RAW_TEXT_COLUMNS,
+        "raw_record",
+        "customer_key",
+        "quantity_value",
+        "price_value",
+        "invoice_ts",
+        "reason",
+        "returned_quantity",
+        "matched_quantity",
+    )
+    sale_returned = F.col("returned_quantity") > 0
+    tally = {
+        row["reason"] or "clean": row
+        for row in rows.groupBy("reason")
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.count(F.when(sale_returned, 1)).alias("sale_lines_netted"),
+            F.count(F.when(F.col("returned_quantity") == F.col("quantity_value"), 1)).alias(
+                "sale_lines_fully_returned"
+            ),
+            F.sum(F.col("returned_quantity")).alias("returned_quantity"),
+            F.sum(F.col("returned_quantity") * F.col("price_value")).alias("netted_revenue"),
+            F.sum("matched_quantity").alias("matched_quantity"),
+        )
+        .collect()
     }
+    counts = {reason: row["rows"] for reason, row in tally.items()}
     total = sum(counts.values())
     clean_rows = counts.pop("clean", 0)
     quarantined = total - clean_rows
     share = quarantined / total if total else 0.0
     by_reason = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-    for reason, rows in by_reason.items():
-        logger.info("Quarantine: %-26s %d rows", reason, rows)
+    for reason_name, reason_rows in by_reason.items():
+        logger.info("Quarantine: %-26s %d rows", reason_name, reason_rows)
     logger.info(
         "%s: %d rows, %d clean, %d quarantined (%.1f%%)",
         input_path,
@@ -185,24 +408,41 @@ def split_clean_and_quarantine(
     if total == 0:
         raise InputDataError(f"{input_path}: the file has a header but no rows")
     if share > max_quarantine_fraction:
-        top = ", ".join(f"{reason} ({rows})" for reason, rows in list(by_reason.items())[:3])
+        top = ", ".join(f"{name} ({n})" for name, n in list(by_reason.items())[:3])
         raise InputDataError(
             f"{input_path}: {100 * share:.1f}% of {total} rows quarantined, above "
             f"max_quarantine_fraction {max_quarantine_fraction}; main reasons: {top}"
         )
-    clean = labelled.filter(F.col("reason").isNull()).select(
+    returns_report = _returns_report(tally, returns)
+    if netting:
+        logger.info(
+            "Returns: %d matched (%d units), %d unmatched; %d sale lines netted (%d fully "
+            "returned), %.2f of revenue netted",
+            returns_report["matched_lines"],
+            returns_report["matched_quantity"],
+            returns_report["unmatched_lines"],
+            returns_report["sale_lines_netted"],
+            returns_report["sale_lines_fully_returned"],
+            returns_report["netted_revenue"],
+        )
+    net_quantity = F.col("quantity_value") - F.col("returned_quantity")
+    clean = rows.filter(F.col("reason").isNull()).select(
         F.trim("invoice").alias("invoice"),
         F.trim("stock_code").alias("stock_code"),
         F.trim("description").alias("description"),
         F.col("quantity_value").alias("quantity"),
+        F.col("returned_quantity").cast("bigint").alias("returned_quantity"),
         F.col("invoice_ts").alias("invoice_date"),
         F.col("price_value").alias("price"),
         F.col("customer_key").alias("customer_id"),
         F.trim("country").alias("country"),
-        (F.col("quantity_value") * F.col("price_value")).alias("revenue"),
+        (net_quantity * F.col("price_value")).alias("revenue"),
     )
-    quarantine = labelled.filter(F.col("reason").isNotNull()).select(
-        *RAW_TEXT_COLUMNS, "raw_record", "reason"
+    quarantine = rows.filter(F.col("reason").isNotNull()).select(
+        *RAW_TEXT_COLUMNS,
+        "raw_record",
+        "reason",
+        F.col("matched_quantity").cast("bigint").alias("matched_quantity"),
     )
     report = {
         "input_path": input_path,
@@ -211,8 +451,57 @@ def split_clean_and_quarantine(
         "quarantined_rows": quarantined,
         "quarantined_fraction": share,
         "by_reason": by_reason,
+        "returns": returns_report,
     }
     return clean, quarantine, report
+
+
+def with_netted_quantities(lines: DataFrame, return_matches: DataFrame, netting: bool) -> DataFrame:
+    """``lines`` (with ``line_id`` and ``reason``) given what netting did to them: a sale's
+    ``returned_quantity``, a return's ``matched_quantity``, and ``unmatched_cancellation`` for
+    a return that matched nothing."""
+    netted = F.coalesce(F.col("netted_quantity"), F.lit(0))
+    is_return = F.col("reason").isin("cancellation", "unmatched_cancellation")
+    # the matches are the few lines returns touched (long keys): a broadcast lookup, no shuffle
+    joined = lines.join(F.broadcast(return_matches), "line_id", "left")
+    if netting:
+        matched = F.when(netted > 0, "cancellation").otherwise("unmatched_cancellation")
+    else:
+        matched = F.lit("cancellation")
+    return joined.select(
+        *[c for c in lines.columns if c != "reason"],
+        F.when(is_return, matched).otherwise(F.col("reason")).alias("reason"),
+        F.when(F.col("reason").isNull(), netted).cast("bigint").alias("returned_quantity"),
+        F.when(is_return & F.lit(netting), netted).cast("bigint").alias("matched_quantity"),
+    )
+
+
+def _returns_report(tally: dict[str, Any], returns: dict[str, Any]) -> dict[str, Any]:
+    """What netting did: returns matched or not, sale lines and revenue netted."""
+
+    def value(reason: str, column: str) -> int | float:
+        row = tally.get(reason)
+        return (row[column] or 0) if row is not None else 0
+
+    return {
+        "mode": returns.get("mode", "net"),
+        "max_days": returns.get("max_days"),
+        "matched_lines": value("cancellation", "rows")
+        if returns.get("mode", "net") == "net"
+        else 0,
+        "unmatched_lines": value("unmatched_cancellation", "rows"),
+        "matched_quantity": int(value("cancellation", "matched_quantity")),
+        "sale_lines_netted": int(value("clean", "sale_lines_netted")),
+        "sale_lines_fully_returned": int(value("clean", "sale_lines_fully_returned")),
+        "returned_quantity": int(value("clean", "returned_quantity")),
+        "netted_revenue": float(value("clean", "netted_revenue")),
+    }
+
+
+def sold_lines(clean: DataFrame) -> DataFrame:
+    """The clean lines with units left after returns: a fully returned line sold nothing, so
+    it counts as no invoice, item, product or active customer."""
+    return clean.filter(F.col("quantity") > F.col("returned_quantity"))
 
 
 # ------------------------------------------------------------------ periods
@@ -334,7 +623,11 @@ def days_per_unit(time_unit: str) -> float:
 def compute_rfm_features(clean: DataFrame, cutoff: str, windows_days: list[int]) -> DataFrame:
     """RFM and behaviour features per customer from the lines up to ``cutoff`` only."""
     cutoff_day = F.lit(cutoff).cast("date")
-    lines = clean.withColumn("day", F.to_date("invoice_date")).filter(F.col("day") <= cutoff_day)
+    lines = (
+        sold_lines(clean)
+        .withColumn("day", F.to_date("invoice_date"))
+        .filter(F.col("day") <= cutoff_day)
+    )
     occasions = purchase_occasions(clean, cutoff)
     recent = []
     for days in sorted(windows_days):
@@ -360,7 +653,7 @@ def compute_rfm_features(clean: DataFrame, cutoff: str, windows_days: list[int])
     per_line = lines.groupBy("customer_id").agg(
         F.countDistinct("invoice").alias("n_invoices"),
         F.count(F.lit(1)).alias("n_lines"),
-        F.sum("quantity").alias("n_items"),
+        F.sum(F.col("quantity") - F.col("returned_quantity")).alias("n_items"),
         F.countDistinct("stock_code").alias("distinct_products"),
     )
     country = (

@@ -1,4 +1,4 @@
-"""``data_processing``: clean and quarantine raw lines, then the per-customer tables."""
+"""``data_processing``: clean, quarantine and net returns, then the per-customer tables."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -8,6 +8,7 @@ from cltv.pipelines.data_processing.nodes import (
     build_customer_features,
     build_customer_summary,
     label_transactions,
+    match_returns,
     quarantine_metrics,
     resolve_analysis_period,
     split_clean_and_quarantine,
@@ -30,14 +31,23 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "standardised_transactions",
                     "params:cleaning.timestamp_formats",
                     "params:cleaning.latest_valid_date",
+                    "params:cleaning.non_product_stock_codes",
                 ],
                 outputs="labelled_transactions",
                 name="label_transactions",
             ),
             Node(
+                match_returns,
+                inputs=["labelled_transactions", "params:cleaning.returns"],
+                outputs="return_matches",
+                name="match_returns",
+            ),
+            Node(
                 split_clean_and_quarantine,
                 inputs=[
                     "labelled_transactions",
+                    "return_matches",
+                    "params:cleaning.returns",
                     "params:cleaning.max_quarantine_fraction",
                     "params:input_path",
                 ],

@@ -5,17 +5,19 @@ recompute everything downstream from the merged tables.
 
 The batch goes through the same cleaning nodes as ``data_processing`` (its quarantine share
 and report are the batch's own); only lines not already in ``transactions_clean`` /
-``transactions_quarantine`` are added, so re-adding a batch changes nothing.
+``transactions_quarantine`` are added, so re-adding a batch changes nothing. Returns are then
+netted again over the merged lines: a batch's return may reverse a sale already in the table.
 """
 
 from kedro.pipeline import Node, Pipeline, pipeline
 
 from cltv.pipelines import churn_modeling, cltv, data_processing, reporting
-from cltv.pipelines.ingest_increment.nodes import merge_new_lines
+from cltv.pipelines.ingest_increment.nodes import merge_new_lines, renet_returns
 
 CLEANING_NODES = (
     "standardise_columns",
     "label_transactions",
+    "match_returns",
     "split_clean_and_quarantine",
     "log_quarantine_metrics",
 )
@@ -41,14 +43,25 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 merge_new_lines,
                 inputs=["transactions_clean_before_increment", "increment_clean"],
-                outputs="transactions_clean",
+                outputs="merged_clean_lines",
                 name="merge_clean_lines",
             ),
             Node(
                 merge_new_lines,
                 inputs=["transactions_quarantine_before_increment", "increment_quarantine"],
-                outputs="transactions_quarantine",
+                outputs="merged_quarantined_lines",
                 name="merge_quarantined_lines",
+            ),
+            Node(
+                renet_returns,
+                inputs=[
+                    "merged_clean_lines",
+                    "merged_quarantined_lines",
+                    "params:cleaning.timestamp_formats",
+                    "params:cleaning.returns",
+                ],
+                outputs=["transactions_clean", "transactions_quarantine"],
+                name="renet_returns",
             ),
         ]
     )

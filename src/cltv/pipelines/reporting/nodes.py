@@ -21,14 +21,18 @@ from plotly.subplots import make_subplots
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cltv.pipelines.data_processing.nodes import sold_lines
+
 CLV_BINS = 20
 
 
 # ------------------------------------------------------------------ tables (Spark → small pandas)
 def revenue_by_month(clean: DataFrame) -> pd.DataFrame:
-    """Revenue, invoices and active customers per calendar month."""
+    """Net revenue, invoices and active customers per calendar month (lines returned in full
+    are no sale)."""
     return (
-        clean.groupBy(F.date_format("invoice_date", "yyyy-MM").alias("month"))
+        sold_lines(clean)
+        .groupBy(F.date_format("invoice_date", "yyyy-MM").alias("month"))
         .agg(
             F.sum("revenue").alias("revenue"),
             F.countDistinct("invoice").alias("invoices"),
@@ -42,7 +46,7 @@ def revenue_by_month(clean: DataFrame) -> pd.DataFrame:
 def cohort_retention(clean: DataFrame, max_months: int) -> pd.DataFrame:
     """Share of each monthly acquisition cohort buying again k months after its first month."""
     month = F.trunc(F.to_date("invoice_date"), "month")
-    active = clean.select("customer_id", month.alias("month")).distinct()
+    active = sold_lines(clean).select("customer_id", month.alias("month")).distinct()
     first = active.groupBy("customer_id").agg(F.min("month").alias("cohort"))
     since = F.months_between("month", "cohort").cast("int")
     counts = (
@@ -183,11 +187,15 @@ def headline_kpis(
     cltv_validation: dict[str, Any],
 ) -> dict[str, Any]:
     """The numbers at the top of the dashboard."""
-    sales = clean.agg(
-        F.sum("revenue").alias("revenue"),
-        F.countDistinct("customer_id").alias("customers"),
-        F.countDistinct("invoice").alias("invoices"),
-    ).first()
+    sales = (
+        sold_lines(clean)
+        .agg(
+            F.sum("revenue").alias("revenue"),
+            F.countDistinct("customer_id").alias("customers"),
+            F.countDistinct("invoice").alias("invoices"),
+        )
+        .first()
+    )
     value = customer_cltv.agg(
         F.sum("clv").alias("clv"),
         F.avg((F.col("frequency") > 0).cast("double")).alias("repeat_rate"),
