@@ -147,6 +147,17 @@ def test_default_run_writes_tables_metrics_and_mlflow_run(default_run):
         "cltv_plots/holdout_totals.png",
     }
 
+    # a cancelled giant order is nobody's purchase: customers whose only order was cancelled
+    # are valued nowhere, and fully returned lines earn nothing
+    clean = DeltaTable(str(project_copy / "data/02_intermediate/transactions_clean")).to_pandas()
+    returned_in_full = clean[clean["returned_quantity"] == clean["quantity"]]
+    assert (returned_in_full["quantity"] >= 10_000).any()
+    assert (returned_in_full["revenue"] == 0).all()
+    cltv = DeltaTable(str(project_copy / "data/07_model_output/customer_cltv")).to_pandas()
+    giant_only = set(clean.loc[clean["customer_id"].str.startswith("9000"), "customer_id"])
+    assert giant_only and not giant_only & set(cltv["customer_id"])
+    assert (cltv["clv"] >= 0).all() and (cltv["expected_average_order_value"] > 0).all()
+
     # the same input again gives the same tables, as a new version
     summary_path = str(project_copy / "data/03_primary/customer_summary")
     first = DeltaTable(summary_path).to_pandas().sort_values("customer_id")
