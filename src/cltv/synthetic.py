@@ -318,6 +318,7 @@ class _Invoices:
     minute: np.ndarray  # minutes since the period start
     next_minute: np.ndarray  # the customer's next invoice, or the period end
     number: np.ndarray
+    first_product: np.ndarray  # the product of each invoice's first line; the others stride 7
     line_invoice: np.ndarray
     line_product: np.ndarray
     line_count: np.ndarray
@@ -463,6 +464,7 @@ def generate_chunks(
             minute=minute,
             next_minute=np.where(same_customer_next, np.append(minute[1:], 0), end_minute),
             number=invoice_number,
+            first_product=first_product,
             line_invoice=invoice,
             line_product=product,
             line_count=np.bincount(invoice, minlength=owner.size),
@@ -547,8 +549,9 @@ def _cancelled_extra_lines(rng, invoices: _Invoices, settings, numbers, add) -> 
     picked = _pick(rng, room, wanted)
     n = picked.size
     # a product the invoice does not hold yet: the next one in its stride of 7
-    first = _first_line_product(invoices)
-    product = (first[picked] + 7 * invoices.line_count[picked]) % invoices.n_products
+    product = (
+        invoices.first_product[picked] + 7 * invoices.line_count[picked]
+    ) % invoices.n_products
     quantity = rng.choice(_QUANTITIES, p=_QUANTITY_WEIGHTS, size=n)
     price = rng.integers(29, 996, size=n)
     owner = invoices.owner[picked]
@@ -565,12 +568,6 @@ def _cancelled_extra_lines(rng, invoices: _Invoices, settings, numbers, add) -> 
         invoices.product_lines(c_number, product, -quantity, returned_at, price, owner),
         "cancellation",
     )
-
-
-def _first_line_product(invoices: _Invoices) -> np.ndarray:
-    first = np.zeros(invoices.owner.size, dtype=np.int64)
-    first[invoices.line_invoice[::-1]] = invoices.line_product[::-1]  # the first line wins
-    return first
 
 
 def _partial_returns(rng, invoices: _Invoices, quantity, unit_pence, settings, numbers, add):

@@ -165,18 +165,17 @@ def label_transactions(
         *RAW_TEXT_COLUMNS,
         "raw_record",
         "line_id",
-        customer_id.alias("customer_key"),
-        quantity.cast("bigint").alias("quantity_value"),
+        *parsed_line_values(timestamp_formats),
         price.alias("price_value"),
-        invoice_ts.alias("invoice_ts"),
         reason.alias("reason"),
     ).persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def parsed_line_values(timestamp_formats: list[str]) -> list[Column]:
-    """The customer id, quantity and timestamp of a raw line as :func:`label_transactions`
-    reads them (null where they do not parse): ``customer_key``, ``quantity_value``,
-    ``invoice_ts`` — for lines it has already labelled, so whole quantities."""
+    """The customer id, quantity and timestamp of a raw line as cleaning reads them (null
+    where they do not parse): ``customer_key``, ``quantity_value`` (whole units: a fraction is
+    ``unparseable_quantity``), ``invoice_ts``. :func:`label_transactions` writes them, and
+    ``ingest_increment`` reads them back from quarantined lines."""
     return [
         _normalised_customer_id(F.col("customer_id")).alias("customer_key"),
         _parsed_amount(F.col("quantity")).cast("bigint").alias("quantity_value"),
@@ -258,7 +257,12 @@ def match_returns(labelled: DataFrame, returns: dict[str, Any]) -> DataFrame:
         .agg(F.sort_array(F.collect_list(F.struct(*LINE_EVENT_FIELDS))).alias("events"))
     )
     netted = groups.select(F.explode(_net_events(F.col("events"), returns.get("max_days"))))
-    return netted.select("col.line_id", "col.netted_quantity").persist(StorageLevel.MEMORY_AND_DISK)
+    # only lines something happened to: a line absent here netted nothing
+    return (
+        netted.select("col.line_id", "col.netted_quantity")
+        .filter(F.col("netted_quantity") > 0)
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
 
 
 LINE_EVENT_FIELDS = ("ts", "is_return", "invoice", "line_id", "qty")
@@ -395,8 +399,8 @@ def split_clean_and_quarantine(
     quarantined = total - clean_rows
     share = quarantined / total if total else 0.0
     by_reason = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-    for reason_name, reason_rows in by_reason.items():
-        logger.info("Quarantine: %-26s %d rows", reason_name, reason_rows)
+    for reason, rows_with_reason in by_reason.items():
+        logger.info("Quarantine: %-26s %d rows", reason, rows_with_reason)
     logger.info(
         "%s: %d rows, %d clean, %d quarantined (%.1f%%)",
         input_path,
@@ -408,7 +412,7 @@ def split_clean_and_quarantine(
     if total == 0:
         raise InputDataError(f"{input_path}: the file has a header but no rows")
     if share > max_quarantine_fraction:
-        top = ", ".join(f"{name} ({n})" for name, n in list(by_reason.items())[:3])
+        top = ", ".join(f"{reason} ({n})" for reason, n in list(by_reason.items())[:3])
         raise InputDataError(
             f"{input_path}: {100 * share:.1f}% of {total} rows quarantined, above "
             f"max_quarantine_fraction {max_quarantine_fraction}; main reasons: {top}"
@@ -431,7 +435,7 @@ def split_clean_and_quarantine(
         F.trim("stock_code").alias("stock_code"),
         F.trim("description").alias("description"),
         F.col("quantity_value").alias("quantity"),
-        F.col("returned_quantity").cast("bigint").alias("returned_quantity"),
+        "returned_quantity",
         F.col("invoice_ts").alias("invoice_date"),
         F.col("price_value").alias("price"),
         F.col("customer_key").alias("customer_id"),
@@ -442,7 +446,7 @@ def split_clean_and_quarantine(
         *RAW_TEXT_COLUMNS,
         "raw_record",
         "reason",
-        F.col("matched_quantity").cast("bigint").alias("matched_quantity"),
+        "matched_quantity",
     )
     report = {
         "input_path": input_path,
