@@ -7,18 +7,14 @@ are quarantined, raw rows = clean + quarantine, and the quarantine keeps the raw
 from __future__ import annotations
 
 import pytest
-import yaml
 from kedro.io.core import DatasetError
 
 from cltv.pipelines.data_processing.nodes import InputDataError
 
-from .conftest import PROJECT_ROOT
-from .test_cleaning import GOOD, HEADER, clean_csv
+from .test_cleaning import GOOD, HEADER, PROJECT_CLEANING, clean_csv
 
 COLUMNS = HEADER.split(",")
-PROJECT_FORMATS = yaml.safe_load(
-    (PROJECT_ROOT / "conf" / "base" / "parameters_data_processing.yml").read_text()
-)["cleaning"]["timestamp_formats"]
+PROJECT_FORMATS = PROJECT_CLEANING["timestamp_formats"]
 
 
 def _line(invoice: str, **fields: str) -> str:

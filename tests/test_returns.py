@@ -16,9 +16,7 @@ from hypothesis import strategies as st
 from cltv.parameters import problems
 from cltv.pipelines.data_processing.nodes import purchase_occasions
 
-from .test_cleaning import HEADER, clean_csv
-
-NET = {"mode": "net", "max_days": None}
+from .test_cleaning import HEADER, NET, clean_csv
 
 
 def _line(invoice, code, qty, when, price=2.0, customer="17850"):
