@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 import yaml
+from deltalake import DeltaTable
 
 from cltv.parameters import ParameterError, problems, validate_parameters
 
-from .conftest import copy_project, run_kedro
+from .conftest import copy_project, run_cli, run_kedro
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +54,8 @@ def test_each_bad_run_parameter_is_named(base_params, override, message):
         ("cltv", ["valuation", "horizon_months"], -12, "cltv.valuation.horizon_months"),
         ("cltv", ["valuation", "discount_rate"], -0.1, "cltv.valuation.discount_rate"),
         ("cltv", ["valuation", "margin"], 0, "cltv.valuation.margin"),
+        ("cltv", ["bgnbd", "penalizer"], -0.01, "cltv.bgnbd.penalizer"),
+        ("cltv", ["gamma_gamma", "penalizer"], "lots", "cltv.gamma_gamma.penalizer"),
         ("cleaning", ["max_quarantine_fraction"], 1.5, "cleaning.max_quarantine_fraction"),
         ("churn_modeling", ["split", "fractions", "test"], 0.5, "churn_modeling.split.fractions"),
     ],
@@ -76,3 +82,27 @@ def test_a_run_with_bad_parameters_stops_before_any_table_or_mlflow_run(
         run_kedro(project, time_unit="M", holdout_days=90)
     assert not (project / "mlflow.db").exists()
     assert not [p for p in (project / "data").rglob("_delta_log")]
+
+
+def test_nested_overrides_change_one_key_and_keep_its_siblings(default_run, tmp_path):
+    """``--params cltv.gamma_gamma.penalizer=...`` (the advice a failed fit prints) and a
+    ``conf/local`` file setting ``cltv.bgnbd.penalizer`` each change that key only: the rest of
+    ``cltv`` (valuation, the other model) stays as in ``conf/base``."""
+    project = tmp_path / "project"
+    shutil.copytree(default_run.project, project)
+    (project / "conf" / "local" / "parameters_cltv.yml").write_text(
+        yaml.safe_dump({"cltv": {"bgnbd": {"penalizer": 0.002}}})
+    )
+    run_cli(
+        project,
+        "--pipelines",
+        "cltv",
+        "--params",
+        f"input_path={default_run.csv},cltv.gamma_gamma.penalizer=0.001",
+    )
+    fit = json.loads((project / "data" / "06_models" / "cltv_model_fit.json").read_text())
+    assert fit["bgnbd"]["penalizer"] == 0.002
+    assert fit["gamma_gamma"]["penalizer"] == 0.001
+    values = DeltaTable(str(project / "data" / "07_model_output" / "customer_cltv")).to_pandas()
+    assert (values["horizon_months"] == 12).all()  # cltv.valuation survived both
+    assert set(values["value_tier"]) == {"top_1pct", "top_5pct", "top_20pct", "rest"}

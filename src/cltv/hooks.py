@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+import mlflow
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from pyspark.sql import SparkSession
@@ -63,3 +65,22 @@ class MlflowStoreHook:
         if server.get("mlflow_tracking_uri") is None:
             database = Path(context.project_path).resolve() / "mlflow.db"
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{database}"
+
+
+class FitBoundaryTagHook:
+    """Tags the MLflow run when a CLV fit's optimum is on a boundary (e.g. no dropout is
+    detectable): ``<fit>.<model>.boundary`` = ``a → 0``, so runs that were valued with a
+    limiting model can be found with ``mlflow.search_runs``."""
+
+    @hook_impl
+    def after_node_run(self, outputs: dict[str, Any]) -> None:
+        if mlflow.active_run() is None:
+            return
+        for name, output in outputs.items():
+            if not isinstance(output, dict):
+                continue
+            for model in ("bgnbd", "gamma_gamma"):
+                fit = output.get(model)
+                boundary = fit.get("boundary") if isinstance(fit, dict) else None
+                if boundary:
+                    mlflow.set_tag(f"{name}.{model}.boundary", ", ".join(boundary))

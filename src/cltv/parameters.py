@@ -80,7 +80,17 @@ def problems(params: Mapping[str, Any]) -> list[str]:
         "cleaning.non_product_stock_codes",
         lambda: non_product_codes_problem(cleaning.get("non_product_stock_codes", [])),
     )
-    valuation = (params.get("cltv") or {}).get("valuation") or {}
+    cltv = params.get("cltv") or {}
+    for model in ("bgnbd", "gamma_gamma"):
+        if model in cltv:
+            _check(
+                found,
+                f"cltv.{model}.penalizer",
+                lambda model=model: (
+                    "must not be negative" if _number(cltv[model]["penalizer"]) < 0 else None
+                ),
+            )
+    valuation = cltv.get("valuation") or {}
     if valuation:
         _check(
             found,

@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from cltv.hooks import MlflowStoreHook, ParameterCheckHook, SparkHooks
+from cltv.hooks import FitBoundaryTagHook, MlflowStoreHook, ParameterCheckHook, SparkHooks
 
-HOOKS = (ParameterCheckHook(), MlflowStoreHook(), SparkHooks())
+HOOKS = (ParameterCheckHook(), MlflowStoreHook(), SparkHooks(), FitBoundaryTagHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
@@ -15,4 +15,7 @@ CONFIG_LOADER_ARGS = {
         "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],  # as kedro-mlflow registers it
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
     },
+    # conf/local (or an environment) overriding cltv.gamma_gamma.penalizer keeps the rest of
+    # cltv; so do nested --params, which Kedro merges into the parameters the same way
+    "merge_strategy": {"parameters": "soft"},
 }

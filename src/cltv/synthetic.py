@@ -28,6 +28,16 @@ Opt-in regimes of real invoice exports, also on top of the process (the truth do
 * ``--non-product``: postage on a share of invoices (some of it refunded), and fees, manual
   adjustments, samples and vouchers (``BANK CHARGES``, ``AMAZONFEE``, ``M``, ``gift_0001_20``...).
 
+Process regimes that break the model's assumptions (opt-in; these change the process, and the
+truth file says how):
+
+* ``--no-dropout``: nobody drops out during the data (BG/NBD's a -> 0; the truth has a = 0 and
+  b = null), as in an export too short to see anyone leave;
+* ``--heavy-tail-spend``: spend with a heavy tail, Gamma-Gamma's q = 1.2 (close to 1, where
+  the mean order value stops being finite), at the default process's mean order value;
+* ``--seasonal-peak``: purchases twice as frequent from mid-September to mid-December every
+  year, so the 90-day holdout at the end of the period is the peak season.
+
 Every return is dated at or after the sale it reverses and before the customer's next invoice,
 so netting (same customer and stock code, most recent sale first) reverses exactly that sale.
 Each chunk knows how many lines cleaning must find in each quarantine reason.
@@ -41,7 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +92,7 @@ _QUANTITY_WEIGHTS = np.array([0.25, 0.15, 0.08, 0.12, 0.15, 0.05, 0.15, 0.05])
 _FIRST_INVOICE_NUMBER = 489434
 _FIRST_CUSTOMER_ID = 12346
 _FIRST_GIANT_ONLY_CUSTOMER_ID = 90_000_000
-REGIMES = ("returns", "non_product")
+REGIMES = ("returns", "non_product", "no_dropout", "heavy_tail_spend", "seasonal_peak")
 MINUTES_PER_DAY = 1440
 # (stock code, description, unit price in pence or None for a drawn one) of non-product lines
 _POSTAGE = [("POST", "POSTAGE", 1800), ("DOT", "DOTCOM POSTAGE", None), ("C2", "CARRIAGE", 5000)]
@@ -112,6 +122,22 @@ class ProcessParameters:
     p: float = 6.0
     q: float = 3.8
     gamma: float = 150.0
+    # purchase rates are multiplied by peak_factor on the days of the year in peak_days
+    peak_factor: float = 1.0
+    peak_days: tuple[int, int] = (258, 349)  # 15 September .. 15 December
+
+    def with_regimes(self, regimes) -> ProcessParameters:
+        """These parameters changed by the process regimes among ``regimes``."""
+        changes: dict[str, float] = {}
+        if "no_dropout" in regimes:
+            changes["a"] = 0.0
+        if "heavy_tail_spend" in regimes:
+            mean_order_value = self.p * self.gamma / (self.q - 1.0)
+            changes["q"] = 1.2
+            changes["gamma"] = mean_order_value * (1.2 - 1.0) / self.p
+        if "seasonal_peak" in regimes:
+            changes["peak_factor"] = 2.0
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -196,12 +222,39 @@ def _group_starts(sizes: np.ndarray) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(sizes)[:-1]))
 
 
-def _draw_purchases(rng: np.random.Generator, n: int, params: ProcessParameters, days: int):
+class _Season:
+    """Operational time: days weighted by the purchase intensity of the season, so a Poisson
+    process of constant rate in operational time has the seasonal rate in calendar time."""
+
+    def __init__(self, params: ProcessParameters, start: str, days: int) -> None:
+        self.flat = params.peak_factor == 1.0
+        day_of_year = (
+            np.datetime64(start, "D") + np.arange(days) - np.datetime64(start[:4] + "-01-01", "D")
+        ).astype(np.int64) % 365 + 1
+        low, high = params.peak_days
+        intensity = np.where((day_of_year >= low) & (day_of_year <= high), params.peak_factor, 1.0)
+        self.calendar = np.arange(days + 1, dtype=float)
+        self.operational = np.concatenate(([0.0], np.cumsum(intensity)))
+
+    def to_operational(self, moment: np.ndarray) -> np.ndarray:
+        return moment if self.flat else np.interp(moment, self.calendar, self.operational)
+
+    def to_calendar(self, moment: np.ndarray) -> np.ndarray:
+        return moment if self.flat else np.interp(moment, self.operational, self.calendar)
+
+
+def _draw_purchases(rng: np.random.Generator, n: int, params: ProcessParameters, season: _Season):
     """Purchases of ``n`` customers: (customer index, moment in days since the period start)."""
+    days = season.calendar[-1]
     first_moment = rng.uniform(0.0, days, size=n)
     rate_per_day = rng.gamma(params.r, 1.0 / params.alpha, size=n) / 7.0
-    dropout = rng.beta(params.a, params.b, size=n)
-    window = days - first_moment
+    if params.a == 0.0:  # the no-dropout regime: Beta(0, b) is the point mass at 0
+        dropout = np.zeros(n)
+    else:
+        dropout = rng.beta(params.a, params.b, size=n)
+    # windows in operational time (calendar days unless there is a season)
+    first_operational = season.to_operational(first_moment)
+    window = season.operational[-1] - first_operational
     # Repeat purchases of an immortal customer in the window are Poisson; given their count they
     # are uniform order statistics. Dropping out after the M-th repeat (M ~ Geometric(p)) keeps
     # the first M of them.
@@ -216,7 +269,9 @@ def _draw_purchases(rng: np.random.Generator, n: int, params: ProcessParameters,
     rank = np.arange(owner.size) - np.repeat(_group_starts(poisson_count), poisson_count)
     kept = rank < repeat_count[owner]
     repeat_owner = owner[kept]
-    repeat_moment = first_moment[repeat_owner] + uniforms[kept] * window[repeat_owner]
+    repeat_moment = season.to_calendar(
+        first_operational[repeat_owner] + uniforms[kept] * window[repeat_owner]
+    )
 
     # the latent state a model can only estimate: rate, dropout and the moment of dropping out
     # (the lifetime-ending repeat purchase, when it falls inside the period)
@@ -407,11 +462,12 @@ def generate_chunks(
     settings: GeneratorSettings | None = None,
 ) -> Iterator[Chunk]:
     """Yield chunks of invoice lines until about ``rows`` lines (dirt included) are produced."""
-    params = params or ProcessParameters()
     settings = settings or GeneratorSettings()
     unknown = set(settings.regimes) - set(REGIMES)
     if unknown:
         raise ValueError(f"unknown regime(s) {sorted(unknown)}; expected some of {REGIMES}")
+    params = (params or ProcessParameters()).with_regimes(settings.regimes)
+    season = _Season(params, settings.start, settings.days)
     start = np.datetime64(settings.start, "m")
     stock_codes, descriptions = _product_catalog(settings.n_products)
     country_names = pa.array(list(COUNTRIES))
@@ -423,7 +479,7 @@ def generate_chunks(
     while clean_written < clean_target:
         rng = np.random.default_rng([seed, chunk_index])
         n = settings.customers_per_chunk
-        owner, moment, latent = _draw_purchases(rng, n, params, settings.days)
+        owner, moment, latent = _draw_purchases(rng, n, params, season)
         value_pence = _draw_values_pence(rng, owner, n, params)
         invoice, position, quantity, unit_pence = _split_into_lines(rng, value_pence, settings)
 
@@ -791,7 +847,7 @@ def write_csv(
     quarantine reason, and ``clean``.
     """
     settings = GeneratorSettings(regimes=frozenset(regimes))
-    params = params or ProcessParameters()
+    params = (params or ProcessParameters()).with_regimes(settings.regimes)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     n_customers, n_repeat_customers, n_rows = 0, 0, 0
@@ -821,7 +877,7 @@ def write_csv(
             "r": params.r,
             "alpha": params.alpha,
             "a": params.a,
-            "b": params.b,
+            "b": None if params.a == 0.0 else params.b,  # undefined when nobody drops out
             "n_customers": n_customers,
         },
         "gamma_gamma": {
@@ -833,6 +889,8 @@ def write_csv(
         "seed": seed,
         "rows": n_rows,
     }
+    if params.peak_factor != 1.0:
+        truth["season"] = {"peak_factor": params.peak_factor, "peak_days": list(params.peak_days)}
     if settings.regimes:
         truth["regimes"] = sorted(settings.regimes)
         truth["expected_reasons"] = dict(sorted(expected.items()))
@@ -863,10 +921,21 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="add postage, fee, adjustment, sample and voucher lines",
     )
+    parser.add_argument(
+        "--no-dropout", action="store_true", help="nobody drops out during the data (a -> 0)"
+    )
+    parser.add_argument(
+        "--heavy-tail-spend",
+        action="store_true",
+        help="heavy-tailed spend: Gamma-Gamma's q = 1.2, close to 1",
+    )
+    parser.add_argument(
+        "--seasonal-peak",
+        action="store_true",
+        help="purchases twice as frequent from mid-September to mid-December (the holdout)",
+    )
     args = parser.parse_args(argv)
-    regimes = [
-        name for name, on in (("returns", args.returns), ("non_product", args.non_product)) if on
-    ]
+    regimes = [name for name in REGIMES if getattr(args, name)]
     truth = write_csv(args.rows, args.out, args.seed, latent=args.latent, regimes=regimes)
     print(
         f"wrote {truth['rows']} lines for {truth['bgnbd']['n_customers']} customers to {args.out}"

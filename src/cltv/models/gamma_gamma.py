@@ -7,18 +7,38 @@ Hardie, B. G. S. (2013), "The Gamma-Gamma Model of Monetary Value" (note).
 A customer's transaction values are Gamma(p, nu) with ``nu ~ Gamma(q, gamma)`` across
 customers. Fitted on repeat customers only (frequency x > 0) with their mean repeat spend m_x;
 the model assumes spend is independent of purchase frequency, which the pipeline checks.
+
+Fitted with q > 1 (as lifetimes' ``q_constraint``), so the population mean spend
+``p gamma / (q - 1)`` is finite and every expected order value is positive.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from scipy.special import digamma, gammaln
+from typing import ClassVar, NamedTuple
 
-from cltv.models.fitting import MaximumLikelihoodFitter
+import numpy as np
+from scipy.special import digamma, gammaln, polygamma
+
+from cltv.models.fitting import Levels, MaximumLikelihoodFitter
+
+
+class Spends(NamedTuple):
+    """Repeat customers' spend as ``GammaGammaModel.log_likelihood`` takes it."""
+
+    x: np.ndarray
+    m: np.ndarray
+    log_x: np.ndarray
+    log_m: np.ndarray
+    counts: Levels  # distinct x
 
 
 class GammaGammaModel(MaximumLikelihoodFitter):
     """Gamma-Gamma fitted by weighted maximum likelihood, ``predict_average_order_value``.
+
+    The objective's penalty is on ``log p, log(q - 1), log(gamma / mean spend)`` (see
+    :mod:`cltv.models.fitting`): the fit is invariant to the currency. When spend is too
+    heavy-tailed for a finite population mean (q runs to 1), ``population_mean_`` is the
+    observed mean repeat spend instead, and ``boundary_`` / ``note_`` say so.
 
     Example:
 
@@ -30,44 +50,100 @@ class GammaGammaModel(MaximumLikelihoodFitter):
     """
 
     param_names = ("p", "q", "gamma")
+    param_offsets = (0.0, 1.0, 0.0)
+    boundary_notes: ClassVar[dict[tuple[str, str], str]] = {
+        ("q", "lower"): (
+            "Spend is too heavy-tailed for a finite mean order value (Gamma-Gamma's q → 1): "
+            "one-time buyers are valued at the observed mean repeat order value, and repeat "
+            "customers at their own mean."
+        ),
+        ("p", "upper"): "Each customer spends almost the same on every order (p → ∞).",
+        ("p", "lower"): "Order values vary extremely within each customer (p → 0).",
+        ("q", "upper"): "Customers' typical order values hardly differ (q, gamma → ∞).",
+        ("gamma", "upper"): "Customers' typical order values hardly differ (q, gamma → ∞).",
+        ("gamma", "lower"): "Customers' typical order values differ extremely (gamma → 0).",
+    }
 
     @staticmethod
-    def log_likelihood(params, data):
-        """Per-row log-likelihood of the mean spend m_x over x transactions, and its gradient
-        in (p, q, gamma)."""
+    def prepare(frequency, monetary_value) -> Spends:
+        """The data ``log_likelihood`` takes: the columns, their logs and the distinct x."""
+        x = np.asarray(frequency, dtype=float)
+        m = np.asarray(monetary_value, dtype=float)
+        return Spends(x, m, np.log(x), np.log(m), Levels(x))
+
+    @staticmethod
+    def log_likelihood(params, data: Spends, weights=None):
+        """Per-row log-likelihood of the mean spend m_x over x transactions and its gradient
+        in (p, q, gamma); given ``weights``, also the weighted sum of the per-row Hessians.
+        Functions of x alone are evaluated once per distinct x."""
         p, q, gamma = params
-        x, m = data
+        x, m, log_x, log_m = data.x, data.m, data.log_x, data.log_m
+        count_terms = data.counts.map(lambda k: gammaln(p * k + q) - gammaln(p * k))
+        digamma_px_q = data.counts.map(lambda k: digamma(p * k + q))
+        digamma_px = data.counts.map(lambda k: digamma(p * k))
         px = p * x
         total = x * m + gamma
+        log_total = np.log(total)
         ll = (
-            gammaln(px + q)
-            - gammaln(px)
+            count_terms
             - gammaln(q)
             + q * np.log(gamma)
-            + (px - 1) * np.log(m)
-            + px * np.log(x)
-            - (px + q) * np.log(total)
+            + (px - 1) * log_m
+            + px * log_x
+            - (px + q) * log_total
         )
         grad = np.column_stack(
             [
-                x * (digamma(px + q) - digamma(px) + np.log(m) + np.log(x) - np.log(total)),
-                digamma(px + q) - digamma(q) + np.log(gamma) - np.log(total),
+                x * (digamma_px_q - digamma_px + log_m + log_x - log_total),
+                digamma_px_q - digamma(q) + np.log(gamma) - log_total,
                 q / gamma - (px + q) / total,
             ]
         )
-        return ll, grad
+        if weights is None:
+            return ll, grad
+        trigamma_px_q = data.counts.map(lambda k: polygamma(1, p * k + q))
+        trigamma_px = data.counts.map(lambda k: polygamma(1, p * k))
+        weighted_x = weights * x
+        p_p = weighted_x @ (x * (trigamma_px_q - trigamma_px))
+        p_q = weighted_x @ trigamma_px_q
+        p_gamma = -weighted_x @ (1.0 / total)
+        q_q = weights @ trigamma_px_q - weights.sum() * polygamma(1, q)
+        q_gamma = weights.sum() / gamma - weights @ (1.0 / total)
+        gamma_gamma = -weights.sum() * q / gamma**2 + weights @ ((px + q) / total**2)
+        hessian = np.array(
+            [[p_p, p_q, p_gamma], [p_q, q_q, q_gamma], [p_gamma, q_gamma, gamma_gamma]]
+        )
+        return ll, grad, hessian
 
     def fit(self, frequency, monetary_value, weights=None) -> GammaGammaModel:
         x = np.asarray(frequency, dtype=float)
         m = np.asarray(monetary_value, dtype=float)
         if ((x <= 0) | (m <= 0)).any():
             raise ValueError("Gamma-Gamma is fitted on repeat customers: frequency and spend > 0")
-        return self._fit_data((x, m), weights)
+        self._fit_data((x, m), weights)
+        p, q, gamma = (self.params_[k] for k in self.param_names)
+        if "q → 1" in self.boundary_:
+            weights = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
+            self.population_mean_ = float(weights @ m / weights.sum())
+        else:
+            self.population_mean_ = p * gamma / (q - 1.0)
+        return self
+
+    def _scales(self, columns, weights) -> np.ndarray:
+        return np.array([1.0, 1.0, float(weights @ columns[1]) / weights.sum()])
+
+    def _set_limit_values(self, summary) -> None:
+        p, q, gamma = (self.params_[k] for k in self.param_names)
+        self.population_mean_ = float(summary.get("population_mean") or p * gamma / (q - 1.0))
+
+    def summary(self) -> dict:
+        return {**super().summary(), "population_mean": self.population_mean_}
 
     def predict_average_order_value(self, frequency, monetary_value) -> np.ndarray:
-        """E[spend per transaction | x, m_x]: a weighted mean of the population mean
-        p gamma / (q - 1) and the customer's own m_x; the population mean when x = 0."""
-        p, q, gamma = (self.params_[k] for k in self.param_names)
+        """E[spend per transaction | x, m_x] = w * population mean + (1 - w) * m_x with
+        w = (q - 1) / (p x + q - 1): the population mean p gamma / (q - 1) when x = 0."""
+        p, q, _ = (self.params_[k] for k in self.param_names)
         x = np.asarray(frequency, dtype=float)
         m = np.asarray(monetary_value, dtype=float)
-        return p * (gamma + x * m) / (p * x + q - 1.0)
+        prior_weight = (q - 1.0) / (p * x + q - 1.0)
+        return prior_weight * self.population_mean_ + (1.0 - prior_weight) * m

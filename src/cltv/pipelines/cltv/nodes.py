@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cltv import metrics
-from cltv.models import BetaGeoModel, GammaGammaModel
+from cltv.models import BetaGeoModel, ConvergenceError, GammaGammaModel
 from cltv.pipelines.data_processing.nodes import days_per_unit
 
 logger = logging.getLogger(__name__)
@@ -32,18 +32,54 @@ INDEPENDENCE_WARNING = 0.3
 
 
 # ------------------------------------------------------------------ fitting
-def fit_cltv_models(summary: DataFrame, penalizer: float, time_unit: str) -> dict[str, Any]:
-    """BG/NBD on every customer and Gamma-Gamma on repeat customers, with fit diagnostics."""
+def _fit(model, parameter: str, *columns):
+    """``model.fit(*columns)``; a failure names the parameter that usually cures it."""
+    try:
+        return model.fit(*columns)
+    except ConvergenceError as exc:
+        raise ConvergenceError(
+            f"{exc}. A small penalty usually helps: add {parameter}=0.001 to the run's "
+            f"parameters, e.g. kedro run --params {parameter}=0.001"
+        ) from exc
+
+
+def _report_boundary(name: str, model) -> None:
+    if model.boundary_:
+        logger.warning(
+            "%s: optimum on the boundary (%s). %s", name, ", ".join(model.boundary_), model.note_
+        )
+
+
+def fit_cltv_models(
+    summary: DataFrame, bgnbd: dict[str, Any], gamma_gamma: dict[str, Any], time_unit: str
+) -> dict[str, Any]:
+    """BG/NBD on every customer and Gamma-Gamma on repeat customers, with fit diagnostics.
+
+    ``bgnbd`` and ``gamma_gamma`` are the models' parameters (``penalizer``). A fit whose
+    optimum is on a boundary (e.g. no dropout detectable) is reported with a warning, and its
+    JSON carries ``boundary`` and ``note``.
+    """
     histories = summary.groupBy("frequency", "recency", "T").count().toPandas()
-    purchases = BetaGeoModel(penalizer).fit(
-        histories["frequency"], histories["recency"], histories["T"], histories["count"]
+    purchases = _fit(
+        BetaGeoModel(bgnbd["penalizer"]),
+        "cltv.bgnbd.penalizer",
+        histories["frequency"],
+        histories["recency"],
+        histories["T"],
+        histories["count"],
     )
+    _report_boundary("BG/NBD", purchases)
     repeat = summary.filter((F.col("frequency") > 0) & (F.col("monetary_value") > 0))
     correlation = repeat.agg(F.corr("frequency", "monetary_value")).first()[0]
     spends = repeat.groupBy("frequency", "monetary_value").count().toPandas()
-    spend = GammaGammaModel(penalizer).fit(
-        spends["frequency"], spends["monetary_value"], spends["count"]
+    spend = _fit(
+        GammaGammaModel(gamma_gamma["penalizer"]),
+        "cltv.gamma_gamma.penalizer",
+        spends["frequency"],
+        spends["monetary_value"],
+        spends["count"],
     )
+    _report_boundary("Gamma-Gamma", spend)
     if correlation is not None and abs(correlation) > INDEPENDENCE_WARNING:
         logger.warning(
             "Gamma-Gamma assumes spend is independent of frequency, but their correlation "
@@ -53,7 +89,7 @@ def fit_cltv_models(summary: DataFrame, penalizer: float, time_unit: str) -> dic
     logger.info(
         "BG/NBD %s (log-likelihood %.1f, %d customers); Gamma-Gamma %s (%d repeat customers, "
         "frequency-spend correlation %s)",
-        {k: round(v, 4) for k, v in purchases.params_.items()},
+        {k: None if v is None else round(v, 4) for k, v in purchases.params_.items()},
         purchases.log_likelihood_,
         purchases.n_customers_,
         {k: round(v, 4) for k, v in spend.params_.items()},
@@ -142,12 +178,32 @@ def _customer_values(
             clv += order_value * (cumulative - previous) / (1.0 + rate) ** i
             previous = cumulative
         own_order_value = np.where(x > 0, m, naive["mean_repeat_order_value"])
-        yield batch[["customer_id", "frequency", "recency", "T", "monetary_value"]].assign(
+        values = batch[["customer_id", "frequency", "recency", "T", "monetary_value"]].assign(
             p_alive=purchases.predict_probability_alive(x, t_x, big_t),
             expected_purchases=previous,
             expected_average_order_value=order_value,
             clv=margin * clv,
             naive_clv=margin * own_order_value * _naive_rate(x, big_t) * month * lifespan,
+        )
+        _stop_on_invalid(values)
+        yield values
+
+
+VALUE_COLUMNS = ("p_alive", "expected_purchases", "expected_average_order_value", "clv")
+
+
+def _stop_on_invalid(values: pd.DataFrame) -> None:
+    """No table gets a negative, NaN or infinite value: stop, naming the first customer."""
+    numbers = values[list(VALUE_COLUMNS)].to_numpy()
+    invalid = ~np.isfinite(numbers) | (numbers < 0)
+    if invalid.any():
+        row, column = np.argwhere(invalid)[0]
+        customer = values.iloc[row]
+        raise ValueError(
+            f"customer {customer['customer_id']} (frequency {customer['frequency']}, recency "
+            f"{customer['recency']}, T {customer['T']}, monetary_value "
+            f"{customer['monetary_value']}): {VALUE_COLUMNS[column]} = {numbers[row, column]}; "
+            "no table is written with such a value (see cltv_model_fit.json)"
         )
 
 

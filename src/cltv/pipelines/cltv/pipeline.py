@@ -19,7 +19,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 fit_cltv_models,
-                inputs=["customer_summary", "params:cltv.penalizer", "params:time_unit"],
+                inputs=[
+                    "customer_summary",
+                    "params:cltv.bgnbd",
+                    "params:cltv.gamma_gamma",
+                    "params:time_unit",
+                ],
                 outputs="cltv_calibration_fit",
                 name="fit_cltv_models_on_calibration",
             ),
@@ -37,7 +42,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 fit_cltv_models,
-                inputs=["customer_summary_current", "params:cltv.penalizer", "params:time_unit"],
+                inputs=[
+                    "customer_summary_current",
+                    "params:cltv.bgnbd",
+                    "params:cltv.gamma_gamma",
+                    "params:time_unit",
+                ],
                 outputs="cltv_model_fit",
                 name="fit_cltv_models",
             ),

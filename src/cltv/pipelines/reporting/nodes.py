@@ -185,8 +185,10 @@ def headline_kpis(
     analysis_period: dict[str, Any],
     churn_metrics: dict[str, Any],
     cltv_validation: dict[str, Any],
+    cltv_model_fit: dict[str, Any],
 ) -> dict[str, Any]:
-    """The numbers at the top of the dashboard."""
+    """The numbers at the top of the dashboard, and what the CLV fit could not see
+    (``cltv_model_notes``: the notes of any boundary optimum, empty when there is none)."""
     sales = (
         sold_lines(clean)
         .agg(
@@ -221,6 +223,11 @@ def headline_kpis(
         "churn_model": churn_metrics["model"],
         "cltv_mae_bgnbd": cltv_validation["mae_bgnbd"],
         "cltv_mae_naive": cltv_validation["mae_naive"],
+        "cltv_model_notes": " ".join(
+            cltv_model_fit[model]["note"]
+            for model in ("bgnbd", "gamma_gamma")
+            if cltv_model_fit[model].get("note")
+        ),
     }
 
 
@@ -382,6 +389,11 @@ def build_dashboard(
     shown = targets.head(25)
     table = shown.to_html(index=False, float_format=lambda v: f"{v:,.3f}", classes="targets")
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    notes = (
+        f'<p class="note">CLV model: {html.escape(kpis["cltv_model_notes"])}</p>'
+        if kpis.get("cltv_model_notes")
+        else ""
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>cltv-churn dashboard</title>
@@ -391,6 +403,7 @@ body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
 .kpi {{ border: 1px solid #ddd; border-radius: 8px; padding: 12px; }}
 .kpi .label {{ font-size: 12px; color: #666; }} .kpi .value {{ font-size: 22px; font-weight: 600; }}
 .chart {{ margin-top: 24px; }}
+.note {{ background: #fff6e0; border-left: 4px solid #e0a000; padding: 8px 12px; }}
 table.targets {{ border-collapse: collapse; font-size: 13px; }}
 table.targets td, table.targets th {{ border: 1px solid #ddd; padding: 4px 8px; }}
 </style>
@@ -398,6 +411,7 @@ table.targets td, table.targets th {{ border: 1px solid #ddd; padding: 4px 8px; 
 </head><body>
 <h1>Customer lifetime value and churn</h1>
 <p>Generated {generated}; churn model: {html.escape(str(kpis["churn_model"]))}.</p>
+{notes}
 <div class="kpis">{cards}</div>
 {charts}
 <h2>Retention targets: high-value customers most at risk ({len(targets)} listed, top 25 shown)</h2>

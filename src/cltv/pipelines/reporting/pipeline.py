@@ -64,6 +64,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "analysis_period",
                 "churn_metrics",
                 "cltv_validation",
+                "cltv_model_fit",
             ],
             "report_kpis",
         ),

@@ -1,0 +1,132 @@
+"""Data that break the models' assumptions, through a default ``kedro run``: no error, and no
+value in ``customer_cltv`` that a user would laugh at.
+
+Each process regime of ``cltv.synthetic`` (nobody drops out; spend with a heavy tail; a
+seasonal peak in the holdout) gets its own run; the bundled sample goes through the same
+nodes in this process.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from types import SimpleNamespace
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+
+from cltv.pipelines.cltv.nodes import (
+    fit_cltv_models,
+    naive_baseline,
+    predict_customer_value,
+)
+from cltv.pipelines.data_processing.nodes import (
+    build_current_customer_summary,
+    build_customer_summary,
+    resolve_analysis_period,
+)
+from cltv.synthetic import write_csv
+
+from .conftest import PROJECT_ROOT, copy_project, run_kedro
+from .test_cleaning import clean_csv
+
+ROWS = 30_000
+VALUATION = {"horizon_months": 12, "discount_rate": 0.01, "margin": 1.0, "value_tiers": []}
+
+
+def assert_valid_customer_values(values: pd.DataFrame) -> None:
+    """The invariant of ``customer_cltv``: finite, never negative, and zero only for a reason."""
+    for column in ("p_alive", "expected_purchases", "expected_average_order_value", "clv"):
+        assert np.isfinite(values[column]).all(), column
+        assert (values[column] >= 0).all(), column
+    assert (values["p_alive"] <= 1).all()
+    # everyone has a positive expected order value, one-time buyers included
+    assert (values["expected_average_order_value"] > 0).all()
+    # no purchases expected only for a customer the model believes gone
+    assert (values.loc[values["expected_purchases"] == 0, "p_alive"] < 1e-12).all()
+    assert ((values["clv"] > 0) == (values["expected_purchases"] > 0)).all()
+
+
+@pytest.fixture(scope="module", params=["no_dropout", "heavy_tail_spend", "seasonal_peak"])
+def regime_run(request, spark, tmp_path_factory):
+    project = copy_project(PROJECT_ROOT, tmp_path_factory.mktemp(request.param))
+    csv = project / "input.csv"
+    # with this seed the no-dropout data put both BG/NBD optima on the boundary a -> 0; about
+    # half of such samples do, the others end inside with almost no dropout
+    truth = write_csv(ROWS, csv, seed=12, regimes=(request.param,))
+    run_kedro(project, input_path=str(csv))
+    models = project / "data" / "06_models"
+    return SimpleNamespace(
+        regime=request.param,
+        project=project,
+        truth=truth,
+        values=DeltaTable(str(project / "data/07_model_output/customer_cltv")).to_pandas(),
+        fits={
+            name: json.loads((models / f"{name}.json").read_text())
+            for name in ("cltv_calibration_fit", "cltv_model_fit")
+        },
+        validation=json.loads((project / "data/08_reporting/cltv_validation.json").read_text()),
+    )
+
+
+def test_each_regime_runs_end_to_end_with_valid_values(regime_run):
+    assert_valid_customer_values(regime_run.values)
+    assert len(regime_run.values) == regime_run.truth["bgnbd"]["n_customers"]
+    validation = regime_run.validation
+    assert all(np.isfinite(validation[k]) for k in ("mae_bgnbd", "mae_naive", "total_bgnbd"))
+
+
+def test_boundaries_are_reported_in_the_fit_and_tagged_in_mlflow(regime_run):
+    fit = regime_run.fits["cltv_model_fit"]
+    mlflow.set_tracking_uri(f"sqlite:///{regime_run.project / 'mlflow.db'}")
+    run = mlflow.search_runs(experiment_names=["cltv-churn"]).iloc[0]
+    for model in ("bgnbd", "gamma_gamma"):
+        boundary = fit[model]["boundary"]
+        assert bool(fit[model]["note"]) == bool(boundary)
+        tag = run.get(f"tags.cltv_model_fit.{model}.boundary")
+        assert (tag or None) == (", ".join(boundary) or None)
+    if fit["bgnbd"]["boundary"] == ["a → 0"]:
+        assert fit["bgnbd"]["a"] == 0 and fit["bgnbd"]["b"] is None
+        assert (regime_run.values["p_alive"] == 1).all()
+    # and the dashboard says so, in words, above its numbers
+    reporting = regime_run.project / "data" / "08_reporting"
+    notes = json.loads((reporting / "kpis.json").read_text())["cltv_model_notes"]
+    assert notes == " ".join(fit[m]["note"] for m in ("bgnbd", "gamma_gamma") if fit[m]["note"])
+    dashboard = (reporting / "dashboard.html").read_text()
+    assert ('<p class="note">' in dashboard) == bool(notes)
+    if notes:
+        assert html.escape(notes) in dashboard
+
+
+def test_the_fits_see_what_each_regime_did(regime_run):
+    fit, truth = regime_run.fits["cltv_model_fit"], regime_run.truth
+    spend = fit["gamma_gamma"]
+    if regime_run.regime == "no_dropout":
+        # no dropout to see: both fits are the limiting NBD, and everyone is alive
+        for name in ("cltv_calibration_fit", "cltv_model_fit"):
+            assert regime_run.fits[name]["bgnbd"]["boundary"] == ["a → 0"]
+        assert (regime_run.values["p_alive"] == 1).all()
+        assert regime_run.validation["total_bgnbd"] > 0
+    elif regime_run.regime == "heavy_tail_spend":
+        assert truth["gamma_gamma"]["q"] == 1.2
+        assert 1 < spend["q"] < 2  # close to 1, and the mean spend still finite
+        assert spend["population_mean"] > 0 and np.isfinite(spend["population_mean"])
+    else:
+        # the holdout is the peak season: twice the rate, which a stationary model misses
+        validation = regime_run.validation
+        assert validation["total_actual"] > 1.3 * validation["total_bgnbd"]
+
+
+def test_the_bundled_sample_gets_valid_values(spark):
+    sample = PROJECT_ROOT / "data" / "01_raw" / "online_retail_ii_sample.csv"
+    clean, _, _ = clean_csv(sample)
+    period = resolve_analysis_period(clean, None, None, 90)
+    summary = build_current_customer_summary(clean, period, "W")
+    fit = fit_cltv_models(summary, {"penalizer": 0.0}, {"penalizer": 0.0}, "W")
+    naive = naive_baseline(build_customer_summary(clean, period, "W"), period)
+    values = predict_customer_value(summary, fit, naive, VALUATION, period).toPandas()
+    assert_valid_customer_values(values)
+    assert fit["bgnbd"]["boundary"] == [] and fit["gamma_gamma"]["boundary"] == []
