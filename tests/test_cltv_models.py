@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lifetimes import BetaGeoFitter, GammaGammaFitter
+from lifetimes import BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter
 from lifetimes.datasets import load_cdnow_summary, load_cdnow_summary_data_with_monetary_value
 from pyspark.sql import functions as F
 from scipy.optimize import minimize
 from scipy.special import gammaln
 
-from cltv.models import BetaGeoModel, GammaGammaModel
+from cltv.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel
 from cltv.pipelines.cltv.nodes import (
     fit_cltv_models,
     model_parameters,
@@ -55,6 +55,34 @@ def test_gamma_gamma_reproduces_the_published_cdnow_estimates():
     assert model.params_["q"] == pytest.approx(3.74, abs=0.005)
     assert model.params_["gamma"] == pytest.approx(15.44, abs=0.01)
     assert model.n_customers_ == 946
+
+
+def test_mbgnbd_agrees_with_lifetimes_on_cdnow():
+    # Batislam et al.'s MBG/NBD: a customer may also leave right after the first purchase
+    cdnow = load_cdnow_summary()
+    x, t_x, big_t = cdnow["frequency"], cdnow["recency"], cdnow["T"]
+    model = ModifiedBetaGeoModel().fit(x, t_x, big_t)
+    oracle = ModifiedBetaGeoFitter().fit(x, t_x, big_t)
+    for name in ("r", "alpha", "a", "b"):
+        assert model.params_[name] == pytest.approx(oracle.params_[name], rel=RELATIVE), name
+    params = [model.params_[k] for k in ("r", "alpha", "a", "b")]
+    mean_nll = ModifiedBetaGeoFitter._negative_log_likelihood(
+        np.log(params), x.to_numpy(), t_x.to_numpy(), big_t.to_numpy(), np.ones(len(x)), 0.0
+    )
+    assert model.log_likelihood_ == pytest.approx(-mean_nll * len(x), rel=1e-12)
+    # BG/NBD's likelihood is not the same: the dropout branch is open to one-time buyers
+    assert model.log_likelihood_ != pytest.approx(
+        BetaGeoModel().fit(x, t_x, big_t).log_likelihood_, rel=1e-6
+    )
+    oracle.params_[:] = params
+    for horizon in (1.0, 13.0, 52.0):
+        assert model.predict_purchases(horizon, x, t_x, big_t) == pytest.approx(
+            oracle.conditional_expected_number_of_purchases_up_to_time(horizon, x, t_x, big_t),
+            rel=RELATIVE,
+        )
+    alive = model.predict_probability_alive(x, t_x, big_t)
+    assert alive == pytest.approx(oracle.conditional_probability_alive(x, t_x, big_t), rel=1e-9)
+    assert (alive[cdnow["frequency"] == 0] < 1).all()  # unlike BG/NBD's one-time buyers
 
 
 @pytest.fixture(scope="module")
@@ -274,10 +302,13 @@ def _assert_derivatives_match_finite_differences(model, params, columns):
     st.floats(0.0, 1.0),
     st.floats(0.5, 500.0),
 )
-def test_bgnbd_derivatives_match_finite_differences(params, frequency, recency_share, big_t):
+def test_bgnbd_and_mbgnbd_derivatives_match_finite_differences(
+    params, frequency, recency_share, big_t
+):
     recency = recency_share * big_t if frequency else 0.0
     columns = (np.array([float(frequency)]), np.array([recency]), np.array([big_t]))
-    _assert_derivatives_match_finite_differences(BetaGeoModel, params, columns)
+    for model in (BetaGeoModel, ModifiedBetaGeoModel):
+        _assert_derivatives_match_finite_differences(model, params, columns)
 
 
 @settings(max_examples=40, deadline=None)
@@ -476,14 +507,15 @@ def test_predictions_are_finite_and_non_negative_everywhere(
 ):
     """Any history a daily summary can hold (at most one purchase a day; heavy buyers with
     short histories included), in weeks, and any parameters, boundary limits included."""
-    purchases = BetaGeoModel.from_params({"r": r, "alpha": alpha, "a": a, "b": b})
     frequency = round(purchase_share * days)
     last_day = max(frequency, round(recency_share * days))
     x, t_x, big_t = float(frequency), last_day / 7 if frequency else 0.0, days / 7
-    alive = purchases.predict_probability_alive(x, t_x, big_t)
-    near, far = (purchases.predict_purchases(t, x, t_x, big_t) for t in (4.0, 52.0))
-    assert np.isfinite([alive, near, far]).all()
-    assert 0.0 <= alive <= 1.0 and 0.0 <= near <= far
+    for model in (BetaGeoModel, ModifiedBetaGeoModel):
+        purchases = model.from_params({"r": r, "alpha": alpha, "a": a, "b": b})
+        alive = purchases.predict_probability_alive(x, t_x, big_t)
+        near, far = (purchases.predict_purchases(t, x, t_x, big_t) for t in (4.0, 52.0))
+        assert np.isfinite([alive, near, far]).all()
+        assert 0.0 <= alive <= 1.0 and 0.0 <= near <= far
     spend_model = GammaGammaModel.from_params({"p": 3.0, "q": q, "gamma": 40.0})
     value = spend_model.predict_average_order_value(x, spend if frequency else 0.0)
     assert np.isfinite(value) and value > 0

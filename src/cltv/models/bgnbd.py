@@ -60,6 +60,8 @@ class BetaGeoModel(MaximumLikelihoodFitter):
 
     param_names = ("r", "alpha", "a", "b")
     param_offsets = (0.0, 0.0, 0.0, 0.0)
+    # 1 when a customer may also drop out right after the first purchase (MBG/NBD)
+    shift: ClassVar[int] = 0
     boundary_notes: ClassVar[dict[tuple[str, str], str]] = {
         ("a", "lower"): _NO_DROPOUT,
         ("b", "upper"): _NO_DROPOUT,
@@ -77,8 +79,8 @@ class BetaGeoModel(MaximumLikelihoodFitter):
         x, t_x, big_t = _as_arrays(frequency, recency, T)
         return Histories(x, Levels(x), Levels(t_x), Levels(big_t))
 
-    @staticmethod
-    def log_likelihood(params: Sequence[float], data: Histories, weights=None):
+    @classmethod
+    def log_likelihood(cls, params: Sequence[float], data: Histories, weights=None):
         """Per-row log-likelihood (paper eq. 6) and its gradient in (r, alpha, a, b); given
         ``weights``, also the weighted sum of the per-row Hessians.
 
@@ -91,18 +93,19 @@ class BetaGeoModel(MaximumLikelihoodFitter):
         """
         r, alpha, a, b = params
         x, counts, recencies, ages = data
+        d = cls.shift
         with np.errstate(divide="ignore", invalid="ignore"):
             log_alive_end = ages.map(lambda t: np.log(alpha + t))
             log_last = recencies.map(lambda t: np.log(alpha + t))
-            log_b_x = counts.map(lambda k: np.log(b + np.maximum(k, 1) - 1))
-            digamma_a_b_x = counts.map(lambda k: digamma(a + b + k))
-            common = counts.map(lambda k: gammaln(r + k) + gammaln(b + k) - gammaln(a + b + k)) + (
-                r * np.log(alpha) - gammaln(r) + gammaln(a + b) - gammaln(b)
-            )
+            log_b_x = counts.map(lambda k: np.log(b + np.maximum(k + d, 1) - 1))
+            digamma_a_b_x = counts.map(lambda k: digamma(a + b + k + d))
+            common = counts.map(
+                lambda k: gammaln(r + k) + gammaln(b + k + d) - gammaln(a + b + k + d)
+            ) + (r * np.log(alpha) - gammaln(r) + gammaln(a + b) - gammaln(b))
             # log of the two ways the history can end: still alive at T, or dropped out after
             # the last purchase at t_x (only after a repeat purchase)
             alive = -(r + x) * log_alive_end
-            dropped = np.where(x > 0, np.log(a) - log_b_x - (r + x) * log_last, -np.inf)
+            dropped = np.where(cls._can_drop(x), np.log(a) - log_b_x - (r + x) * log_last, -np.inf)
             log_odds = dropped - alive
             small = np.exp(-np.abs(log_odds))  # in [0, 1]: no overflow either way
             ll = common + np.maximum(alive, dropped) + np.log1p(small)
@@ -124,14 +127,14 @@ class BetaGeoModel(MaximumLikelihoodFitter):
                     digamma_a_b - digamma_a_b_x + share_dropped / a,
                     digamma_a_b
                     - digamma(b)
-                    + counts.map(lambda k: digamma(b + k))
+                    + counts.map(lambda k: digamma(b + k + d))
                     - digamma_a_b_x
                     - share_dropped * inverse_b_x,
                 ]
             )
             if weights is None:
                 return ll, grad
-            trigamma_a_b_x = counts.map(lambda k: polygamma(1, a + b + k))
+            trigamma_a_b_x = counts.map(lambda k: polygamma(1, a + b + k + d))
             # grad A - grad D, and the second derivatives of common, A and D
             difference = (
                 log_last - log_alive_end,
@@ -162,7 +165,7 @@ class BetaGeoModel(MaximumLikelihoodFitter):
             hessian[3, 2] += a_b
             hessian[3, 3] += (
                 a_b
-                + weights @ counts.map(lambda k: polygamma(1, b + k))
+                + weights @ counts.map(lambda k: polygamma(1, b + k + d))
                 - weight_sum * polygamma(1, b)
                 + weights @ (share_dropped * inverse_b_x**2)
             )
@@ -181,6 +184,12 @@ class BetaGeoModel(MaximumLikelihoodFitter):
             return np.array([0.0, 0.0, -np.inf, np.nan])  # NBD: refit r and alpha
         return None
 
+    @classmethod
+    def _can_drop(cls, x: np.ndarray) -> np.ndarray:
+        """Who may have dropped out after the last purchase: repeat buyers (BG/NBD), or
+        everyone (MBG/NBD)."""
+        return np.ones_like(x, dtype=bool) if cls.shift else x > 0
+
     @property
     def no_dropout(self) -> bool:
         """The limiting NBD model: nobody drops out."""
@@ -193,10 +202,10 @@ class BetaGeoModel(MaximumLikelihoodFitter):
             return np.full(np.broadcast(x, t_x, big_t).shape, -np.inf)
         log_odds = (
             np.log(a)
-            - np.log(b + np.maximum(x, 1) - 1)
+            - np.log(b + np.maximum(x + self.shift, 1) - 1)
             + (r + x) * (np.log(alpha + big_t) - np.log(alpha + t_x))
         )
-        return np.where(x > 0, log_odds, -np.inf)
+        return np.where(self._can_drop(x), log_odds, -np.inf)
 
     def predict_probability_alive(self, frequency, recency, T) -> np.ndarray:
         """P(alive at T | history), paper eq. 11, as a logistic of the log-odds (no overflow)."""
@@ -215,6 +224,7 @@ class BetaGeoModel(MaximumLikelihoodFitter):
         r, alpha, a, b = (self.params_[k] for k in self.param_names)
         x, _, big_t = _as_arrays(frequency, recency, T)
         t = np.asarray(t, dtype=float)
+        b = b + self.shift if b is not None else b  # MBG/NBD: the BG/NBD formula at b + 1
         if self.no_dropout:  # the NBD: the posterior mean rate (r + x) / (alpha + T), for t
             return np.broadcast_to((r + x) * t / (alpha + big_t), np.broadcast(x, big_t, t).shape)
 
@@ -243,3 +253,17 @@ class BetaGeoModel(MaximumLikelihoodFitter):
 
 def _as_arrays(*columns) -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(column, dtype=float) for column in columns)
+
+
+class ModifiedBetaGeoModel(BetaGeoModel):
+    """MBG/NBD: BG/NBD in which a customer may also drop out right after the first purchase,
+    so a one-time buyer who has been quiet for long is not assumed alive.
+
+    Batislam, E. P., Denizel, M. and Filiztekin, A. (2007), "Empirical validation and comparison
+    of models for customer base analysis", International Journal of Research in Marketing 24(3),
+    201-209. The likelihood is BG/NBD's with the dropout chances counted from x + 1 purchases
+    (``shift`` = 1) and the dropped-out branch open to every customer; E[X(t)] is BG/NBD's at
+    b + 1. Same parameters (r, alpha, a, b), fitting, boundaries and limit (a -> 0: the NBD).
+    """
+
+    shift: ClassVar[int] = 1
