@@ -16,8 +16,11 @@ from pyspark.sql import functions as F
 from scipy.optimize import minimize
 from scipy.special import gammaln
 
+from cltv import metrics
 from cltv.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel
 from cltv.pipelines.cltv.nodes import (
+    _choose,
+    fit_chosen_model,
     fit_cltv_models,
     model_parameters,
     naive_baseline,
@@ -30,7 +33,15 @@ from cltv.synthetic import write_csv
 from .test_cleaning import clean_csv
 
 RELATIVE = 1e-4
-NO_PENALTY = {"penalizer": 0.0}
+
+
+def cltv_params(penalizer: float = 0.0, selection: str = "lowest_mae") -> dict:
+    """The ``cltv`` parameters the fitting nodes take: both candidates, one penalty."""
+    return {
+        "candidates": ["bgnbd", "mbgnbd"],
+        "model_selection": selection,
+        **{m: {"penalizer": penalizer} for m in ("bgnbd", "mbgnbd", "gamma_gamma")},
+    }
 
 
 def test_bgnbd_reproduces_the_published_cdnow_estimates():
@@ -100,7 +111,7 @@ def generated(spark, tmp_path_factory):
         "period": period,
         "summary": summary,
         "frame": summary.toPandas(),
-        "fit": fit_cltv_models(summary, NO_PENALTY, NO_PENALTY, "W"),
+        "fit": fit_cltv_models(summary, cltv_params(), "W"),
     }
 
 
@@ -197,16 +208,16 @@ def test_prices_in_pence_multiply_money_by_100_and_change_nothing_else(generated
     summary, period = generated["summary"], generated["period"]
     in_pence = summary.withColumn("monetary_value", F.col("monetary_value") * 100)
     valuation = {"horizon_months": 12, "discount_rate": 0.01, "margin": 1.0, "value_tiers": []}
-    penalties = ({"penalizer": penalizer}, {"penalizer": penalizer})
     results = []
     for table in (summary, in_pence):
-        fit = fit_cltv_models(table, *penalties, "W")
+        fit = fit_cltv_models(table, cltv_params(penalizer), "W")
         naive = naive_baseline(table, period)
         values = predict_customer_value(table, fit, naive, valuation, period).toPandas()
         results.append((fit, values.set_index("customer_id").sort_index()))
     (pounds_fit, pounds), (pence_fit, pence) = results
     for name in ("r", "alpha", "a", "b"):
-        assert pence_fit["bgnbd"][name] == pounds_fit["bgnbd"][name]  # spend plays no part
+        for model in ("bgnbd", "mbgnbd"):
+            assert pence_fit[model][name] == pounds_fit[model][name]  # spend plays no part
     assert pence_fit["gamma_gamma"]["p"] == pytest.approx(pounds_fit["gamma_gamma"]["p"], rel=1e-9)
     assert pence_fit["gamma_gamma"]["q"] == pytest.approx(pounds_fit["gamma_gamma"]["q"], rel=1e-9)
     assert pence_fit["gamma_gamma"]["gamma"] == pytest.approx(
@@ -218,25 +229,130 @@ def test_prices_in_pence_multiply_money_by_100_and_change_nothing_else(generated
         assert (pence[column] == pounds[column]).all()
 
 
-def test_holdout_validation_beats_the_naive_baseline(generated):
+def test_holdout_validation_beats_the_naive_baseline_and_picks_the_true_model(generated):
     fit, period = generated["fit"], generated["period"]
-    validation = validate_on_holdout(generated["summary"], fit, period)
+    validation = validate_on_holdout(generated["summary"], fit, period, "lowest_mae")
     frame = generated["frame"]
     horizon = period["holdout_days"] / 7
     naive = np.where(frame["T"] > 0, frame["frequency"] / frame["T"].where(frame["T"] > 0, 1), 0)
     expected_mae_naive = np.abs(naive * horizon - frame["frequency_holdout"]).mean()
     assert validation["mae_naive"] == pytest.approx(expected_mae_naive, rel=1e-9)
     assert validation["total_actual"] == frame["frequency_holdout"].sum()
-    assert validation["mae_bgnbd"] < validation["mae_naive"]
-    assert validation["total_bgnbd"] == pytest.approx(validation["total_actual"], rel=0.1)
+    for model in ("bgnbd", "mbgnbd"):
+        assert validation[f"mae_{model}"] < validation["mae_naive"]
+        assert validation[f"total_{model}"] == pytest.approx(validation["total_actual"], rel=0.1)
+    # the data are drawn from BG/NBD: it is chosen, or ties the chosen model within the noise
+    # (the mean per-customer difference of absolute errors within two standard errors of 0)
+    selection = validation["selection"]
+    assert selection["chosen"] == "bgnbd" or "bgnbd" in selection["within_noise_of_chosen"]
+    assert not selection["naive_beats_every_model"]
+    assert "predicts holdout purchases best" in validation["verdict"]
     buckets = validation["by_calibration_frequency"]
     assert [b["frequency"] for b in buckets][:2] == ["0", "1"] and buckets[-1]["frequency"] == "7+"
     assert sum(b["n_customers"] for b in buckets) == len(frame)
+    assert {"actual", "bgnbd", "mbgnbd", "naive"} <= set(buckets[0])
     spec = model_parameters(fit)
-    assert set(spec) == {"time_unit", "bgnbd", "gamma_gamma"}
+    assert set(spec) == {"time_unit", "purchase_model", "bgnbd", "gamma_gamma"}
     assert set(spec["bgnbd"]) == {"r", "alpha", "a", "b", "log_likelihood", "n_customers"}
     assert set(spec["gamma_gamma"]) == {"p", "q", "gamma", "n_customers"}
-    json.dumps(spec, allow_nan=False)
+    json.dumps(validation, allow_nan=False)
+
+
+def test_value_ranking_by_hand(spark):
+    # scores 5..1 hold 10, 0, 30, 0, 10 of 50: the curve 0.2, 0.2, 0.8, 0.8, 1.0 over fifths
+    customers = spark.createDataFrame(
+        [(5.0, 10.0), (4.0, 0.0), (3.0, 30.0), (2.0, 0.0), (1.0, 10.0)],
+        "score double, value double",
+    )
+    ranking = metrics.value_ranking(customers, "score", "value")
+    # trapezoids: (0.1 + 0.2 + 0.5 + 0.8 + 0.9) / 5 = 0.5, so no better than chance
+    assert ranking["gini"] == pytest.approx(0.0, abs=1e-12)
+    assert ranking["top_20pct"] == pytest.approx(10 / 50)  # the first customer
+    assert ranking["top_10pct"] == pytest.approx(5 / 50)  # half of them
+    # a tie at the top (10 and 0 at score 5): in random order, 0.6 of a customer takes 0.6 x 5
+    tied = customers.union(spark.createDataFrame([(5.0, 0.0)], "score double, value double"))
+    ranking = metrics.value_ranking(tied, "score", "value")
+    assert ranking["top_10pct"] == pytest.approx(0.6 * 5 / 50)
+    # the tie group's trapezoid: 2/6 x (0 + 0.2) / 2, then as before over sixths
+    area = (2 / 6 * 0.1) + (0.2 + 0.2) / 2 / 6 + (0.2 + 0.8) / 2 / 6 + 0.8 / 6 + 0.9 / 6
+    assert ranking["gini"] == pytest.approx(2 * area - 1)
+    perfect = spark.createDataFrame([(2.0, 1.0), (1.0, 0.0)], "score double, value double")
+    assert metrics.value_ranking(perfect, "score", "value")["gini"] == pytest.approx(0.5)
+    nobody = spark.createDataFrame([(1.0, 0.0)], "score double, value double")
+    assert metrics.value_ranking(nobody, "score", "value")["gini"] is None
+
+
+def test_spend_and_ranking_validation_match_pandas(generated):
+    fit, period = generated["fit"], generated["period"]
+    validation = validate_on_holdout(generated["summary"], fit, period, "lowest_mae")
+    frame = generated["frame"]
+    spend = GammaGammaModel.from_params(fit["gamma_gamma"])
+    both = frame[(frame["frequency"] > 0) & (frame["frequency_holdout"] > 0)]
+    predicted = spend.predict_average_order_value(both["frequency"], both["monetary_value"])
+    assert validation["spend_n_customers"] == len(both)
+    assert validation["spend_mae_gamma_gamma"] == pytest.approx(
+        np.abs(predicted - both["monetary_value_holdout"]).mean(), rel=1e-9
+    )
+    assert validation["spend_mae_naive"] == pytest.approx(
+        np.abs(both["monetary_value"] - both["monetary_value_holdout"]).mean(), rel=1e-9
+    )
+    # BG/NBD's predicted holdout value, and the curve over its tie groups (one-time buyers
+    # with the same T tie), in pandas
+    purchases = BetaGeoModel.from_params(fit["bgnbd"])
+    x, t_x, big_t = frame["frequency"], frame["recency"], frame["T"]
+    value = purchases.predict_purchases(period["holdout_days"] / 7, x, t_x, big_t) * (
+        spend.predict_average_order_value(x, frame["monetary_value"])
+    )
+    revenue = frame["frequency_holdout"] * frame["monetary_value_holdout"]
+    groups = (
+        pd.DataFrame({"value": value, "revenue": revenue})
+        .groupby("value")
+        .agg(n=("revenue", "size"), revenue=("revenue", "sum"))
+        .sort_index(ascending=False)
+    )
+    n, total = len(frame), revenue.sum()
+    n_through, through = groups["n"].cumsum(), groups["revenue"].cumsum() / total
+    cut = np.searchsorted(n_through.to_numpy(), 0.1 * n)  # the group holding the cut
+    before_n = n_through.iloc[cut] - groups["n"].iloc[cut]
+    before = through.iloc[cut] - groups["revenue"].iloc[cut] / total
+    top = (
+        before + (0.1 * n - before_n) / groups["n"].iloc[cut] * groups["revenue"].iloc[cut] / total
+    )
+    assert validation["top_10pct_bgnbd"] == pytest.approx(top, rel=1e-9)
+    area = (groups["n"] / n * (2 * through - groups["revenue"] / total) / 2).sum()
+    assert validation["gini_bgnbd"] == pytest.approx(2 * area - 1, rel=1e-9)
+    # the models rank customers far better than chance, and better than the naive value
+    assert validation["gini_bgnbd"] > 0.3
+    assert validation["top_20pct_bgnbd"] > 0.2
+
+
+def test_a_forced_model_values_the_customers(generated):
+    summary, period = generated["summary"], generated["period"]
+    validation = validate_on_holdout(summary, generated["fit"], period, "mbgnbd")
+    assert validation["selection"]["chosen"] == "mbgnbd"
+    fit = fit_chosen_model(summary, cltv_params(), "W", validation)
+    assert fit["purchase_model"] == "mbgnbd" and fit["candidates"] == ["bgnbd", "mbgnbd"]
+    spec = model_parameters(fit)
+    assert spec["purchase_model"] == "mbgnbd"
+    assert set(spec["mbgnbd"]) == {"r", "alpha", "a", "b", "log_likelihood", "n_customers"}
+    valuation = {"horizon_months": 12, "discount_rate": 0.01, "margin": 1.0, "value_tiers": []}
+    naive = naive_baseline(summary, period)
+    values = predict_customer_value(summary, fit, naive, valuation, period).toPandas()
+    one_time = values[values["frequency"] == 0]
+    # MBG/NBD, unlike BG/NBD, lets one-time buyers have left: some are not surely alive
+    assert (one_time["p_alive"] < 1).all()
+    mbg = ModifiedBetaGeoModel.from_params(fit["mbgnbd"])
+    assert one_time["p_alive"].to_numpy() == pytest.approx(
+        mbg.predict_probability_alive(one_time["frequency"], one_time["recency"], one_time["T"])
+    )
+
+
+def test_the_selection_rule_takes_the_lowest_error_and_breaks_ties_by_order():
+    scores = {"mae_bgnbd": 0.5, "mae_mbgnbd": 0.4, "rmse_bgnbd": 1.0, "rmse_mbgnbd": 1.0}
+    assert _choose("lowest_mae", ["bgnbd", "mbgnbd"], scores) == "mbgnbd"
+    assert _choose("lowest_rmse", ["bgnbd", "mbgnbd"], scores) == "bgnbd"  # a tie: listed first
+    assert _choose("lowest_rmse", ["mbgnbd", "bgnbd"], scores) == "mbgnbd"
+    assert _choose("bgnbd", ["bgnbd", "mbgnbd"], scores) == "bgnbd"
 
 
 def test_value_tiers_and_naive_clv_by_hand(spark):
@@ -526,4 +642,4 @@ def test_empty_input_is_a_clear_error(spark):
         [], "frequency long, recency double, T double, monetary_value double"
     )
     with pytest.raises(ValueError, match="no customers to fit"):
-        fit_cltv_models(empty.filter(F.lit(False)), NO_PENALTY, NO_PENALTY, "W")
+        fit_cltv_models(empty.filter(F.lit(False)), cltv_params(), "W")

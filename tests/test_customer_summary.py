@@ -83,8 +83,10 @@ def test_summary_matches_lifetimes_on_generated_data(spark, tmp_path, time_unit)
     # lifetimes compares timestamps with midnight of calibration_end; the SPEC's ends are whole
     # days (inclusive), which is lifetimes on transaction dates
     lines["invoice_date"] = lines["invoice_date"].dt.normalize()
+    # one row per purchase occasion: lifetimes' holdout mean is over its input rows
+    occasions = lines.groupby(["customer_id", "invoice_date"], as_index=False)["revenue"].sum()
     expected = calibration_and_holdout_data(
-        lines,
+        occasions,
         "customer_id",
         "invoice_date",
         calibration_period_end=period["calibration_end"],
@@ -100,5 +102,8 @@ def test_summary_matches_lifetimes_on_generated_data(spark, tmp_path, time_unit)
     np.testing.assert_allclose(ours["T"], expected["T_cal"] / scale, rtol=1e-12)
     np.testing.assert_allclose(ours["monetary_value"], expected["monetary_value_cal"], rtol=1e-9)
     np.testing.assert_array_equal(ours["frequency_holdout"], expected["frequency_holdout"])
+    np.testing.assert_allclose(
+        ours["monetary_value_holdout"], expected["monetary_value_holdout"], rtol=1e-9
+    )
     np.testing.assert_allclose(ours["duration_holdout"], expected["duration_holdout"] / scale)
     assert (ours["churned"] == (expected["frequency_holdout"] == 0).astype(int)).all()

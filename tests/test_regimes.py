@@ -32,6 +32,7 @@ from cltv.synthetic import write_csv
 
 from .conftest import PROJECT_ROOT, copy_project, run_kedro
 from .test_cleaning import clean_csv
+from .test_cltv_models import cltv_params
 
 ROWS = 30_000
 VALUATION = {"horizon_months": 12, "discount_rate": 0.01, "margin": 1.0, "value_tiers": []}
@@ -94,7 +95,11 @@ def test_boundaries_are_reported_in_the_fit_and_tagged_in_mlflow(regime_run):
     # and the dashboard says so, in words, above its numbers
     reporting = regime_run.project / "data" / "08_reporting"
     notes = json.loads((reporting / "kpis.json").read_text())["cltv_model_notes"]
-    assert notes == " ".join(fit[m]["note"] for m in ("bgnbd", "gamma_gamma") if fit[m]["note"])
+    validation = regime_run.validation
+    expected = [fit[m]["note"] for m in ("bgnbd", "gamma_gamma") if fit[m]["note"]]
+    if validation["selection"]["naive_wins_on"]:  # and where the naive baseline does better
+        expected.append(validation["verdict"])
+    assert notes == " ".join(expected)
     dashboard = (reporting / "dashboard.html").read_text()
     assert ('<p class="note">' in dashboard) == bool(notes)
     if notes:
@@ -125,8 +130,9 @@ def test_the_bundled_sample_gets_valid_values(spark):
     clean, _, _ = clean_csv(sample)
     period = resolve_analysis_period(clean, None, None, 90)
     summary = build_current_customer_summary(clean, period, "W")
-    fit = fit_cltv_models(summary, {"penalizer": 0.0}, {"penalizer": 0.0}, "W")
+    fit = fit_cltv_models(summary, cltv_params(), "W")
     naive = naive_baseline(build_customer_summary(clean, period, "W"), period)
     values = predict_customer_value(summary, fit, naive, VALUATION, period).toPandas()
     assert_valid_customer_values(values)
-    assert fit["bgnbd"]["boundary"] == [] and fit["gamma_gamma"]["boundary"] == []
+    for model in ("bgnbd", "mbgnbd", "gamma_gamma"):
+        assert fit[model]["boundary"] == []

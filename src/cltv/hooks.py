@@ -67,10 +67,11 @@ class MlflowStoreHook:
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{database}"
 
 
-class FitBoundaryTagHook:
-    """Tags the MLflow run when a CLV fit's optimum is on a boundary (e.g. no dropout is
-    detectable): ``<fit>.<model>.boundary`` = ``a → 0``, so runs that were valued with a
-    limiting model can be found with ``mlflow.search_runs``."""
+class CltvFitTagHook:
+    """Tags the MLflow run with what a CLV fit says in words: ``cltv.purchase_model`` (the model
+    that values customers) and, when a fit's optimum is on a boundary (e.g. no dropout is
+    detectable), ``<fit>.<model>.boundary`` = ``a → 0``, so runs valued with a limiting model
+    can be found with ``mlflow.search_runs``."""
 
     @hook_impl
     def after_node_run(self, outputs: dict[str, Any]) -> None:
@@ -79,8 +80,9 @@ class FitBoundaryTagHook:
         for name, output in outputs.items():
             if not isinstance(output, dict):
                 continue
-            for model in ("bgnbd", "gamma_gamma"):
-                fit = output.get(model)
+            if isinstance(output.get("purchase_model"), str):
+                mlflow.set_tag("cltv.purchase_model", output["purchase_model"])
+            for model, fit in output.items():
                 boundary = fit.get("boundary") if isinstance(fit, dict) else None
                 if boundary:
                     mlflow.set_tag(f"{name}.{model}.boundary", ", ".join(boundary))

@@ -76,6 +76,55 @@ def ranking_metrics(table: DataFrame, top_fraction: float = 0.1) -> dict[str, An
     }
 
 
+def value_ranking(
+    predictions: DataFrame,
+    score: str,
+    actual: str,
+    top_fractions: tuple[float, ...] = (0.1, 0.2),
+) -> dict[str, float | None]:
+    """How well ``score`` ranks customers by ``actual`` value (e.g. holdout revenue).
+
+    ``top_<k>pct``: the share of all actual value held by the top k% of customers by score
+    (k% of n, fractions of a customer counted in proportion). None when nobody has value.
+    ``gini``: 2 x the area under that cumulative-share curve (customers on x, value on y, both
+    in [0, 1]) - 1: 0 for a ranking no better than chance, 1 when a vanishing share of
+    customers by score hold all the value. Customers tied on score are taken in random order,
+    in expectation: a tie group's value comes in proportion to how much of it is inside the
+    cut, and the curve runs straight across it. Only one row per distinct score reaches the
+    window, and only the summary reaches the driver.
+    """
+    groups = predictions.groupBy(F.col(score).alias("score")).agg(
+        F.count(F.lit(1)).alias("n"), F.sum(actual).alias("value")
+    )
+    # a global order over distinct scores: one partition, but one row per score
+    cumulative = Window.orderBy(F.desc("score")).rowsBetween(Window.unboundedPreceding, 0)
+    table = groups.select(
+        "n",
+        "value",
+        F.sum("n").over(cumulative).alias("n_through"),
+        F.sum("value").over(cumulative).alias("value_through"),
+    )
+    totals = table.agg(F.sum("n").alias("n"), F.sum("value").alias("value")).first()
+    n, total = int(totals["n"] or 0), float(totals["value"] or 0.0)
+    if n == 0 or total <= 0:  # nobody bought: nothing to rank
+        return {"gini": None, **{f"top_{round(f * 100)}pct": None for f in top_fractions}}
+    # trapezoids under the curve, one per tie group
+    area = table.agg(
+        F.sum(F.col("n") * (2 * F.col("value_through") - F.col("value"))).alias("area")
+    ).first()["area"] / (2.0 * n * total)
+    result = {"gini": 2.0 * area - 1.0}
+    for fraction in top_fractions:
+        n_top = fraction * n
+        group = table.filter(
+            (F.col("n_through") - F.col("n") < n_top) & (F.col("n_through") >= n_top)
+        ).first()
+        before = group["n_through"] - group["n"]
+        captured = group["value_through"] - group["value"]
+        captured += (n_top - before) / group["n"] * group["value"]
+        result[f"top_{round(fraction * 100)}pct"] = captured / total
+    return result
+
+
 def probability_metrics(predictions: DataFrame, label: str = "label", score: str = "score"):
     """Log loss and Brier score of predicted probabilities."""
     p = F.least(F.greatest(F.col(score), F.lit(LOG_LOSS_EPSILON)), F.lit(1 - LOG_LOSS_EPSILON))

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Any
 
+from cltv.pipelines.cltv.nodes import PURCHASE_MODELS, SELECTION_RULES
 from cltv.pipelines.data_processing.nodes import (
     DAYS_PER_UNIT,
     RETURN_MODES,
@@ -81,7 +82,14 @@ def problems(params: Mapping[str, Any]) -> list[str]:
         lambda: non_product_codes_problem(cleaning.get("non_product_stock_codes", [])),
     )
     cltv = params.get("cltv") or {}
-    for model in ("bgnbd", "gamma_gamma"):
+    if "candidates" in cltv:
+        _check(found, "cltv.candidates", lambda: _candidates_problem(cltv["candidates"]))
+        _check(
+            found,
+            "cltv.model_selection",
+            lambda: _one_of(cltv.get("model_selection"), [*SELECTION_RULES, *cltv["candidates"]]),
+        )
+    for model in ("bgnbd", "mbgnbd", "gamma_gamma"):
         if model in cltv:
             _check(
                 found,
@@ -111,6 +119,15 @@ def problems(params: Mapping[str, Any]) -> list[str]:
     if split is not None:
         _check(found, "churn_modeling.split.fractions", lambda: _fractions(split))
     return found
+
+
+def _candidates_problem(candidates: Any) -> str | None:
+    if not isinstance(candidates, list) or not candidates:
+        return f"{candidates!r} must be a non-empty list of {', '.join(PURCHASE_MODELS)}"
+    unknown = [c for c in candidates if c not in PURCHASE_MODELS]
+    if unknown:
+        return f"unknown model(s) {', '.join(map(str, unknown))}; use {', '.join(PURCHASE_MODELS)}"
+    return None
 
 
 def validate_parameters(params: Mapping[str, Any]) -> None:

@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from cltv.hooks import FitBoundaryTagHook, MlflowStoreHook, ParameterCheckHook, SparkHooks
+from cltv.hooks import CltvFitTagHook, MlflowStoreHook, ParameterCheckHook, SparkHooks
 
-HOOKS = (ParameterCheckHook(), MlflowStoreHook(), SparkHooks(), FitBoundaryTagHook())
+HOOKS = (ParameterCheckHook(), MlflowStoreHook(), SparkHooks(), CltvFitTagHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -19,11 +19,16 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cltv import metrics
-from cltv.models import BetaGeoModel, ConvergenceError, GammaGammaModel
+from cltv.models import BetaGeoModel, ConvergenceError, GammaGammaModel, ModifiedBetaGeoModel
 from cltv.pipelines.data_processing.nodes import days_per_unit
 
 logger = logging.getLogger(__name__)
 
+# purchase models that can value customers, by the name their parameters have in ``cltv``
+PURCHASE_MODELS = {"bgnbd": BetaGeoModel, "mbgnbd": ModifiedBetaGeoModel}
+MODEL_LABELS = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "naive": "naive"}
+# rules of cltv.model_selection besides naming a candidate: the lowest holdout error of counts
+SELECTION_RULES = {"lowest_mae": "mae", "lowest_rmse": "rmse"}
 # time units in a month, as lifetimes' customer_lifetime_value counts them
 MONTH_IN_UNITS = {"W": 4.345, "D": 30.0}
 FREQUENCY_BUCKETS = 7  # calibration table rows: 0, 1, ..., 6 and "7+"
@@ -51,29 +56,44 @@ def _report_boundary(name: str, model) -> None:
 
 
 def fit_cltv_models(
-    summary: DataFrame, bgnbd: dict[str, Any], gamma_gamma: dict[str, Any], time_unit: str
+    summary: DataFrame,
+    cltv: dict[str, Any],
+    time_unit: str,
+    purchase_models: list[str] | None = None,
 ) -> dict[str, Any]:
-    """BG/NBD on every customer and Gamma-Gamma on repeat customers, with fit diagnostics.
+    """Each purchase model (``cltv.candidates`` unless ``purchase_models`` says which) on every
+    customer and Gamma-Gamma on repeat customers, with fit diagnostics.
 
-    ``bgnbd`` and ``gamma_gamma`` are the models' parameters (``penalizer``). A fit whose
-    optimum is on a boundary (e.g. no dropout detectable) is reported with a warning, and its
-    JSON carries ``boundary`` and ``note``.
+    Each model's parameters (``penalizer``) are under its name in ``cltv``. A fit whose optimum
+    is on a boundary (e.g. no dropout detectable) is reported with a warning, and its JSON
+    carries ``boundary`` and ``note``.
     """
+    names = list(purchase_models or cltv["candidates"])
     histories = summary.groupBy("frequency", "recency", "T").count().toPandas()
-    purchases = _fit(
-        BetaGeoModel(bgnbd["penalizer"]),
-        "cltv.bgnbd.penalizer",
-        histories["frequency"],
-        histories["recency"],
-        histories["T"],
-        histories["count"],
-    )
-    _report_boundary("BG/NBD", purchases)
+    fits: dict[str, Any] = {}
+    for name in names:
+        purchases = _fit(
+            PURCHASE_MODELS[name](cltv[name]["penalizer"]),
+            f"cltv.{name}.penalizer",
+            histories["frequency"],
+            histories["recency"],
+            histories["T"],
+            histories["count"],
+        )
+        _report_boundary(MODEL_LABELS[name], purchases)
+        fits[name] = purchases.summary()
+        logger.info(
+            "%s %s (log-likelihood %.1f, %d customers)",
+            MODEL_LABELS[name],
+            {k: None if v is None else round(v, 4) for k, v in purchases.params_.items()},
+            purchases.log_likelihood_,
+            purchases.n_customers_,
+        )
     repeat = summary.filter((F.col("frequency") > 0) & (F.col("monetary_value") > 0))
     correlation = repeat.agg(F.corr("frequency", "monetary_value")).first()[0]
     spends = repeat.groupBy("frequency", "monetary_value").count().toPandas()
     spend = _fit(
-        GammaGammaModel(gamma_gamma["penalizer"]),
+        GammaGammaModel(cltv["gamma_gamma"]["penalizer"]),
         "cltv.gamma_gamma.penalizer",
         spends["frequency"],
         spends["monetary_value"],
@@ -87,32 +107,59 @@ def fit_cltv_models(
             correlation,
         )
     logger.info(
-        "BG/NBD %s (log-likelihood %.1f, %d customers); Gamma-Gamma %s (%d repeat customers, "
-        "frequency-spend correlation %s)",
-        {k: None if v is None else round(v, 4) for k, v in purchases.params_.items()},
-        purchases.log_likelihood_,
-        purchases.n_customers_,
+        "Gamma-Gamma %s (%d repeat customers, frequency-spend correlation %s)",
         {k: round(v, 4) for k, v in spend.params_.items()},
         spend.n_customers_,
         "n/a" if correlation is None else f"{correlation:.3f}",
     )
     return {
         "time_unit": time_unit,
-        "bgnbd": purchases.summary(),
+        "candidates": names,
+        **fits,
         "gamma_gamma": {**spend.summary(), "frequency_monetary_correlation": correlation},
     }
 
 
+def fit_chosen_model(
+    summary_current: DataFrame,
+    cltv: dict[str, Any],
+    time_unit: str,
+    validation: dict[str, Any],
+) -> dict[str, Any]:
+    """The fit that values customers: the purchase model chosen on the holdout, refitted on
+    everything up to observation_end (and BG/NBD beside it, whose parameters the SPEC's
+    ``cltv_model_params.json`` always holds), with Gamma-Gamma."""
+    chosen = validation["selection"]["chosen"]
+    names = list(dict.fromkeys(["bgnbd", chosen]))
+    fit = fit_cltv_models(summary_current, cltv, time_unit, purchase_models=names)
+    return {**fit, "purchase_model": chosen}
+
+
+def purchase_model(fit: dict[str, Any], name: str | None = None):
+    """The fitted purchase model ``name`` of a fit (default: the one that values customers),
+    ready to predict."""
+    name = name or fit.get("purchase_model", "bgnbd")
+    return PURCHASE_MODELS[name].from_params(fit[name])
+
+
 def model_parameters(fit: dict[str, Any]) -> dict[str, Any]:
-    """``cltv_model_params.json`` exactly as the SPEC defines it."""
+    """``cltv_model_params.json`` as the SPEC defines it, plus ``purchase_model``: which model
+    values the customers (its parameters too when it is not BG/NBD)."""
     bgnbd, gamma_gamma = fit["bgnbd"], fit["gamma_gamma"]
-    return {
+    chosen = fit.get("purchase_model", "bgnbd")
+    parameters = {
         "time_unit": fit["time_unit"],
+        "purchase_model": chosen,
         "bgnbd": {
             key: bgnbd[key] for key in ("r", "alpha", "a", "b", "log_likelihood", "n_customers")
         },
         "gamma_gamma": {key: gamma_gamma[key] for key in ("p", "q", "gamma", "n_customers")},
     }
+    if chosen != "bgnbd":
+        model = fit[chosen]
+        names = (*PURCHASE_MODELS[chosen].param_names, "log_likelihood", "n_customers")
+        parameters[chosen] = {key: model[key] for key in names}
+    return parameters
 
 
 # ------------------------------------------------------------------ naive baseline
@@ -157,7 +204,7 @@ def _customer_values(
     valuation: dict[str, Any],
     month: float,
 ) -> Iterator[pd.DataFrame]:
-    purchases = BetaGeoModel.from_params(fit["bgnbd"])
+    purchases = purchase_model(fit)
     spend = GammaGammaModel.from_params(fit["gamma_gamma"])
     months, rate, margin = (
         valuation["horizon_months"],
@@ -246,34 +293,91 @@ def predict_customer_value(
 def _holdout_predictions(
     batches: Iterator[pd.DataFrame], fit: dict[str, Any], horizon: float
 ) -> Iterator[pd.DataFrame]:
-    purchases = BetaGeoModel.from_params(fit["bgnbd"])
+    models = {name: purchase_model(fit, name) for name in _candidates(fit)}
+    spend = GammaGammaModel.from_params(fit["gamma_gamma"])
     for batch in batches:
-        x, t_x, big_t = (batch[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+        x, t_x, big_t, m = (
+            batch[c].to_numpy(float) for c in ("frequency", "recency", "T", "monetary_value")
+        )
+        order_value = spend.predict_average_order_value(x, m)
+        purchases = {
+            name: model.predict_purchases(horizon, x, t_x, big_t) for name, model in models.items()
+        }
+        naive = _naive_rate(x, big_t) * horizon
         yield pd.DataFrame(
             {
                 "frequency": batch["frequency"],
                 "actual": batch["frequency_holdout"].astype(float),
-                "bgnbd": purchases.predict_purchases(horizon, x, t_x, big_t),
-                "naive": _naive_rate(x, big_t) * horizon,
+                **purchases,
+                "naive": naive,
+                "order_value": order_value,
+                "own_order_value": m,
+                "holdout_order_value": batch["monetary_value_holdout"],
+                "holdout_revenue": batch["frequency_holdout"] * batch["monetary_value_holdout"],
+                # predicted holdout value: expected purchases x expected order value; naive:
+                # the extrapolated count x the customer's own mean (0 for one-time buyers)
+                **{f"value_{name}": count * order_value for name, count in purchases.items()},
+                "value_naive": naive * m,
             }
         )
 
 
-def validate_on_holdout(
-    summary: DataFrame, calibration_fit: dict[str, Any], analysis_period: dict[str, Any]
-) -> dict[str, Any]:
-    """Purchases predicted for the holdout window from the calibration fit, against actuals.
+def _candidates(fit: dict[str, Any]) -> list[str]:
+    return list(fit.get("candidates", ["bgnbd"]))
 
-    Per customer: BG/NBD's conditional expectation and the naive extrapolation
-    (repeat purchases so far / T x holdout length). MAE, RMSE and totals over all customers;
-    the calibration table averages them by calibration frequency (0 … 6, 7+).
+
+def validate_on_holdout(
+    summary: DataFrame,
+    calibration_fit: dict[str, Any],
+    analysis_period: dict[str, Any],
+    model_selection: str,
+) -> dict[str, Any]:
+    """Purchases predicted for the holdout window from the calibration fit, against actuals,
+    for every candidate purchase model and the naive baseline, and the model chosen to value
+    customers.
+
+    Per customer: each model's conditional expectation and the naive extrapolation (repeat
+    purchases so far / T x holdout length). MAE, RMSE and totals over all customers; the
+    calibration table averages them by calibration frequency (0 … 6, 7+).
+
+    ``model_selection`` is ``lowest_mae`` (default), ``lowest_rmse`` or a candidate's name. The
+    ``selection`` section also says which candidates are within the noise of the chosen one:
+    the per-customer differences of absolute errors have a mean within two standard errors of
+    0. When the naive baseline predicts better than every model, ``verdict`` says so.
     """
+    candidates = _candidates(calibration_fit)
     horizon = analysis_period["holdout_days"] / days_per_unit(calibration_fit["time_unit"])
-    predictions = summary.select("frequency", "recency", "T", "frequency_holdout").mapInPandas(
-        lambda batches: _holdout_predictions(batches, calibration_fit, horizon),
-        schema="frequency long, actual double, bgnbd double, naive double",
+    schema = ", ".join(
+        [
+            "frequency long",
+            "actual double",
+            *[f"{n} double" for n in candidates],
+            "naive double",
+            "order_value double",
+            "own_order_value double",
+            "holdout_order_value double",
+            "holdout_revenue double",
+            *[f"value_{n} double" for n in candidates],
+            "value_naive double",
+        ]
     )
-    error = {m: F.col(m) - F.col("actual") for m in ("bgnbd", "naive")}
+    predictions = (
+        summary.select(
+            "frequency",
+            "recency",
+            "T",
+            "monetary_value",
+            "frequency_holdout",
+            "monetary_value_holdout",
+        )
+        .mapInPandas(
+            lambda batches: _holdout_predictions(batches, calibration_fit, horizon),
+            schema=schema,
+        )
+        .cache()
+    )
+    models = [*candidates, "naive"]
+    error = {m: F.col(m) - F.col("actual") for m in models}
     row = predictions.agg(
         F.count(F.lit(1)).alias("n_customers"),
         F.sum("actual").alias("total_actual"),
@@ -281,55 +385,162 @@ def validate_on_holdout(
         *[F.avg(F.abs(e)).alias(f"mae_{m}") for m, e in error.items()],
         *[F.sqrt(F.avg(e * e)).alias(f"rmse_{m}") for m, e in error.items()],
     ).first()
+    scores = row.asDict()
+    chosen = _choose(model_selection, candidates, scores)
+    # paired differences of absolute errors against the chosen model: noise or a real gap?
+    gaps = predictions.agg(
+        *[F.stddev(F.abs(error[m]) - F.abs(error[chosen])).alias(m) for m in models if m != chosen]
+    ).first()
+    standard_errors = {
+        m: (gaps[m] or 0.0) / math.sqrt(scores["n_customers"]) for m in models if m != chosen
+    }
+    within_noise = [
+        m
+        for m in candidates
+        if m != chosen and scores[f"mae_{m}"] - scores[f"mae_{chosen}"] <= 2 * standard_errors[m]
+    ]
     bucket = F.least(F.col("frequency"), F.lit(FREQUENCY_BUCKETS))
     table = (
         predictions.groupBy(bucket.alias("bucket"))
         .agg(
             F.count(F.lit(1)).alias("n_customers"),
             F.avg("actual").alias("actual"),
-            F.avg("bgnbd").alias("bgnbd"),
-            F.avg("naive").alias("naive"),
+            *[F.avg(m).alias(m) for m in models],
         )
         .orderBy("bucket")
         .collect()
     )
+    # spend: customers with an own repeat mean who bought in the holdout
+    both = (F.col("frequency") > 0) & (F.col("actual") > 0)
+    spend = (
+        predictions.filter(both)
+        .agg(
+            F.count(F.lit(1)).alias("spend_n_customers"),
+            F.avg(F.abs(F.col("order_value") - F.col("holdout_order_value"))).alias(
+                "spend_mae_gamma_gamma"
+            ),
+            F.avg(F.abs(F.col("own_order_value") - F.col("holdout_order_value"))).alias(
+                "spend_mae_naive"
+            ),
+        )
+        .first()
+        .asDict()
+    )
+    # ranking: who holds the holdout revenue, by each model's predicted holdout value
+    ranking = {}
+    for m in models:
+        for key, value in metrics.value_ranking(
+            predictions, f"value_{m}", "holdout_revenue"
+        ).items():
+            ranking[f"{key}_{m}"] = value
+    predictions.unpersist()
+    scores = {**scores, **spend, **ranking}
+    best_model = min(candidates, key=lambda m: scores[f"mae_{m}"])
+    naive_wins = scores["mae_naive"] < scores[f"mae_{best_model}"]
     validation = {
-        **row.asDict(),
+        **scores,
         "holdout_days": analysis_period["holdout_days"],
         "calibration_end": analysis_period["calibration_end"],
         "time_unit": calibration_fit["time_unit"],
+        "candidates": candidates,
+        "selection": {
+            "rule": model_selection,
+            "chosen": chosen,
+            "within_noise_of_chosen": within_noise,
+            "mae_difference_standard_errors": standard_errors,
+            "naive_beats_every_model": naive_wins,
+            "naive_wins_on": _naive_wins_on(scores, candidates, chosen),
+        },
+        "verdict": _verdict(scores, candidates, chosen, best_model, naive_wins),
         "by_calibration_frequency": [
             {
                 "frequency": str(r["bucket"]) + ("+" if r["bucket"] == FREQUENCY_BUCKETS else ""),
                 "n_customers": r["n_customers"],
                 "actual": r["actual"],
-                "bgnbd": r["bgnbd"],
-                "naive": r["naive"],
+                **{m: r[m] for m in models},
             }
             for r in table
         ],
     }
     logger.info(
-        "Holdout (%d days): MAE BG/NBD %.4f vs naive %.4f; total purchases %.0f actual, "
-        "%.0f BG/NBD, %.0f naive",
+        "Holdout (%d days): MAE %s; total purchases %.0f actual, %s. %s",
         analysis_period["holdout_days"],
-        validation["mae_bgnbd"],
-        validation["mae_naive"],
-        validation["total_actual"],
-        validation["total_bgnbd"],
-        validation["total_naive"],
+        ", ".join(f"{MODEL_LABELS[m]} {scores[f'mae_{m}']:.4f}" for m in models),
+        scores["total_actual"],
+        ", ".join(f"{scores[f'total_{m}']:.0f} {MODEL_LABELS[m]}" for m in models),
+        validation["verdict"],
     )
     return validation
+
+
+def _choose(rule: str, candidates: list[str], scores: dict[str, Any]) -> str:
+    if rule in candidates:
+        return rule
+    measure = SELECTION_RULES[rule]
+    return min(candidates, key=lambda m: (scores[f"{measure}_{m}"], candidates.index(m)))
+
+
+def _naive_wins_on(scores, candidates, chosen) -> list[str]:
+    """The measures on which the naive baseline does better than the chosen model."""
+    wins = []
+    if scores["mae_naive"] < min(scores[f"mae_{m}"] for m in candidates):
+        wins.append("purchases")
+    if (scores["spend_mae_naive"] or 0) < (scores["spend_mae_gamma_gamma"] or 0):
+        wins.append("spend")
+    for key in ("top_10pct", "top_20pct", "gini"):
+        naive, model = scores[f"{key}_naive"], scores[f"{key}_{chosen}"]
+        if naive is not None and model is not None and naive > model:
+            wins.append(key)
+    return wins
+
+
+def _verdict(scores, candidates, chosen, best_model, naive_wins) -> str:
+    """What the holdout says, in words: which model predicts purchases best, and every
+    measure on which the naive baseline beats the model that values customers."""
+    label = MODEL_LABELS[chosen]
+    wins = _naive_wins_on(scores, candidates, chosen)
+    words = []
+    if "spend" in wins:
+        words.append(
+            f"Each customer's own mean order value predicts holdout spend better than "
+            f"Gamma-Gamma (MAE {scores['spend_mae_naive']:.2f} vs "
+            f"{scores['spend_mae_gamma_gamma']:.2f})."
+        )
+    if {"top_10pct", "top_20pct", "gini"} & set(wins):
+        words.append(
+            f"Ranked by the naive value, the top 10% of customers hold "
+            f"{scores['top_10pct_naive']:.1%} of holdout revenue vs "
+            f"{scores[f'top_10pct_{chosen}']:.1%} ranked by {label} (Gini "
+            f"{scores['gini_naive']:.3f} vs {scores[f'gini_{chosen}']:.3f})."
+        )
+    return " ".join([_purchases_verdict(scores, chosen, best_model, naive_wins), *words])
+
+
+def _purchases_verdict(scores, chosen, best_model, naive_wins) -> str:
+    chosen_text = f"{MODEL_LABELS[chosen]} values customers"
+    if naive_wins:
+        return (
+            f"The naive baseline (repeat purchases so far / T, no dropout) predicts holdout "
+            f"purchases better than every model: MAE {scores['mae_naive']:.4f} vs "
+            f"{scores[f'mae_{best_model}']:.4f} for {MODEL_LABELS[best_model]}. {chosen_text}, "
+            "but on this data its predictions are no better than extrapolating each "
+            "customer's past rate."
+        )
+    return (
+        f"{MODEL_LABELS[best_model]} predicts holdout purchases best (MAE "
+        f"{scores[f'mae_{best_model}']:.4f}; naive {scores['mae_naive']:.4f}). {chosen_text}."
+    )
 
 
 def cltv_mlflow_metrics(
     model_fit: dict[str, Any], validation: dict[str, Any]
 ) -> dict[str, dict[str, float]]:
     """Parameters, standard errors, log-likelihood, the frequency-spend correlation and the
-    holdout accuracy as MLflow metrics (``cltv.*``)."""
+    holdout accuracy of every candidate as MLflow metrics (``cltv.*``); the chosen model is
+    a tag (``cltv.purchase_model``, set by a hook)."""
     return metrics.as_mlflow_metrics(
         {
-            "bgnbd": model_fit["bgnbd"],
+            **{name: model_fit[name] for name in _candidates(model_fit)},
             "gamma_gamma": model_fit["gamma_gamma"],
             "validation": {k: v for k, v in validation.items() if k != "by_calibration_frequency"},
         }
@@ -337,18 +548,18 @@ def cltv_mlflow_metrics(
 
 
 def plot_cltv_validation(validation: dict[str, Any]) -> dict[str, Figure]:
-    """Holdout purchases by calibration frequency, and in total: actual, BG/NBD, naive."""
+    """Holdout purchases by calibration frequency, and in total: actual, each candidate, naive."""
     table = validation["by_calibration_frequency"]
+    models = [*validation.get("candidates", ["bgnbd"]), "naive"]
+    series = [("actual", "actual"), *[(m, MODEL_LABELS[m]) for m in models]]
     labels = [row["frequency"] for row in table]
     by_frequency = Figure(figsize=(7, 4.5), layout="constrained")
     axes = by_frequency.subplots()
     positions = np.arange(len(labels))
-    for offset, (key, label) in zip(
-        (-0.27, 0.0, 0.27),
-        (("actual", "actual"), ("bgnbd", "BG/NBD"), ("naive", "naive")),
-        strict=True,
-    ):
-        axes.bar(positions + offset, [row[key] for row in table], width=0.27, label=label)
+    width = 0.8 / len(series)
+    for i, (key, label) in enumerate(series):
+        offset = (i - (len(series) - 1) / 2) * width
+        axes.bar(positions + offset, [row[key] for row in table], width=width, label=label)
     axes.set_xticks(positions, labels)
     axes.set(
         xlabel="Repeat purchases in the calibration period",
@@ -359,8 +570,10 @@ def plot_cltv_validation(validation: dict[str, Any]) -> dict[str, Figure]:
 
     totals = Figure(figsize=(5, 4), layout="constrained")
     axes = totals.subplots()
-    names = ["actual", "BG/NBD", "naive"]
-    values = [validation[k] for k in ("total_actual", "total_bgnbd", "total_naive")]
-    axes.bar(names, values, color=["grey", "tab:orange", "tab:green"])
+    axes.bar(
+        [label for _, label in series],
+        [validation[f"total_{key}"] for key, _ in series],
+        color=["grey", *[f"C{i + 1}" for i in range(len(models))]],
+    )
     axes.set(ylabel="Purchases in the holdout, all customers", title="Holdout totals")
     return {"holdout_by_frequency.png": by_frequency, "holdout_totals.png": totals}

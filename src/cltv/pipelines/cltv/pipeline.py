@@ -1,10 +1,12 @@
-"""``cltv``: fit on the calibration period and validate on the holdout; refit on everything up
-to observation_end and value every customer."""
+"""``cltv``: fit every candidate purchase model on the calibration period and validate them on
+the holdout; refit the chosen one on everything up to observation_end and value every
+customer."""
 
 from kedro.pipeline import Node, Pipeline
 
 from cltv.pipelines.cltv.nodes import (
     cltv_mlflow_metrics,
+    fit_chosen_model,
     fit_cltv_models,
     model_parameters,
     naive_baseline,
@@ -19,18 +21,18 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 fit_cltv_models,
-                inputs=[
-                    "customer_summary",
-                    "params:cltv.bgnbd",
-                    "params:cltv.gamma_gamma",
-                    "params:time_unit",
-                ],
+                inputs=["customer_summary", "params:cltv", "params:time_unit"],
                 outputs="cltv_calibration_fit",
                 name="fit_cltv_models_on_calibration",
             ),
             Node(
                 validate_on_holdout,
-                inputs=["customer_summary", "cltv_calibration_fit", "analysis_period"],
+                inputs=[
+                    "customer_summary",
+                    "cltv_calibration_fit",
+                    "analysis_period",
+                    "params:cltv.model_selection",
+                ],
                 outputs="cltv_validation",
                 name="validate_cltv_on_holdout",
             ),
@@ -41,12 +43,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="plot_cltv_validation",
             ),
             Node(
-                fit_cltv_models,
+                fit_chosen_model,
                 inputs=[
                     "customer_summary_current",
-                    "params:cltv.bgnbd",
-                    "params:cltv.gamma_gamma",
+                    "params:cltv",
                     "params:time_unit",
+                    "cltv_validation",
                 ],
                 outputs="cltv_model_fit",
                 name="fit_cltv_models",

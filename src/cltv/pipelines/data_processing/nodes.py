@@ -563,7 +563,8 @@ def build_customer_summary(
 
     frequency = repeat occasions, recency = first to last occasion, T = first occasion to
     ``calibration_end`` (in ``time_unit``), monetary_value = mean revenue of repeat occasions
-    (0 without any), frequency_holdout = occasions after ``calibration_end``, churned = none.
+    (0 without any), frequency_holdout = occasions after ``calibration_end`` and
+    monetary_value_holdout their mean revenue (0 without any), churned = none.
     """
     unit_days = days_per_unit(time_unit)
     cal_end = F.lit(analysis_period["calibration_end"]).cast("date")
@@ -582,12 +583,15 @@ def build_customer_summary(
     holdout = (
         occasions.filter(F.col("day") > cal_end)
         .groupBy("customer_id")
-        .agg(F.count(F.lit(1)).alias("frequency_holdout"))
+        .agg(
+            F.count(F.lit(1)).alias("frequency_holdout"),
+            F.avg("revenue").alias("monetary_value_holdout"),
+        )
     )
     frequency = F.col("n_occasions") - 1
     return (
         calibration.join(holdout, "customer_id", "left")
-        .fillna(0, subset=["frequency_holdout"])
+        .fillna(0, subset=["frequency_holdout", "monetary_value_holdout"])
         .select(
             "customer_id",
             frequency.alias("frequency"),
@@ -597,6 +601,7 @@ def build_customer_summary(
             .otherwise(0.0)
             .alias("monetary_value"),
             F.col("frequency_holdout").cast("bigint").alias("frequency_holdout"),
+            F.col("monetary_value_holdout").cast("double").alias("monetary_value_holdout"),
             F.lit(analysis_period["holdout_days"] / unit_days).alias("duration_holdout"),
             (F.col("frequency_holdout") == 0).cast("int").alias("churned"),
         )

@@ -21,6 +21,7 @@ from plotly.subplots import make_subplots
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cltv.pipelines.cltv.nodes import MODEL_LABELS
 from cltv.pipelines.data_processing.nodes import sold_lines
 
 CLV_BINS = 20
@@ -187,8 +188,10 @@ def headline_kpis(
     cltv_validation: dict[str, Any],
     cltv_model_fit: dict[str, Any],
 ) -> dict[str, Any]:
-    """The numbers at the top of the dashboard, and what the CLV fit could not see
-    (``cltv_model_notes``: the notes of any boundary optimum, empty when there is none)."""
+    """The numbers at the top of the dashboard, and what the CLV models could not do, in words
+    (``cltv_model_notes``: the notes of any boundary optimum, and the holdout's verdict when
+    the naive baseline beats the chosen model on any measure; empty when there is nothing to
+    say)."""
     sales = (
         sold_lines(clean)
         .agg(
@@ -223,10 +226,20 @@ def headline_kpis(
         "churn_model": churn_metrics["model"],
         "cltv_mae_bgnbd": cltv_validation["mae_bgnbd"],
         "cltv_mae_naive": cltv_validation["mae_naive"],
+        "cltv_purchase_model": MODEL_LABELS[cltv_model_fit.get("purchase_model", "bgnbd")],
         "cltv_model_notes": " ".join(
-            cltv_model_fit[model]["note"]
-            for model in ("bgnbd", "gamma_gamma")
-            if cltv_model_fit[model].get("note")
+            [
+                *dict.fromkeys(
+                    fit["note"]
+                    for fit in cltv_model_fit.values()
+                    if isinstance(fit, dict) and fit.get("note")
+                ),
+                *(
+                    [cltv_validation["verdict"]]
+                    if cltv_validation.get("selection", {}).get("naive_wins_on")
+                    else []
+                ),
+            ]
         ),
     }
 
@@ -352,6 +365,7 @@ KPI_LABELS = {
     "mean_churn_probability": "Mean churn probability",
     "high_risk_customers": "High-risk customers",
     "churn_roc_auc": "Churn ROC-AUC (test)",
+    "cltv_purchase_model": "CLV purchase model",
     "cltv_mae_bgnbd": "Holdout MAE, BG/NBD",
     "cltv_mae_naive": "Holdout MAE, naive",
 }
