@@ -96,32 +96,40 @@ def value_ranking(
     groups = predictions.groupBy(F.col(score).alias("score")).agg(
         F.count(F.lit(1)).alias("n"), F.sum(actual).alias("value")
     )
-    # a global order over distinct scores: one partition, but one row per score
+    # a global order over distinct scores: one partition, but one row per score; the totals
+    # ride along, so everything below is one Spark job
     cumulative = Window.orderBy(F.desc("score")).rowsBetween(Window.unboundedPreceding, 0)
+    everything = Window.partitionBy()
     table = groups.select(
         "n",
         "value",
         F.sum("n").over(cumulative).alias("n_through"),
         F.sum("value").over(cumulative).alias("value_through"),
+        F.sum("n").over(everything).alias("n_total"),
+        F.sum("value").over(everything).alias("value_total"),
     )
-    totals = table.agg(F.sum("n").alias("n"), F.sum("value").alias("value")).first()
-    n, total = int(totals["n"] or 0), float(totals["value"] or 0.0)
-    if n == 0 or total <= 0:  # nobody bought: nothing to rank
-        return {"gini": None, **{f"top_{round(f * 100)}pct": None for f in top_fractions}}
-    # trapezoids under the curve, one per tie group
-    area = table.agg(
-        F.sum(F.col("n") * (2 * F.col("value_through") - F.col("value"))).alias("area")
-    ).first()["area"] / (2.0 * n * total)
-    result = {"gini": 2.0 * area - 1.0}
+    before = F.col("n_through") - F.col("n")
+    captures = {}
     for fraction in top_fractions:
-        n_top = fraction * n
-        group = table.filter(
-            (F.col("n_through") - F.col("n") < n_top) & (F.col("n_through") >= n_top)
-        ).first()
-        before = group["n_through"] - group["n"]
-        captured = group["value_through"] - group["value"]
-        captured += (n_top - before) / group["n"] * group["value"]
-        result[f"top_{round(fraction * 100)}pct"] = captured / total
+        n_top = F.lit(fraction) * F.col("n_total")
+        # the tie group holding the cut: what comes before it, and its share inside the cut
+        inside = (before < n_top) & (F.col("n_through") >= n_top)
+        captured = F.col("value_through") - F.col("value")
+        captured += (n_top - before) / F.col("n") * F.col("value")
+        captures[f"top_{round(fraction * 100)}pct"] = F.max(F.when(inside, captured))
+    row = table.agg(
+        F.first("n_total").alias("n"),
+        F.first("value_total").alias("total"),
+        # trapezoids under the curve, one per tie group
+        F.sum(F.col("n") * (2 * F.col("value_through") - F.col("value"))).alias("area"),
+        *[column.alias(name) for name, column in captures.items()],
+    ).first()
+    n, total = int(row["n"] or 0), float(row["total"] or 0.0)
+    if n == 0 or total <= 0:  # nobody bought: nothing to rank
+        return {"gini": None, **dict.fromkeys(captures)}
+    result = {"gini": 2.0 * row["area"] / (2.0 * n * total) - 1.0}
+    for name in captures:
+        result[name] = row[name] / total
     return result
 
 
