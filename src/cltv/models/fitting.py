@@ -234,7 +234,7 @@ class MaximumLikelihoodFitter:
         limit = self._limit(lower, upper) if (lower | upper).any() else None
         if limit is not None:
             # the limiting model keeps the coordinates it leaves finite and refits them
-            free = np.isfinite(limit) & ~np.isnan(limit)
+            free = np.isfinite(limit)
             start = np.where(free | np.isnan(limit), 0.0, limit)
             theta = self._search(start, free, columns, data, weights)
         value, gradient, hessian = self._evaluate(theta[free], free, theta, data, weights, True)
@@ -245,10 +245,12 @@ class MaximumLikelihoodFitter:
                 f"{type(self).__name__} did not converge: the gradient is {worst:.3g} at "
                 f"{self._describe(theta)}"
             )
-        self._record(theta, free, hessian, lower, upper, limit, data, weights)
+        # the objective is the mean negative log-likelihood plus the penalty: undo both
+        log_likelihood = -(value - self.penalizer * (theta[free] ** 2).sum()) * weights.sum()
+        self._record(theta, free, hessian, lower, upper, limit, log_likelihood, weights)
         return self
 
-    def _record(self, theta, free, hessian, lower, upper, limit, data, weights) -> None:
+    def _record(self, theta, free, hessian, lower, upper, limit, log_likelihood, weights):
         params = self._params(theta)
         if limit is not None:
             params = np.where(np.isnan(limit), np.nan, params)
@@ -256,8 +258,7 @@ class MaximumLikelihoodFitter:
             name: None if np.isnan(value) else float(value)
             for name, value in zip(self.param_names, params, strict=True)
         }
-        ll, _ = self.log_likelihood(np.nan_to_num(params, nan=1.0), data)
-        self.log_likelihood_ = float(weights @ ll)
+        self.log_likelihood_ = float(log_likelihood)
         self.n_customers_ = round(float(weights.sum()))
         self.n_rows_ = len(weights)
         self.boundary_ = [

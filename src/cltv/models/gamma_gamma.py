@@ -123,13 +123,13 @@ class GammaGammaModel(MaximumLikelihoodFitter):
         self._fit_data((x, m), weights)
         p, q, gamma = (self.params_[k] for k in self.param_names)
         if "q → 1" in self.boundary_:
-            weights = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
-            self.population_mean_ = float(weights @ m / weights.sum())
+            self.population_mean_ = float(self.scales_[2])  # the observed mean repeat spend
         else:
             self.population_mean_ = p * gamma / (q - 1.0)
         return self
 
     def _scales(self, columns, weights) -> np.ndarray:
+        # gamma's unit: the weighted mean repeat spend
         return np.array([1.0, 1.0, float(weights @ columns[1]) / weights.sum()])
 
     def _set_limit_values(self, summary) -> None:

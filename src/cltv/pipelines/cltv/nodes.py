@@ -436,7 +436,7 @@ def validate_on_holdout(
     predictions.unpersist()
     scores = {**scores, **spend, **ranking}
     best_model = min(candidates, key=lambda m: scores[f"mae_{m}"])
-    naive_wins = scores["mae_naive"] < scores[f"mae_{best_model}"]
+    naive_wins_on = _naive_wins_on(scores, candidates, chosen)
     validation = {
         **scores,
         "holdout_days": analysis_period["holdout_days"],
@@ -448,10 +448,10 @@ def validate_on_holdout(
             "chosen": chosen,
             "within_noise_of_chosen": within_noise,
             "mae_difference_standard_errors": standard_errors,
-            "naive_beats_every_model": naive_wins,
-            "naive_wins_on": _naive_wins_on(scores, candidates, chosen),
+            "naive_beats_every_model": "purchases" in naive_wins_on,
+            "naive_wins_on": naive_wins_on,
         },
-        "verdict": _verdict(scores, candidates, chosen, best_model, naive_wins),
+        "verdict": _verdict(scores, chosen, best_model, naive_wins_on),
         "by_calibration_frequency": [
             {
                 "frequency": str(r["bucket"]) + ("+" if r["bucket"] == FREQUENCY_BUCKETS else ""),
@@ -494,11 +494,11 @@ def _naive_wins_on(scores, candidates, chosen) -> list[str]:
     return wins
 
 
-def _verdict(scores, candidates, chosen, best_model, naive_wins) -> str:
+def _verdict(scores, chosen, best_model, wins) -> str:
     """What the holdout says, in words: which model predicts purchases best, and every
-    measure on which the naive baseline beats the model that values customers."""
+    measure (``wins``, from :func:`_naive_wins_on`) on which the naive baseline beats the
+    model that values customers."""
     label = MODEL_LABELS[chosen]
-    wins = _naive_wins_on(scores, candidates, chosen)
     words = []
     if "spend" in wins:
         words.append(
@@ -513,7 +513,8 @@ def _verdict(scores, candidates, chosen, best_model, naive_wins) -> str:
             f"{scores[f'top_10pct_{chosen}']:.1%} ranked by {label} (Gini "
             f"{scores['gini_naive']:.3f} vs {scores[f'gini_{chosen}']:.3f})."
         )
-    return " ".join([_purchases_verdict(scores, chosen, best_model, naive_wins), *words])
+    purchases = _purchases_verdict(scores, chosen, best_model, "purchases" in wins)
+    return " ".join([purchases, *words])
 
 
 def _purchases_verdict(scores, chosen, best_model, naive_wins) -> str:
