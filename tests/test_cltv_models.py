@@ -10,14 +10,16 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lifetimes import BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter
+from lifetimes import BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
 from lifetimes.datasets import load_cdnow_summary, load_cdnow_summary_data_with_monetary_value
 from pyspark.sql import functions as F
+from scipy.integrate import quad
 from scipy.optimize import minimize
 from scipy.special import gammaln
 
 from cltv import metrics
-from cltv.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel
+from cltv.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
+from cltv.models.pareto_nbd import power_integral
 from cltv.pipelines.cltv.nodes import (
     _choose,
     fit_chosen_model,
@@ -38,9 +40,9 @@ RELATIVE = 1e-4
 def cltv_params(penalizer: float = 0.0, selection: str = "lowest_mae") -> dict:
     """The ``cltv`` parameters the fitting nodes take: both candidates, one penalty."""
     return {
-        "candidates": ["bgnbd", "mbgnbd"],
+        "candidates": ["bgnbd", "mbgnbd", "pnbd"],
         "model_selection": selection,
-        **{m: {"penalizer": penalizer} for m in ("bgnbd", "mbgnbd", "gamma_gamma")},
+        **{m: {"penalizer": penalizer} for m in ("bgnbd", "mbgnbd", "pnbd", "gamma_gamma")},
     }
 
 
@@ -94,6 +96,78 @@ def test_mbgnbd_agrees_with_lifetimes_on_cdnow():
     alive = model.predict_probability_alive(x, t_x, big_t)
     assert alive == pytest.approx(oracle.conditional_probability_alive(x, t_x, big_t), rel=1e-9)
     assert (alive[cdnow["frequency"] == 0] < 1).all()  # unlike BG/NBD's one-time buyers
+
+
+def test_pareto_nbd_reproduces_the_published_cdnow_estimates_and_agrees_with_lifetimes():
+    # Fader & Hardie, "A Note on Deriving the Pareto/NBD Model" (2005), CDNOW sample:
+    # r = 0.5533, alpha = 10.5776, s = 0.6061, beta = 11.6650, LL = -9594.98
+    cdnow = load_cdnow_summary()
+    x, t_x, big_t = (cdnow[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    model = ParetoNBDModel().fit(x, t_x, big_t)
+    published = {"r": 0.5533, "alpha": 10.5776, "s": 0.6061, "beta": 11.6650}
+    # beta is the least determined (standard error 6.2): the likelihood is flat along it to
+    # the published digits, and lifetimes' Nelder-Mead stops anywhere in 11.667-11.670
+    for name, value in published.items():
+        assert model.params_[name] == pytest.approx(value, abs=0.001 * model.standard_errors_[name])
+    assert model.log_likelihood_ == pytest.approx(-9594.98, abs=0.01)
+    oracle = ParetoNBDFitter().fit(x, t_x, big_t)
+    for name in published:
+        assert model.params_[name] == pytest.approx(oracle.params_[name], rel=1e-3), name
+    # at our estimate, the log-likelihood of every customer (lifetimes' hypergeometric form)
+    params = [model.params_[k] for k in ("r", "alpha", "s", "beta")]
+    per_customer = ParetoNBDFitter._conditional_log_likelihood(params, x, t_x, big_t)
+    at_oracle = ParetoNBDFitter._conditional_log_likelihood(oracle.params_, x, t_x, big_t)
+    assert model.log_likelihood_ >= at_oracle.sum() - 1e-9  # ours is the higher optimum
+    ll, _ = ParetoNBDModel.log_likelihood(params, ParetoNBDModel.prepare(x, t_x, big_t))
+    assert ll == pytest.approx(per_customer, rel=1e-10)
+    assert model.log_likelihood_ == pytest.approx(per_customer.sum(), rel=1e-12)
+    oracle.params_[:] = params
+    for horizon in (1.0, 13.0, 52.0):
+        assert model.predict_purchases(horizon, x, t_x, big_t) == pytest.approx(
+            oracle.conditional_expected_number_of_purchases_up_to_time(horizon, x, t_x, big_t),
+            rel=1e-9,
+        )
+    alive = model.predict_probability_alive(x, t_x, big_t)
+    assert alive == pytest.approx(oracle.conditional_probability_alive(x, t_x, big_t), rel=1e-9)
+    assert (alive[x == 0] < 1).all()  # one-time buyers may have left too
+    quiet = model.predict_no_purchase(13.0, x[:200], t_x[:200], big_t[:200])
+    assert quiet == pytest.approx(
+        oracle.conditional_probability_of_n_purchases_up_to_time(
+            0, 13.0, x[:200], t_x[:200], big_t[:200]
+        ),
+        abs=1e-12,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    log_alpha=st.floats(-9.0, 9.0),
+    log_beta=st.floats(-9.0, 9.0),
+    p=st.floats(0.01, 500.0),
+    q=st.floats(0.05, 30.0),
+    low_share=st.sampled_from([0.0, 1e-6, 0.3, 0.999999]),
+    high=st.floats(0.5, 200.0),
+)
+def test_the_pareto_nbd_quadrature_matches_adaptive_integration(
+    log_alpha, log_beta, p, q, low_share, high
+):
+    """int_low^high (alpha+tau)^-p (beta+tau)^-q dtau over twelve orders of magnitude of
+    alpha / beta: heavy buyers (p large), long and short ranges; the reference is scipy's
+    adaptive quadrature, relative to the value at the start so nothing underflows."""
+    alpha, beta, low = 30.0 * np.exp(log_alpha), 30.0 * np.exp(log_beta), low_share * high
+    if p + q <= 1.0:
+        q = 1.0 - p + 0.05
+    log_at_low = -p * np.log(alpha + low) - q * np.log(beta + low)
+
+    def relative(tau):
+        return np.exp(-p * np.log(alpha + tau) - q * np.log(beta + tau) - log_at_low)
+
+    # break points where the integrand's scale changes: geometric from the start
+    points = [low + (high - low) * 10.0**-k for k in range(1, 14)]
+    reference, _ = quad(relative, low, high, points=points, limit=500, epsabs=0, epsrel=1e-13)
+    *_, log_weight = power_integral(alpha, np.array([p]), beta, np.array([q]), [low], [high])
+    approximation = np.exp(log_weight - log_at_low).sum()
+    assert approximation == pytest.approx(reference, rel=1e-7)
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +312,7 @@ def test_holdout_validation_beats_the_naive_baseline_and_picks_the_true_model(ge
     expected_mae_naive = np.abs(naive * horizon - frame["frequency_holdout"]).mean()
     assert validation["mae_naive"] == pytest.approx(expected_mae_naive, rel=1e-9)
     assert validation["total_actual"] == frame["frequency_holdout"].sum()
-    for model in ("bgnbd", "mbgnbd"):
+    for model in ("bgnbd", "mbgnbd", "pnbd"):
         assert validation[f"mae_{model}"] < validation["mae_naive"]
         assert validation[f"total_{model}"] == pytest.approx(validation["total_actual"], rel=0.1)
     # the data are drawn from BG/NBD: it is chosen, or ties the chosen model within the noise
@@ -250,7 +324,7 @@ def test_holdout_validation_beats_the_naive_baseline_and_picks_the_true_model(ge
     buckets = validation["by_calibration_frequency"]
     assert [b["frequency"] for b in buckets][:2] == ["0", "1"] and buckets[-1]["frequency"] == "7+"
     assert sum(b["n_customers"] for b in buckets) == len(frame)
-    assert {"actual", "bgnbd", "mbgnbd", "naive"} <= set(buckets[0])
+    assert {"actual", "bgnbd", "mbgnbd", "pnbd", "naive"} <= set(buckets[0])
     spec = model_parameters(fit)
     assert set(spec) == {"time_unit", "purchase_model", "bgnbd", "gamma_gamma"}
     assert set(spec["bgnbd"]) == {"r", "alpha", "a", "b", "log_likelihood", "n_customers"}
@@ -418,12 +492,12 @@ def _assert_derivatives_match_finite_differences(model, params, columns):
     st.floats(0.0, 1.0),
     st.floats(0.5, 500.0),
 )
-def test_bgnbd_and_mbgnbd_derivatives_match_finite_differences(
+def test_purchase_model_derivatives_match_finite_differences(
     params, frequency, recency_share, big_t
 ):
     recency = recency_share * big_t if frequency else 0.0
     columns = (np.array([float(frequency)]), np.array([recency]), np.array([big_t]))
-    for model in (BetaGeoModel, ModifiedBetaGeoModel):
+    for model in (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel):
         _assert_derivatives_match_finite_differences(model, params, columns)
 
 
@@ -579,6 +653,26 @@ def test_no_detectable_dropout_is_a_boundary_fit_valued_with_the_nbd():
     assert penalised.log_likelihood_ == pytest.approx(model.log_likelihood_, rel=1e-4)
 
 
+def test_pareto_nbd_without_detectable_dropout_is_the_nbd_too():
+    x, t_x, big_t = _nbd_histories(20_000, r=0.8, alpha=6.0, seed=0)
+    model = ParetoNBDModel().fit(x, t_x, big_t)
+    assert model.boundary_ == ["s → 0"]
+    assert "No dropout is detectable" in model.note_
+    assert model.params_["s"] == 0.0 and model.params_["beta"] is None
+    nbd, nbd_log_likelihood = _nbd_fit(x, t_x, big_t)
+    assert [model.params_["r"], model.params_["alpha"]] == pytest.approx(nbd, rel=1e-5)
+    assert model.log_likelihood_ == pytest.approx(nbd_log_likelihood, rel=1e-10)
+    again = ParetoNBDModel.from_params(json.loads(json.dumps(model.summary())))
+    assert (again.predict_probability_alive(x, t_x, big_t) == 1.0).all()
+    r, alpha = nbd
+    assert again.predict_purchases(13.0, x, t_x, big_t) == pytest.approx(
+        (r + x) * 13.0 / (alpha + big_t), rel=1e-5
+    )
+    assert again.predict_no_purchase(13.0, x, t_x, big_t) == pytest.approx(
+        ((alpha + big_t) / (alpha + big_t + 13.0)) ** (r + x), rel=1e-5
+    )
+
+
 def test_a_tiny_interior_dropout_is_kept_when_the_data_prefer_it_to_the_nbd():
     # the same process, another seed: the optimum is inside, a little better than the NBD
     x, t_x, big_t = _nbd_histories(20_000, r=0.8, alpha=6.0, seed=3)
@@ -626,12 +720,18 @@ def test_predictions_are_finite_and_non_negative_everywhere(
     frequency = round(purchase_share * days)
     last_day = max(frequency, round(recency_share * days))
     x, t_x, big_t = float(frequency), last_day / 7 if frequency else 0.0, days / 7
-    for model in (BetaGeoModel, ModifiedBetaGeoModel):
-        purchases = model.from_params({"r": r, "alpha": alpha, "a": a, "b": b})
+    pareto = {"r": r, "alpha": alpha, "s": a, "beta": b}  # s = 0: no dropout
+    for model, params in (
+        (BetaGeoModel, {"r": r, "alpha": alpha, "a": a, "b": b}),
+        (ModifiedBetaGeoModel, {"r": r, "alpha": alpha, "a": a, "b": b}),
+        (ParetoNBDModel, pareto),
+    ):
+        purchases = model.from_params(params)
         alive = purchases.predict_probability_alive(x, t_x, big_t)
         near, far = (purchases.predict_purchases(t, x, t_x, big_t) for t in (4.0, 52.0))
-        assert np.isfinite([alive, near, far]).all()
-        assert 0.0 <= alive <= 1.0 and 0.0 <= near <= far
+        quiet = purchases.predict_no_purchase(13.0, x, t_x, big_t)
+        assert np.isfinite([alive, near, far, quiet]).all()
+        assert 0.0 <= alive <= 1.0 and 0.0 <= near <= far and 0.0 <= quiet <= 1.0
     spend_model = GammaGammaModel.from_params({"p": 3.0, "q": q, "gamma": 40.0})
     value = spend_model.predict_average_order_value(x, spend if frequency else 0.0)
     assert np.isfinite(value) and value > 0

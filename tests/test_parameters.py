@@ -55,7 +55,7 @@ def test_each_bad_run_parameter_is_named(base_params, override, message):
         ("cltv", ["valuation", "discount_rate"], -0.1, "cltv.valuation.discount_rate"),
         ("cltv", ["valuation", "margin"], 0, "cltv.valuation.margin"),
         ("cltv", ["bgnbd", "penalizer"], -0.01, "cltv.bgnbd.penalizer"),
-        ("cltv", ["candidates"], ["bgnbd", "paretonbd"], "cltv.candidates"),
+        ("cltv", ["candidates"], ["bgnbd", "pareto"], "cltv.candidates"),
         ("cltv", ["model_selection"], "best", "cltv.model_selection"),
         ("cltv", ["gamma_gamma", "penalizer"], "lots", "cltv.gamma_gamma.penalizer"),
         ("cleaning", ["max_quarantine_fraction"], 1.5, "cleaning.max_quarantine_fraction"),

@@ -89,7 +89,7 @@ def problems(params: Mapping[str, Any]) -> list[str]:
             "cltv.model_selection",
             lambda: _one_of(cltv.get("model_selection"), [*SELECTION_RULES, *cltv["candidates"]]),
         )
-    for model in ("bgnbd", "mbgnbd", "gamma_gamma"):
+    for model in (*PURCHASE_MODELS, "gamma_gamma"):
         if model in cltv:
             _check(
                 found,

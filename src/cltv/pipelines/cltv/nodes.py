@@ -19,14 +19,20 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cltv import metrics
-from cltv.models import BetaGeoModel, ConvergenceError, GammaGammaModel, ModifiedBetaGeoModel
+from cltv.models import (
+    BetaGeoModel,
+    ConvergenceError,
+    GammaGammaModel,
+    ModifiedBetaGeoModel,
+    ParetoNBDModel,
+)
 from cltv.pipelines.data_processing.nodes import days_per_unit
 
 logger = logging.getLogger(__name__)
 
 # purchase models that can value customers, by the name their parameters have in ``cltv``
-PURCHASE_MODELS = {"bgnbd": BetaGeoModel, "mbgnbd": ModifiedBetaGeoModel}
-MODEL_LABELS = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "naive": "naive"}
+PURCHASE_MODELS = {"bgnbd": BetaGeoModel, "mbgnbd": ModifiedBetaGeoModel, "pnbd": ParetoNBDModel}
+MODEL_LABELS = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "pnbd": "Pareto/NBD", "naive": "naive"}
 # rules of cltv.model_selection besides naming a candidate: the lowest holdout error of counts
 SELECTION_RULES = {"lowest_mae": "mae", "lowest_rmse": "rmse"}
 # time units in a month, as lifetimes' customer_lifetime_value counts them
