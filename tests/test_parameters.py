@@ -60,6 +60,8 @@ def test_each_bad_run_parameter_is_named(base_params, override, message):
         ("cltv", ["gamma_gamma", "penalizer"], "lots", "cltv.gamma_gamma.penalizer"),
         ("cleaning", ["max_quarantine_fraction"], 1.5, "cleaning.max_quarantine_fraction"),
         ("churn_modeling", ["split", "fractions", "test"], 0.5, "churn_modeling.split.fractions"),
+        ("churn_modeling", ["btyd_features"], ["p_alive"], "churn_modeling.btyd_features"),
+        ("cltv", ["pnbd", "penalizer"], -1.0, "cltv.pnbd.penalizer"),
     ],
 )
 def test_bad_nested_parameters_are_named(base_params, section, path, value, name):

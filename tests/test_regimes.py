@@ -96,12 +96,13 @@ def test_boundaries_are_reported_in_the_fit_and_tagged_in_mlflow(regime_run):
     reporting = regime_run.project / "data" / "08_reporting"
     notes = json.loads((reporting / "kpis.json").read_text())["cltv_model_notes"]
     validation = regime_run.validation
-    expected = [fit[m]["note"] for m in ("bgnbd", "gamma_gamma") if fit[m]["note"]]
+    valuing = (fit["purchase_model"], "gamma_gamma")
+    expected = [fit[m]["note"] for m in valuing if fit[m]["note"]]
     if validation["selection"]["naive_wins_on"]:  # and where the naive baseline does better
         expected.append(validation["verdict"])
     assert notes == " ".join(expected)
     dashboard = (reporting / "dashboard.html").read_text()
-    assert ('<p class="note">' in dashboard) == bool(notes)
+    assert ('<p class="note">CLV model:' in dashboard) == bool(notes)
     if notes:
         assert html.escape(notes) in dashboard
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Any
 
-from cltv.pipelines.cltv.nodes import PURCHASE_MODELS, SELECTION_RULES
+from cltv.pipelines.cltv.nodes import BTYD_CHURN_FEATURES, PURCHASE_MODELS, SELECTION_RULES
 from cltv.pipelines.data_processing.nodes import (
     DAYS_PER_UNIT,
     RETURN_MODES,
@@ -115,6 +115,13 @@ def problems(params: Mapping[str, Any]) -> list[str]:
             "cltv.valuation.margin",
             lambda: "must be positive" if _number(valuation["margin"]) <= 0 else None,
         )
+    btyd_features = (params.get("churn_modeling") or {}).get("btyd_features")
+    if btyd_features is not None:
+        _check(
+            found,
+            "churn_modeling.btyd_features",
+            lambda: _btyd_features_problem(btyd_features),
+        )
     split = ((params.get("churn_modeling") or {}).get("split") or {}).get("fractions")
     if split is not None:
         _check(found, "churn_modeling.split.fractions", lambda: _fractions(split))
@@ -127,6 +134,16 @@ def _candidates_problem(candidates: Any) -> str | None:
     unknown = [c for c in candidates if c not in PURCHASE_MODELS]
     if unknown:
         return f"unknown model(s) {', '.join(map(str, unknown))}; use {', '.join(PURCHASE_MODELS)}"
+    return None
+
+
+def _btyd_features_problem(features: Any) -> str | None:
+    known = ", ".join(BTYD_CHURN_FEATURES)
+    if not isinstance(features, list):
+        return f"{features!r} must be a list of {known} ([] for none)"
+    unknown = [f for f in features if f not in BTYD_CHURN_FEATURES]
+    if unknown:
+        return f"unknown feature(s) {', '.join(map(str, unknown))}; use {known}"
     return None
 
 

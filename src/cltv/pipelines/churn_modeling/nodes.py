@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from cltv import metrics
 from cltv.datasets.mlflow_spark_model_dataset import SparkModelWithExample
+from cltv.pipelines.cltv.nodes import MODEL_LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +62,33 @@ def assign_split(
 
 
 def build_model_input(
-    customer_features: DataFrame, customer_summary: DataFrame, split: dict[str, Any]
+    customer_features: DataFrame,
+    customer_summary: DataFrame,
+    btyd_scores: DataFrame,
+    split: dict[str, Any],
 ) -> DataFrame:
-    """Calibration features with the holdout label, one row per customer, split by customer."""
+    """Calibration features with the holdout label, one row per customer, split by customer;
+    with the purchase models' calibration-period scores (``cltv``'s ``btyd_churn_scores``):
+    candidate features and the models' own P(no purchase), compared on the test customers."""
     labelled = customer_features.join(
         customer_summary.select("customer_id", F.col("churned").cast("int").alias(LABEL)),
         "customer_id",
-    )
+    ).join(btyd_scores, "customer_id")
     return assign_split(labelled, LABEL, split["fractions"], split["seed"])
+
+
+# candidates fitted with the BTYD features as well are named <classifier> + this (MLflow
+# metric names allow no "+")
+WITH_BTYD = "_with_btyd"
+
+
+def candidate_features(name: str, modeling: dict[str, Any]) -> dict[str, list[str]]:
+    """The features candidate ``name`` sees: ``features``, plus ``btyd_features`` for the
+    candidates fitted with them."""
+    features = modeling["features"]
+    if not name.endswith(WITH_BTYD):
+        return features
+    return {**features, "numeric": [*features["numeric"], *modeling["btyd_features"]]}
 
 
 # ------------------------------------------------------------------ models
@@ -106,8 +126,11 @@ def _with_class_weight(train: DataFrame, class_weight: str) -> DataFrame:
 
 
 def fit_churn_candidates(model_input: DataFrame, modeling: dict[str, Any]) -> dict[str, Any]:
-    """Fit every candidate in ``modeling['candidates']`` on the training split."""
-    features = modeling["features"]
+    """Fit every candidate in ``modeling['candidates']`` on the training split; when
+    ``btyd_features`` are offered, the best of them on the validation split also with them
+    (``<name>_with_btyd``), so that the validation split decides whether they help."""
+    # every column some candidate sees
+    features = candidate_features(WITH_BTYD if modeling["btyd_features"] else "", modeling)
     train = _with_class_weight(
         model_input.filter(F.col("split") == "train"), modeling["class_weight"]
     ).select("customer_id", *features["numeric"], *features["categorical"], LABEL, "class_weight")
@@ -135,12 +158,25 @@ def fit_churn_candidates(model_input: DataFrame, modeling: dict[str, Any]) -> di
             f"parameter churn_modeling.candidates: unknown model(s) {', '.join(unknown)}; "
             f"known: {', '.join(builders)}"
         )
-    fitted = {
-        name: _pipeline(features, builders[name](params)).fit(train)
-        for name, params in modeling["candidates"].items()
-    }
+
+    def fit(name: str, params: dict[str, Any]) -> PipelineModel:
+        return _pipeline(candidate_features(name, modeling), builders[name](params)).fit(train)
+
+    fitted = {name: fit(name, params) for name, params in modeling["candidates"].items()}
+    if modeling["btyd_features"]:
+        # offered to the best classifier on validation: one more fit, not one per candidate
+        best = max(fitted, key=lambda name: _validation_pr_auc(fitted[name], model_input))
+        fitted[best + WITH_BTYD] = _pipeline(
+            candidate_features(best + WITH_BTYD, modeling),
+            builders[best](modeling["candidates"][best]),
+        ).fit(train)
     logger.info("Fitted churn candidates %s", ", ".join(fitted))
     return fitted
+
+
+def _validation_pr_auc(model: PipelineModel, model_input: DataFrame) -> float:
+    table = metrics.score_table(_held_out(model, model_input, "validation"))
+    return metrics.ranking_metrics(table)["pr_auc"]
 
 
 def churn_scores(model: PipelineModel, customers: DataFrame) -> DataFrame:
@@ -175,11 +211,12 @@ def select_churn_model(
             ranking["roc_auc"],
         )
     selected = max(scores, key=lambda name: scores[name]["pr_auc"])
+    btyd = _btyd_feature_selection(scores, selected, modeling["btyd_features"])
     rule = modeling["threshold"]
     threshold = metrics.choose_threshold(tables[selected], rule["rule"], rule.get("value"))
     for table in tables.values():
         table.unpersist()
-    features = modeling["features"]
+    features = candidate_features(selected, modeling)
     example = (
         model_input.filter(F.col("split") == "train")
         .select(*features["numeric"], *features["categorical"])
@@ -193,9 +230,38 @@ def select_churn_model(
         "validation": scores,
         "threshold": {"rule": rule["rule"], "value": threshold},
         "features": features,
+        "btyd_features": btyd,
     }
     logger.info("Selected churn model %s, threshold %.4f", selected, threshold)
     return SparkModelWithExample(candidates[selected], example), selection
+
+
+def _btyd_feature_selection(
+    scores: dict[str, dict[str, float]], selected: str, offered: list[str]
+) -> dict[str, Any]:
+    """Whether the BTYD features were offered and kept, with the best validation PR-AUC with
+    and without them; logged."""
+    if not offered:
+        return {"offered": [], "used": False}
+    best = {
+        kept: max(v["pr_auc"] for name, v in scores.items() if name.endswith(WITH_BTYD) == kept)
+        for kept in (True, False)
+    }
+    used = selected.endswith(WITH_BTYD)
+    logger.info(
+        "BTYD features %s offered to the churn model: best validation PR-AUC %.4f with them, "
+        "%.4f without; %s",
+        ", ".join(offered),
+        best[True],
+        best[False],
+        "kept" if used else "left out",
+    )
+    return {
+        "offered": list(offered),
+        "used": used,
+        "best_validation_pr_auc_with": best[True],
+        "best_validation_pr_auc_without": best[False],
+    }
 
 
 # ------------------------------------------------------------------ evaluation
@@ -255,6 +321,8 @@ def evaluate_churn_model(
         "threshold_rule": selection["threshold"]["rule"],
         "confusion_matrix": metrics.confusion_matrix(test, threshold),
         "validation": selection["validation"],
+        "btyd_features": selection.get("btyd_features", {"offered": [], "used": False}),
+        "head_to_head": _head_to_head(model_input, ranking, metrics.probability_metrics(test)),
     }
     curves = {
         **metrics.curves(table, evaluation["curve_points"]),
@@ -274,6 +342,48 @@ def evaluate_churn_model(
         churn_metrics["pr_auc"],
     )
     return churn_metrics, curves
+
+
+# the purchase models' P(no purchase in the holdout), from btyd_churn_scores
+NO_PURCHASE_PREFIX = "p_no_purchase_"
+HEAD_TO_HEAD = ("roc_auc", "pr_auc", "brier", "log_loss")
+
+
+def _head_to_head(
+    model_input: DataFrame, ranking: dict[str, Any], probability: dict[str, float]
+) -> dict[str, Any]:
+    """The classifier against each purchase model's probability of no purchase in the
+    holdout, as churn predictions for the same test customers; and a verdict in words."""
+    test = model_input.filter(F.col("split") == "test")
+    scores = {"classifier": {key: ({**ranking, **probability})[key] for key in HEAD_TO_HEAD}}
+    for column in (c for c in model_input.columns if c.startswith(NO_PURCHASE_PREFIX)):
+        predictions = test.select(F.col(LABEL).alias("label"), F.col(column).alias("score"))
+        model_ranking = metrics.ranking_metrics(metrics.score_table(predictions))
+        model_scores = {**model_ranking, **metrics.probability_metrics(predictions)}
+        scores[column.removeprefix(NO_PURCHASE_PREFIX)] = {k: model_scores[k] for k in HEAD_TO_HEAD}
+    return {**scores, "verdict": _head_to_head_verdict(scores)}
+
+
+def _head_to_head_verdict(scores: dict[str, dict[str, float]]) -> str:
+    models = [name for name in scores if name != "classifier"]
+    if not models:
+        return "No purchase model's churn prediction to compare with."
+    best = max(models, key=lambda name: scores[name]["pr_auc"])
+    ours, theirs = scores["classifier"], scores[best]
+    label = MODEL_LABELS.get(best, best)
+    ranks = (
+        "ranks churners better than"
+        if ours["pr_auc"] >= theirs["pr_auc"]
+        else ("ranks churners worse than")
+    )
+    calibrated = "better" if ours["brier"] <= theirs["brier"] else "worse"
+    return (
+        f"On the test customers the churn classifier {ranks} the best purchase model's "
+        f"probability of no purchase ({label}): PR-AUC {ours['pr_auc']:.4f} vs "
+        f"{theirs['pr_auc']:.4f}, ROC-AUC {ours['roc_auc']:.4f} vs {theirs['roc_auc']:.4f}; "
+        f"its probabilities are {calibrated} calibrated (Brier {ours['brier']:.4f} vs "
+        f"{theirs['brier']:.4f})."
+    )
 
 
 def churn_mlflow_metrics(churn_metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -333,6 +443,7 @@ def plot_churn_evaluation(curves: dict[str, Any], max_features: int = 20) -> dic
 def score_customers(
     churn_model: PipelineModel,
     current_features: DataFrame,
+    btyd_scores_current: DataFrame,
     selection: dict[str, Any],
     risk_bands: list[dict[str, Any]],
     analysis_period: dict[str, Any],
@@ -349,6 +460,8 @@ def score_customers(
             F.col("churn_probability") >= rule["min_probability"], rule["name"]
         ).otherwise(band)
     threshold = selection["threshold"]["value"]
+    if selection.get("btyd_features", {}).get("used"):
+        current_features = current_features.join(btyd_scores_current, "customer_id")
     scored = churn_scores(churn_model, current_features)
     return scored.select(
         "customer_id",

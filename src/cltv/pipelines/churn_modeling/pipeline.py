@@ -18,7 +18,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 build_model_input,
-                inputs=["customer_features", "customer_summary", "params:churn_modeling.split"],
+                inputs=[
+                    "customer_features",
+                    "customer_summary",
+                    "btyd_churn_scores",
+                    "params:churn_modeling.split",
+                ],
                 outputs="churn_model_input",
                 name="build_churn_model_input",
             ),
@@ -62,6 +67,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=[
                     "churn_model",
                     "customer_features_current",
+                    "btyd_churn_scores_current",
                     "churn_model_selection",
                     "params:churn_modeling.risk_bands",
                     "analysis_period",

@@ -295,6 +295,58 @@ def predict_customer_value(
     )
 
 
+# ------------------------------------------------------------------ churn
+# BG/NBD's outputs offered to the churn model as features
+BTYD_CHURN_FEATURES = ("btyd_p_alive", "btyd_expected_purchases")
+
+
+def _churn_scores(
+    batches: Iterator[pd.DataFrame], fit: dict[str, Any], names: list[str], horizon: float
+) -> Iterator[pd.DataFrame]:
+    models = {name: purchase_model(fit, name) for name in names}
+    features_model = models["bgnbd"]
+    for batch in batches:
+        x, t_x, big_t = (batch[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+        yield pd.DataFrame(
+            {
+                "customer_id": batch["customer_id"],
+                "btyd_p_alive": features_model.predict_probability_alive(x, t_x, big_t),
+                "btyd_expected_purchases": features_model.predict_purchases(horizon, x, t_x, big_t),
+                **{
+                    f"p_no_purchase_{name}": model.predict_no_purchase(horizon, x, t_x, big_t)
+                    for name, model in models.items()
+                },
+            }
+        )
+
+
+def btyd_churn_scores(
+    summary: DataFrame, fit: dict[str, Any], analysis_period: dict[str, Any]
+) -> DataFrame:
+    """What the purchase models fitted on a period say about each customer's next
+    ``holdout_days``, from that period's history alone: BG/NBD's P(alive) and expected
+    purchases (``BTYD_CHURN_FEATURES``, offered to the churn model as features) and every
+    fitted model's probability of no purchase (``p_no_purchase_<model>``, the models' own
+    churn prediction, compared with the classifier's in ``churn_metrics.json``).
+
+    The calibration fit and summary give the training rows (no holdout data, so no leakage);
+    the fit up to observation_end and the current summary give the rows that are scored.
+    BG/NBD is fitted in both, whichever model values customers, so the features always mean
+    the same thing."""
+    names = [name for name in PURCHASE_MODELS if fit.get(name)]
+    horizon = analysis_period["holdout_days"] / days_per_unit(fit["time_unit"])
+    schema = ", ".join(
+        [
+            "customer_id string",
+            *(f"{column} double" for column in BTYD_CHURN_FEATURES),
+            *(f"p_no_purchase_{name} double" for name in names),
+        ]
+    )
+    return summary.select("customer_id", "frequency", "recency", "T").mapInPandas(
+        lambda batches: _churn_scores(batches, fit, names, horizon), schema=schema
+    )
+
+
 # ------------------------------------------------------------------ validation
 def _holdout_predictions(
     batches: Iterator[pd.DataFrame], fit: dict[str, Any], horizon: float

@@ -5,6 +5,7 @@ customer."""
 from kedro.pipeline import Node, Pipeline
 
 from cltv.pipelines.cltv.nodes import (
+    btyd_churn_scores,
     cltv_mlflow_metrics,
     fit_chosen_model,
     fit_cltv_models,
@@ -76,6 +77,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 outputs="customer_cltv",
                 name="predict_customer_value",
+            ),
+            Node(
+                btyd_churn_scores,
+                inputs=["customer_summary", "cltv_calibration_fit", "analysis_period"],
+                outputs="btyd_churn_scores",
+                name="btyd_churn_scores",
+            ),
+            Node(
+                btyd_churn_scores,
+                inputs=["customer_summary_current", "cltv_model_fit", "analysis_period"],
+                outputs="btyd_churn_scores_current",
+                name="btyd_churn_scores_current",
             ),
             Node(
                 cltv_mlflow_metrics,

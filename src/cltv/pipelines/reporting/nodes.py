@@ -189,9 +189,10 @@ def headline_kpis(
     cltv_model_fit: dict[str, Any],
 ) -> dict[str, Any]:
     """The numbers at the top of the dashboard, and what the CLV models could not do, in words
-    (``cltv_model_notes``: the notes of any boundary optimum, and the holdout's verdict when
-    the naive baseline beats the chosen model on any measure; empty when there is nothing to
-    say)."""
+    (``cltv_model_notes``: the notes of any boundary optimum of the models that value
+    customers, and the holdout's verdict when the naive baseline beats the chosen model on any
+    measure; empty when there is nothing to say) and, in ``churn_head_to_head``, how the churn
+    classifier compares with the purchase models' own probability of no purchase."""
     sales = (
         sold_lines(clean)
         .agg(
@@ -224,15 +225,16 @@ def headline_kpis(
         "high_risk_customers": int(risk["high_risk"]),
         "churn_roc_auc": churn_metrics["roc_auc"],
         "churn_model": churn_metrics["model"],
+        "churn_head_to_head": churn_metrics.get("head_to_head", {}).get("verdict", ""),
         "cltv_mae_bgnbd": cltv_validation["mae_bgnbd"],
         "cltv_mae_naive": cltv_validation["mae_naive"],
         "cltv_purchase_model": MODEL_LABELS[cltv_model_fit.get("purchase_model", "bgnbd")],
         "cltv_model_notes": " ".join(
             [
-                *dict.fromkeys(
-                    fit["note"]
-                    for fit in cltv_model_fit.values()
-                    if isinstance(fit, dict) and fit.get("note")
+                *(  # of the models that value customers
+                    cltv_model_fit[name]["note"]
+                    for name in (cltv_model_fit.get("purchase_model", "bgnbd"), "gamma_gamma")
+                    if cltv_model_fit[name].get("note")
                 ),
                 *(
                     [cltv_validation["verdict"]]
@@ -403,10 +405,10 @@ def build_dashboard(
     shown = targets.head(25)
     table = shown.to_html(index=False, float_format=lambda v: f"{v:,.3f}", classes="targets")
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    notes = (
-        f'<p class="note">CLV model: {html.escape(kpis["cltv_model_notes"])}</p>'
-        if kpis.get("cltv_model_notes")
-        else ""
+    notes = "".join(
+        f'<p class="note">{title}: {html.escape(kpis[key])}</p>'
+        for title, key in (("CLV model", "cltv_model_notes"), ("Churn", "churn_head_to_head"))
+        if kpis.get(key)
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
