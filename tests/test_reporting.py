@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -93,6 +94,30 @@ def test_lakeview_dashboard_is_generated_from_the_sql_files(project_root):
         for q in item["widget"]["queries"]
     }
     assert used <= names == set(lakeview.DATASETS)
+
+
+def test_dashboard_compares_every_purchase_model_and_the_churn_head_to_head(default_run):
+    reporting = default_run.project / "data" / "08_reporting"
+    validation = json.loads((reporting / "cltv_validation.json").read_text())
+    kpis = json.loads((reporting / "kpis.json").read_text())
+    dashboard = (reporting / "dashboard.html").read_text()
+    labels = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "pnbd": "Pareto/NBD", "naive": "naive"}
+    rows = {row["model"]: row for row in kpis["cltv_candidates"]}
+    assert list(rows) == list(labels.values())
+    chosen = validation["selection"]["chosen"]
+    for name, label in labels.items():
+        row = rows[label]
+        assert row["holdout MAE"] == validation[f"mae_{name}"]
+        assert row["predicted purchases"] == validation[f"total_{name}"]
+        assert row["Gini"] == validation[f"gini_{name}"]
+        assert row["top 10% revenue share"] == validation[f"top_10pct_{name}"]
+        assert row["values customers"] == ("yes" if name == chosen else "")
+        assert f"<td>{label}</td>" in dashboard
+        assert f"{validation[f'mae_{name}']:,.4f}" in dashboard
+    assert "<h2>CLV purchase models on the holdout</h2>" in dashboard
+    head_to_head = json.loads((reporting / "churn_metrics.json").read_text())["head_to_head"]
+    assert kpis["churn_head_to_head"] == head_to_head["verdict"]
+    assert f'<p class="note">Churn: {html.escape(head_to_head["verdict"])}</p>' in dashboard
 
 
 def test_dashboard_queries_parse_as_databricks_sql_and_run_on_local_tables(spark, default_run):

@@ -226,6 +226,7 @@ def headline_kpis(
         "churn_roc_auc": churn_metrics["roc_auc"],
         "churn_model": churn_metrics["model"],
         "churn_head_to_head": churn_metrics.get("head_to_head", {}).get("verdict", ""),
+        "cltv_candidates": _candidate_scores(cltv_validation),
         "cltv_mae_bgnbd": cltv_validation["mae_bgnbd"],
         "cltv_mae_naive": cltv_validation["mae_naive"],
         "cltv_purchase_model": MODEL_LABELS[cltv_model_fit.get("purchase_model", "bgnbd")],
@@ -244,6 +245,27 @@ def headline_kpis(
             ]
         ),
     }
+
+
+def _candidate_scores(validation: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per purchase model and the naive baseline: the holdout scores of
+    ``cltv_validation.json``, the chosen model marked."""
+    chosen = validation.get("selection", {}).get("chosen")
+    names = [*validation.get("candidates", ["bgnbd"]), "naive"]
+    return [
+        {
+            "model": MODEL_LABELS.get(name, name),
+            "values customers": "yes" if name == chosen else "",
+            "holdout MAE": validation[f"mae_{name}"],
+            "holdout RMSE": validation[f"rmse_{name}"],
+            "predicted purchases": validation[f"total_{name}"],
+            "actual purchases": validation["total_actual"],
+            "top 10% revenue share": validation.get(f"top_10pct_{name}"),
+            "top 20% revenue share": validation.get(f"top_20pct_{name}"),
+            "Gini": validation.get(f"gini_{name}"),
+        }
+        for name in names
+    ]
 
 
 # ------------------------------------------------------------------ figures
@@ -342,7 +364,8 @@ def plot_model_quality(churn_evaluation: dict[str, Any], cltv_validation: dict[s
         x=[0, 1], y=[0, 1], name="calibrated", line={"dash": "dash", "color": "grey"}, row=1, col=2
     )
     holdout = pd.DataFrame(cltv_validation["by_calibration_frequency"])
-    for column, name in (("actual", "actual"), ("bgnbd", "BG/NBD"), ("naive", "naive")):
+    for column in ("actual", *cltv_validation.get("candidates", ["bgnbd"]), "naive"):
+        name = MODEL_LABELS.get(column, column)
         figure.add_bar(x=holdout["frequency"], y=holdout[column], name=name, row=1, col=3)
     return _layout(figure, "Model quality")
 
@@ -404,6 +427,9 @@ def build_dashboard(
     )
     shown = targets.head(25)
     table = shown.to_html(index=False, float_format=lambda v: f"{v:,.3f}", classes="targets")
+    candidates = pd.DataFrame(kpis.get("cltv_candidates", [])).to_html(
+        index=False, float_format=lambda v: f"{v:,.4f}", classes="targets", na_rep="—"
+    )
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     notes = "".join(
         f'<p class="note">{title}: {html.escape(kpis[key])}</p>'
@@ -430,6 +456,8 @@ table.targets td, table.targets th {{ border: 1px solid #ddd; padding: 4px 8px; 
 {notes}
 <div class="kpis">{cards}</div>
 {charts}
+<h2>CLV purchase models on the holdout</h2>
+{candidates}
 <h2>Retention targets: high-value customers most at risk ({len(targets)} listed, top 25 shown)</h2>
 {table}
 </body></html>
