@@ -119,6 +119,11 @@ def test_default_run_writes_tables_metrics_and_mlflow_run(default_run):
     features = SparkDeltaTableDataset(
         filepath=str(project_copy / "data/04_feature/customer_features_current")
     ).load()
+    # with the BTYD scores the model may have kept as features
+    btyd_scores = SparkDeltaTableDataset(
+        filepath=str(project_copy / "data/04_feature/btyd_churn_scores_current")
+    ).load()
+    features = features.join(btyd_scores, "customer_id")
     few = predictions.sort_values("customer_id").head(5)
     rescored = (
         churn_scores(model, features.filter(F.col("customer_id").isin(list(few["customer_id"]))))
