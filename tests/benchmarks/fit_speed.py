@@ -6,11 +6,11 @@ Spark, so only the fitters are timed), summarised over the whole period in weeks
 pipeline does. Our fitters get what the pipeline gives them, the distinct rows with their
 counts; lifetimes gets one row per customer, as its users call it. Each side is fitted once
 warm (imports and first calls done), then ours timed over ``--repeat`` fits and lifetimes over
-one (its Pareto/NBD takes minutes); the table gives the best time and the ratio. lifetimes' default tolerance (1e-7) stops before its answer is precise to
-1e-6, so it is also fitted once with the tightest ``tol`` of 1e-12, 1e-10, 1e-9 and 1e-8 at
-which it reports convergence (timed too) for the largest relative difference of the
-parameters, the agreement that matters. Not part of
-``make test``:
+one (its Pareto/NBD takes minutes); the table gives the best time and the ratio. lifetimes'
+default tolerance (1e-7) stops before its answer is precise to 1e-6, so it is also fitted once
+with the tightest ``tol`` of 1e-12, 1e-10, 1e-9 and 1e-8 at which it reports convergence (timed
+too) for the largest relative difference of the parameters, the agreement that matters. Not
+part of ``make test``:
 
     python -m tests.benchmarks.fit_speed --customers 500000 2000000
 """
