@@ -1,13 +1,16 @@
-"""Side-by-side benchmark: the project's full ``kedro run`` against a pandas + lifetimes script.
+"""Side-by-side benchmark: the project's full ``kedro run`` against Spark's floor and a pandas +
+lifetimes script.
 
-For each size it generates the input once (``cltv.synthetic``, seed 7), then runs the reference
-script (``reference_pandas.py``) and the project (a copy of its conf, fresh data and MLflow
-store, the default pipeline) on the same file, one after the other, and prints wall time and
-the peak memory of the whole process tree (the JVM and Python workers included; PSS, so
-shared pages count once) of each, and
-their ratios. Not part of ``make test``: ``make bench`` (or ``ROWS="1000000 10000000"``).
+For each size it generates the input once (``cltv.synthetic``, seed 7), then runs, one after
+the other on the same file: the Spark floor (``spark_floor.py``, the least work any Spark design
+of this pipeline must do: one scan, the clean lines written once, the summary; from
+``../shared/bench`` or ``--floor``), the reference script (``reference_pandas.py``) and the
+project (a copy of its conf, fresh data and MLflow store, the default pipeline). It prints the
+wall time and the peak memory of each whole process tree (the JVM and Python workers included;
+PSS, so shared pages count once), and the ratios project / floor and project / pandas. Not part
+of ``make test``: ``make bench`` (``ROWS="1000000 10000000"``; 50M is opt-in).
 
-    python -m tests.benchmarks.bench --rows 1000000 10000000 [--only project|reference]
+    python -m tests.benchmarks.bench --rows 1000000 10000000 [--only floor|reference|project]
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = Path(__file__).with_name("reference_pandas.py")
+FLOOR = PROJECT_ROOT.parent / "shared" / "bench" / "spark_floor.py"
+RUNS = ("floor", "reference", "project")
 
 
 @dataclass
@@ -111,9 +116,15 @@ def project_copy(workdir: Path, rows: int) -> Path:
     return project
 
 
-def run_size(rows: int, workdir: Path, only: str | None) -> dict:
+def run_size(rows: int, workdir: Path, only: str | None, floor: Path = FLOOR) -> dict:
     csv = input_file(rows, workdir)
     result: dict = {"rows": rows, "csv_mb": round(csv.stat().st_size / 2**20)}
+    if only in (None, "floor") and floor.exists():
+        out = workdir / f"floor_{rows}"
+        result["floor"] = asdict(
+            measure([sys.executable, str(floor), str(csv), str(out)], workdir,
+                    workdir / f"floor_{rows}.log")
+        )  # fmt: skip
     if only in (None, "reference"):
         out = workdir / f"reference_{rows}"
         result["reference"] = asdict(
@@ -127,28 +138,37 @@ def run_size(rows: int, workdir: Path, only: str | None) -> dict:
             measure([sys.executable, "-m", "cltv", "--params", f"input_path={csv}"], project,
                     workdir / f"project_{rows}.log", env)
         )  # fmt: skip
-    if "reference" in result and "project" in result:
-        result["wall_ratio"] = round(result["project"]["wall_s"] / result["reference"]["wall_s"], 2)
-        result["memory_ratio"] = round(
-            result["project"]["peak_pss_mb"] / result["reference"]["peak_pss_mb"], 2
-        )
+    return with_ratios(result)
+
+
+def with_ratios(result: dict) -> dict:
+    """``result`` with the project's wall time and peak PSS over the floor's and the pandas
+    script's, where both ran."""
+    for baseline in ("floor", "reference"):
+        if baseline in result and "project" in result:
+            project, other = result["project"], result[baseline]
+            result[f"wall_ratio_{baseline}"] = round(project["wall_s"] / other["wall_s"], 2)
+            result[f"memory_ratio_{baseline}"] = round(
+                project["peak_pss_mb"] / other["peak_pss_mb"], 2
+            )
     return result
 
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| rows | CSV MB | reference wall s | reference peak PSS MB | project wall s "
-        "| project peak PSS MB | wall ratio | memory ratio |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| rows | CSV MB | floor wall s / PSS MB | pandas wall s / PSS MB "
+        "| project wall s / PSS MB | project ÷ floor (wall, PSS) | project ÷ pandas (wall, PSS) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        ref, proj = r.get("reference", {}), r.get("project", {})
-        lines.append(
-            f"| {r['rows']:,} | {r['csv_mb']} | {ref.get('wall_s', '')} | "
-            f"{ref.get('peak_pss_mb', '')} | {proj.get('wall_s', '')} | "
-            f"{proj.get('peak_pss_mb', '')} | {r.get('wall_ratio', '')} | "
-            f"{r.get('memory_ratio', '')} |"
-        )
+        cells = [
+            f"{r[run]['wall_s']} / {r[run]['peak_pss_mb']}" if run in r else "—" for run in RUNS
+        ]
+        ratios = [
+            f"{r[f'wall_ratio_{b}']}×, {r[f'memory_ratio_{b}']}×" if f"wall_ratio_{b}" in r else "—"
+            for b in ("floor", "reference")
+        ]
+        lines.append(f"| {r['rows']:,} | {r['csv_mb']} | " + " | ".join(cells + ratios) + " |")
     return "\n".join(lines)
 
 
@@ -156,16 +176,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cltv-bench"))
-    parser.add_argument("--only", choices=["project", "reference"])
+    parser.add_argument("--only", choices=RUNS)
+    parser.add_argument("--floor", type=Path, default=FLOOR, help="spark_floor.py to run")
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = []
     for rows in args.rows:
-        results.append(run_size(rows, args.workdir, args.only))
+        if args.only in (None, "floor") and not args.floor.exists():
+            print(f"no Spark floor at {args.floor}: pass --floor PATH to compare with it")
+        results.append(run_size(rows, args.workdir, args.only, args.floor))
         print(json.dumps(results[-1]), flush=True)
     (args.workdir / "results.json").write_text(json.dumps(results, indent=2))
     print(table(results))
-    failed = [r["rows"] for r in results for k in ("reference", "project")
+    failed = [r["rows"] for r in results for k in RUNS
               if r.get(k, {}).get("returncode", 0) != 0]  # fmt: skip
     if failed:
         sys.exit(f"a run failed (see the logs in {args.workdir}): rows {failed}")
