@@ -184,41 +184,37 @@ class ParetoNBDModel(MaximumLikelihoodFitter):
                 counts.map(lambda k: digamma(r + k)) - digamma(r) + np.log(alpha),
                 np.full_like(x, r / alpha),
             ]
-            if s == 0:  # nobody leaves: the NBD
+            if s == 0:  # nobody leaves: the NBD, whose one component is "alive at T"
+                inverse_end = np.exp(-log_alpha_end)
                 ll = common - (r + x) * log_alpha_end
-                grad = np.column_stack(
-                    [
-                        grad_common[0] - log_alpha_end,
-                        grad_common[1] - (r + x) * np.exp(-log_alpha_end),
-                        np.full_like(x, np.nan),
-                        np.full_like(x, np.nan),
-                    ]
-                )
-                if weights is None:
-                    return ll, grad
+                nan = np.full_like(x, np.nan)
+                mean_grad = np.column_stack([-log_alpha_end, -(r + x) * inverse_end, nan, nan])
                 hessian = np.full((4, 4), np.nan)
-                hessian[:2, :2] = _nbd_hessian(r, alpha, x, counts, log_alpha_end, weights)
-                return ll, grad, hessian
-            log_beta_end = ages.map(lambda t: np.log(beta + t))
-            ll = common + s * np.log(beta)
-            mean_grad = np.empty((len(x), 4))
-            hessian = np.zeros((4, 4))
-            # rows in chunks: each holds (rows, nodes) arrays
-            for rows in (slice(i, i + CHUNK_ROWS) for i in range(0, len(x), CHUNK_ROWS)):
-                log_total, mean_grad[rows], part = _mixture(
-                    (r, alpha, s, beta),
-                    x[rows],
-                    t_x[rows],
-                    big_t[rows],
-                    log_alpha_end[rows],
-                    log_beta_end[rows],
-                    None if weights is None else weights[rows],
-                )
-                ll[rows] += log_total
-                hessian += part
-            grad = mean_grad + np.column_stack(
-                [*grad_common, np.full_like(x, np.log(beta)), np.full_like(x, s / beta)]
-            )
+                hessian[:2, :2] = 0.0
+                if weights is not None:
+                    hessian[0, 1] = -weights @ inverse_end
+                    hessian[1, 1] = weights @ ((r + x) * inverse_end**2)
+                dropout_grad = (nan, nan)
+            else:
+                log_beta_end = ages.map(lambda t: np.log(beta + t))
+                ll = common + s * np.log(beta)
+                mean_grad = np.empty((len(x), 4))
+                hessian = np.zeros((4, 4))
+                # rows in chunks: each holds (rows, nodes) arrays
+                for rows in (slice(i, i + CHUNK_ROWS) for i in range(0, len(x), CHUNK_ROWS)):
+                    log_total, mean_grad[rows], part = _mixture(
+                        (r, alpha, s, beta),
+                        x[rows],
+                        t_x[rows],
+                        big_t[rows],
+                        log_alpha_end[rows],
+                        log_beta_end[rows],
+                        None if weights is None else weights[rows],
+                    )
+                    ll[rows] += log_total
+                    hessian += part
+                dropout_grad = (np.full_like(x, np.log(beta)), np.full_like(x, s / beta))
+            grad = mean_grad + np.column_stack([*grad_common, *dropout_grad])
             if weights is None:
                 return ll, grad
             # the second derivatives of the common part
@@ -228,8 +224,9 @@ class ParetoNBDModel(MaximumLikelihoodFitter):
             )
             hessian[0, 1] += weight_sum / alpha
             hessian[1, 1] += -weight_sum * r / alpha**2
-            hessian[2, 3] += weight_sum / beta
-            hessian[3, 3] += -weight_sum * s / beta**2
+            if s > 0:
+                hessian[2, 3] += weight_sum / beta
+                hessian[3, 3] += -weight_sum * s / beta**2
             hessian[1, 0] = hessian[0, 1]
             hessian[3, 2] = hessian[2, 3]
         return ll, grad, hessian
@@ -377,19 +374,3 @@ def _mixture(params, x, t_x, big_t, log_alpha_end, log_beta_end, weights):
         + np.einsum("nk,nk->n", share_left, inverse_beta_left**2)
     )
     return log_total, mean_grad, hessian
-
-
-def _nbd_hessian(r, alpha, x, counts, log_alpha_end, weights) -> np.ndarray:
-    """Weighted Hessian of the NBD log-likelihood in (r, alpha)."""
-    inverse_end = np.exp(-log_alpha_end)
-    weight_sum = weights.sum()
-    r_alpha = weight_sum / alpha - weights @ inverse_end
-    return np.array(
-        [
-            [
-                weights @ counts.map(lambda k: polygamma(1, r + k)) - weight_sum * polygamma(1, r),
-                r_alpha,
-            ],
-            [r_alpha, -weight_sum * r / alpha**2 + weights @ ((r + x) * inverse_end**2)],
-        ]
-    )
