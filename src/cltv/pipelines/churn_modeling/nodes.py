@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from cltv import metrics
 from cltv.datasets.mlflow_spark_model_dataset import SparkModelWithExample
-from cltv.pipelines.cltv.nodes import MODEL_LABELS
+from cltv.pipelines.cltv.nodes import MODEL_LABELS, NO_PURCHASE_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -159,17 +159,15 @@ def fit_churn_candidates(model_input: DataFrame, modeling: dict[str, Any]) -> di
             f"known: {', '.join(builders)}"
         )
 
-    def fit(name: str, params: dict[str, Any]) -> PipelineModel:
-        return _pipeline(candidate_features(name, modeling), builders[name](params)).fit(train)
+    def fit(name: str, suffix: str = "") -> PipelineModel:
+        classifier = builders[name](modeling["candidates"][name])
+        return _pipeline(candidate_features(name + suffix, modeling), classifier).fit(train)
 
-    fitted = {name: fit(name, params) for name, params in modeling["candidates"].items()}
+    fitted = {name: fit(name) for name in modeling["candidates"]}
     if modeling["btyd_features"]:
         # offered to the best classifier on validation: one more fit, not one per candidate
         best = max(fitted, key=lambda name: _validation_pr_auc(fitted[name], model_input))
-        fitted[best + WITH_BTYD] = _pipeline(
-            candidate_features(best + WITH_BTYD, modeling),
-            builders[best](modeling["candidates"][best]),
-        ).fit(train)
+        fitted[best + WITH_BTYD] = fit(best, WITH_BTYD)
     logger.info("Fitted churn candidates %s", ", ".join(fitted))
     return fitted
 
@@ -321,7 +319,7 @@ def evaluate_churn_model(
         "threshold_rule": selection["threshold"]["rule"],
         "confusion_matrix": metrics.confusion_matrix(test, threshold),
         "validation": selection["validation"],
-        "btyd_features": selection.get("btyd_features", {"offered": [], "used": False}),
+        "btyd_features": selection["btyd_features"],
         "head_to_head": _head_to_head(model_input, ranking, metrics.probability_metrics(test)),
     }
     curves = {
@@ -344,8 +342,6 @@ def evaluate_churn_model(
     return churn_metrics, curves
 
 
-# the purchase models' P(no purchase in the holdout), from btyd_churn_scores
-NO_PURCHASE_PREFIX = "p_no_purchase_"
 HEAD_TO_HEAD = ("roc_auc", "pr_auc", "brier", "log_loss")
 
 
@@ -355,12 +351,18 @@ def _head_to_head(
     """The classifier against each purchase model's probability of no purchase in the
     holdout, as churn predictions for the same test customers; and a verdict in words."""
     test = model_input.filter(F.col("split") == "test")
-    scores = {"classifier": {key: ({**ranking, **probability})[key] for key in HEAD_TO_HEAD}}
+
+    def kept(*found: dict[str, Any]) -> dict[str, float]:
+        merged = {key: value for part in found for key, value in part.items()}
+        return {key: merged[key] for key in HEAD_TO_HEAD}
+
+    scores = {"classifier": kept(ranking, probability)}
     for column in (c for c in model_input.columns if c.startswith(NO_PURCHASE_PREFIX)):
         predictions = test.select(F.col(LABEL).alias("label"), F.col(column).alias("score"))
-        model_ranking = metrics.ranking_metrics(metrics.score_table(predictions))
-        model_scores = {**model_ranking, **metrics.probability_metrics(predictions)}
-        scores[column.removeprefix(NO_PURCHASE_PREFIX)] = {k: model_scores[k] for k in HEAD_TO_HEAD}
+        scores[column.removeprefix(NO_PURCHASE_PREFIX)] = kept(
+            metrics.ranking_metrics(metrics.score_table(predictions)),
+            metrics.probability_metrics(predictions),
+        )
     return {**scores, "verdict": _head_to_head_verdict(scores)}
 
 
@@ -371,15 +373,11 @@ def _head_to_head_verdict(scores: dict[str, dict[str, float]]) -> str:
     best = max(models, key=lambda name: scores[name]["pr_auc"])
     ours, theirs = scores["classifier"], scores[best]
     label = MODEL_LABELS.get(best, best)
-    ranks = (
-        "ranks churners better than"
-        if ours["pr_auc"] >= theirs["pr_auc"]
-        else ("ranks churners worse than")
-    )
+    ranks = "better" if ours["pr_auc"] >= theirs["pr_auc"] else "worse"
     calibrated = "better" if ours["brier"] <= theirs["brier"] else "worse"
     return (
-        f"On the test customers the churn classifier {ranks} the best purchase model's "
-        f"probability of no purchase ({label}): PR-AUC {ours['pr_auc']:.4f} vs "
+        f"On the test customers the churn classifier ranks churners {ranks} than the best "
+        f"purchase model's probability of no purchase ({label}): PR-AUC {ours['pr_auc']:.4f} vs "
         f"{theirs['pr_auc']:.4f}, ROC-AUC {ours['roc_auc']:.4f} vs {theirs['roc_auc']:.4f}; "
         f"its probabilities are {calibrated} calibrated (Brier {ours['brier']:.4f} vs "
         f"{theirs['brier']:.4f})."
@@ -460,7 +458,7 @@ def score_customers(
             F.col("churn_probability") >= rule["min_probability"], rule["name"]
         ).otherwise(band)
     threshold = selection["threshold"]["value"]
-    if selection.get("btyd_features", {}).get("used"):
+    if selection["btyd_features"]["used"]:
         current_features = current_features.join(btyd_scores_current, "customer_id")
     scored = churn_scores(churn_model, current_features)
     return scored.select(

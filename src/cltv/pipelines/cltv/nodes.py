@@ -298,6 +298,8 @@ def predict_customer_value(
 # ------------------------------------------------------------------ churn
 # BG/NBD's outputs offered to the churn model as features
 BTYD_CHURN_FEATURES = ("btyd_p_alive", "btyd_expected_purchases")
+# + a purchase model's name: its probability of no purchase in the holdout
+NO_PURCHASE_PREFIX = "p_no_purchase_"
 
 
 def _churn_scores(
@@ -313,7 +315,7 @@ def _churn_scores(
                 "btyd_p_alive": features_model.predict_probability_alive(x, t_x, big_t),
                 "btyd_expected_purchases": features_model.predict_purchases(horizon, x, t_x, big_t),
                 **{
-                    f"p_no_purchase_{name}": model.predict_no_purchase(horizon, x, t_x, big_t)
+                    NO_PURCHASE_PREFIX + name: model.predict_no_purchase(horizon, x, t_x, big_t)
                     for name, model in models.items()
                 },
             }
@@ -339,7 +341,7 @@ def btyd_churn_scores(
         [
             "customer_id string",
             *(f"{column} double" for column in BTYD_CHURN_FEATURES),
-            *(f"p_no_purchase_{name} double" for name in names),
+            *(f"{NO_PURCHASE_PREFIX}{name} double" for name in names),
         ]
     )
     return summary.select("customer_id", "frequency", "recency", "T").mapInPandas(
@@ -351,7 +353,7 @@ def btyd_churn_scores(
 def _holdout_predictions(
     batches: Iterator[pd.DataFrame], fit: dict[str, Any], horizon: float
 ) -> Iterator[pd.DataFrame]:
-    models = {name: purchase_model(fit, name) for name in _candidates(fit)}
+    models = {name: purchase_model(fit, name) for name in candidate_names(fit)}
     spend = GammaGammaModel.from_params(fit["gamma_gamma"])
     for batch in batches:
         x, t_x, big_t, m = (
@@ -380,7 +382,9 @@ def _holdout_predictions(
         )
 
 
-def _candidates(fit: dict[str, Any]) -> list[str]:
+def candidate_names(fit: dict[str, Any]) -> list[str]:
+    """The purchase models a fit or a validation holds (BG/NBD alone before there was a
+    choice)."""
     return list(fit.get("candidates", ["bgnbd"]))
 
 
@@ -403,7 +407,7 @@ def validate_on_holdout(
     the per-customer differences of absolute errors have a mean within two standard errors of
     0. When the naive baseline predicts better than every model, ``verdict`` says so.
     """
-    candidates = _candidates(calibration_fit)
+    candidates = candidate_names(calibration_fit)
     horizon = analysis_period["holdout_days"] / days_per_unit(calibration_fit["time_unit"])
     schema = ", ".join(
         [
@@ -599,7 +603,7 @@ def cltv_mlflow_metrics(
     a tag (``cltv.purchase_model``, set by a hook)."""
     return metrics.as_mlflow_metrics(
         {
-            **{name: model_fit[name] for name in _candidates(model_fit)},
+            **{name: model_fit[name] for name in candidate_names(model_fit)},
             "gamma_gamma": model_fit["gamma_gamma"],
             "validation": {k: v for k, v in validation.items() if k != "by_calibration_frequency"},
         }
@@ -609,7 +613,7 @@ def cltv_mlflow_metrics(
 def plot_cltv_validation(validation: dict[str, Any]) -> dict[str, Figure]:
     """Holdout purchases by calibration frequency, and in total: actual, each candidate, naive."""
     table = validation["by_calibration_frequency"]
-    models = [*validation.get("candidates", ["bgnbd"]), "naive"]
+    models = [*candidate_names(validation), "naive"]
     series = [("actual", "actual"), *[(m, MODEL_LABELS[m]) for m in models]]
     labels = [row["frequency"] for row in table]
     by_frequency = Figure(figsize=(7, 4.5), layout="constrained")

@@ -21,7 +21,7 @@ from plotly.subplots import make_subplots
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from cltv.pipelines.cltv.nodes import MODEL_LABELS
+from cltv.pipelines.cltv.nodes import MODEL_LABELS, candidate_names
 from cltv.pipelines.data_processing.nodes import sold_lines
 
 CLV_BINS = 20
@@ -251,7 +251,7 @@ def _candidate_scores(validation: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per purchase model and the naive baseline: the holdout scores of
     ``cltv_validation.json``, the chosen model marked."""
     chosen = validation.get("selection", {}).get("chosen")
-    names = [*validation.get("candidates", ["bgnbd"]), "naive"]
+    names = [*candidate_names(validation), "naive"]
     return [
         {
             "model": MODEL_LABELS.get(name, name),
@@ -364,7 +364,7 @@ def plot_model_quality(churn_evaluation: dict[str, Any], cltv_validation: dict[s
         x=[0, 1], y=[0, 1], name="calibrated", line={"dash": "dash", "color": "grey"}, row=1, col=2
     )
     holdout = pd.DataFrame(cltv_validation["by_calibration_frequency"])
-    for column in ("actual", *cltv_validation.get("candidates", ["bgnbd"]), "naive"):
+    for column in ("actual", *candidate_names(cltv_validation), "naive"):
         name = MODEL_LABELS.get(column, column)
         figure.add_bar(x=holdout["frequency"], y=holdout[column], name=name, row=1, col=3)
     return _layout(figure, "Model quality")
