@@ -110,7 +110,14 @@ def test_pareto_nbd_reproduces_the_published_cdnow_estimates_and_agrees_with_lif
     for name, value in published.items():
         assert model.params_[name] == pytest.approx(value, abs=0.001 * model.standard_errors_[name])
     assert model.log_likelihood_ == pytest.approx(-9594.98, abs=0.01)
-    oracle = ParetoNBDFitter().fit(x, t_x, big_t)
+    # lifetimes' Nelder-Mead on its hypergeometric form sometimes stops early (r = 0.516 in
+    # one fresh-clone run): its best of three fits, by its own likelihood, is the oracle
+    oracle = max(
+        (ParetoNBDFitter().fit(x, t_x, big_t) for _ in range(3)),
+        key=lambda fitted: ParetoNBDFitter._conditional_log_likelihood(
+            fitted.params_, x, t_x, big_t
+        ).sum(),
+    )
     for name in published:
         assert model.params_[name] == pytest.approx(oracle.params_[name], rel=1e-3), name
     # at our estimate, the log-likelihood of every customer (lifetimes' hypergeometric form)
