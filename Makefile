@@ -44,8 +44,8 @@ soak: install-dev
 
 # the project side by side with Spark's floor (../shared/bench/spark_floor.py) and a pandas +
 # lifetimes script, on the same generated files; not part of `make test` (minutes to hours;
-# ROWS="50000000" for the opt-in 50M run)
-ROWS ?= 1000000 10000000
+# ROWS="50000000" for the opt-in 50M run; "sample" is the bundled file)
+ROWS ?= sample 1000000 10000000
 bench: install-dev
 	$(BIN)/python -m tests.benchmarks.bench --rows $(ROWS)
 

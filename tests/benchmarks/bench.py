@@ -8,9 +8,10 @@ of this pipeline must do: one scan, the clean lines written once, the summary; f
 project (a copy of its conf, fresh data and MLflow store, the default pipeline). It prints the
 wall time and the peak memory of each whole process tree (the JVM and Python workers included;
 PSS, so shared pages count once), and the ratios project / floor and project / pandas. Not part
-of ``make test``: ``make bench`` (``ROWS="1000000 10000000"``; 50M is opt-in).
+of ``make test``: ``make bench`` (``ROWS="sample 1000000 10000000"``, "sample" being the
+bundled file; 50M is opt-in).
 
-    python -m tests.benchmarks.bench --rows 1000000 10000000 [--only floor|reference|project]
+    python -m tests.benchmarks.bench --rows sample 1000000 10000000 [--only floor|reference|project]
 """
 
 from __future__ import annotations
@@ -97,7 +98,13 @@ def measure(command: list[str], cwd: Path, log: Path, env: dict | None = None) -
     return Measurement(round(wall, 1), round(peak / 2**20), returncode)
 
 
-def input_file(rows: int, workdir: Path) -> Path:
+SAMPLE = PROJECT_ROOT / "data" / "01_raw" / "online_retail_ii_sample.csv"
+
+
+def input_file(rows: int | str, workdir: Path) -> Path:
+    """The generated file of ``rows`` lines (made once), or the bundled sample for "sample"."""
+    if rows == "sample":
+        return SAMPLE
     csv = workdir / f"lines_{rows}.csv"
     if not csv.exists():
         command = ["-m", "cltv.synthetic", "--rows", str(rows), "--seed", "7", "--out", str(csv)]
@@ -105,7 +112,7 @@ def input_file(rows: int, workdir: Path) -> Path:
     return csv
 
 
-def project_copy(workdir: Path, rows: int) -> Path:
+def project_copy(workdir: Path, rows: int | str) -> Path:
     """A fresh project folder: the repo's conf and pyproject, empty data layers and MLflow."""
     project = workdir / f"project_{rows}"
     shutil.rmtree(project, ignore_errors=True)
@@ -116,7 +123,7 @@ def project_copy(workdir: Path, rows: int) -> Path:
     return project
 
 
-def run_size(rows: int, workdir: Path, only: str | None, floor: Path = FLOOR) -> dict:
+def run_size(rows: int | str, workdir: Path, only: str | None, floor: Path = FLOOR) -> dict:
     csv = input_file(rows, workdir)
     result: dict = {"rows": rows, "csv_mb": round(csv.stat().st_size / 2**20)}
     if only in (None, "floor") and floor.exists():
@@ -168,13 +175,20 @@ def table(results: list[dict]) -> str:
             f"{r[f'wall_ratio_{b}']}×, {r[f'memory_ratio_{b}']}×" if f"wall_ratio_{b}" in r else "—"
             for b in ("floor", "reference")
         ]
-        lines.append(f"| {r['rows']:,} | {r['csv_mb']} | " + " | ".join(cells + ratios) + " |")
+        size = f"{r['rows']:,}" if isinstance(r["rows"], int) else r["rows"]
+        lines.append(f"| {size} | {r['csv_mb']} | " + " | ".join(cells + ratios) + " |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument(
+        "--rows",
+        type=lambda value: value if value == "sample" else int(value),
+        nargs="+",
+        default=["sample", 1_000_000, 10_000_000],
+        help='line counts to generate, or "sample" for the bundled sample',
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cltv-bench"))
     parser.add_argument("--only", choices=RUNS)
     parser.add_argument("--floor", type=Path, default=FLOOR, help="spark_floor.py to run")
