@@ -17,6 +17,7 @@ from cltv.pipelines.data_processing.nodes import (
     RAW_TEXT_COLUMNS,
     InputDataError,
     label_transactions,
+    mark_duplicate_lines,
     match_returns,
     split_clean_and_quarantine,
     standardise_columns,
@@ -69,12 +70,13 @@ def clean_standardised(
     non_product=None,
     source="input.csv",
 ):
-    """label -> match_returns -> split, as data_processing wires them: (clean, quarantine, report).
+    """label -> mark copies -> match_returns -> split, as data_processing wires them:
+    (clean, quarantine, report).
 
     ``non_product`` defaults to the project's list of non-product stock codes.
     """
     codes = PROJECT_CLEANING["non_product_stock_codes"] if non_product is None else non_product
-    labelled = label_transactions(standardised, formats, latest, codes)
+    labelled = mark_duplicate_lines(label_transactions(standardised, formats, latest, codes))
     matches = match_returns(labelled, returns)
     return split_clean_and_quarantine(labelled, matches, returns, max_fraction, source)
 
@@ -90,7 +92,7 @@ def clean_csv(
     non_product=None,
 ):
     """The cleaning nodes of data_processing on one CSV: (clean, quarantine, report)."""
-    # a run persists the labelled rows of its path; the pipeline's hook clears them after a run
+    # the copies found in a path are persisted; the pipeline's hook clears them after a run
     SparkSession.getActiveSession().catalog.clearCache()
     raw = InvoiceCSVDataset(filepath=str(path), load_args=load_args).load()
     return clean_standardised(

@@ -114,7 +114,7 @@ def label_transactions(
     latest_valid_date: str | None,
     non_product_stock_codes: list[str] | None = None,
 ) -> DataFrame:
-    """Parse every row and give each one that cannot be used as a sale a quarantine ``reason``.
+    """Parse every row and find what keeps it from being a sale: its quarantine reasons.
 
     The first matching reason wins, in this order: malformed_record, invalid_encoding (bytes
     that are not text in the file's encoding), missing_customer_id, unparseable_customer_id,
@@ -124,18 +124,17 @@ def label_transactions(
     quantity; :func:`match_returns` nets it against the sales it reverses and
     :func:`split_clean_and_quarantine` tells matched from ``unmatched_cancellation``),
     non_product (postage, fees, adjustments: ``non_product_stock_codes``),
-    non_positive_quantity and non_positive_price. ``reason`` is null for clean sales.
+    non_positive_quantity and non_positive_price; :func:`mark_duplicate_lines` gives each line
+    the first, ``reason`` (null for clean sales).
 
     Returns come before non-product codes because a ``C`` line for ``POST`` is a refund of
     postage: it is a return, and it nets against the postage line, never against a product.
 
-    Exact copies are found without moving the text: each usable line gets a 128-bit content
-    key (two seeded 64-bit hashes of the raw text and of which fields are empty), and only
-    (key, ``line_id``) pairs are shuffled; the earliest line of each key goes on. Two different
-    lines share a key with probability about n² / 2¹²⁹ (below 1e-23 at 50M lines).
-
-    The lines are persisted: one CSV scan feeds the search for copies, the matching of
-    returns, the counts and both tables (the pipeline's hook releases it after the run).
+    Every line keeps its text and gets its parsed values, a content key for
+    :func:`mark_duplicate_lines` and the reasons its own text gives (``text_reason``, the
+    reasons before duplicate_line; ``sale_reason``, those after it). The pipeline writes these
+    lines once, as a Delta table (``labelled_lines``): the later steps read the few columns
+    each needs from it rather than scanning the CSV again or holding all lines in memory.
     """
     latest = latest_valid_date or datetime.now(timezone.utc).date().isoformat()
     customer_id = _normalised_customer_id(F.col("customer_id"))
@@ -148,8 +147,7 @@ def label_transactions(
     # rather than analyse mangled text; `load_args: {encoding: iso-8859-1}` reads them right
     mangled = F.concat_ws("", *[F.col(c) for c in RAW_TEXT_COLUMNS]).contains("\ufffd")
     is_return = F.upper(F.trim(F.col("invoice"))).startswith("C") | (quantity < 0)
-    # the reasons a line's own text gives, before and after "is it a copy?"
-    unusable = (
+    text_reason = (
         F.when(F.col("raw_record").isNotNull(), "malformed_record")
         .when(mangled, "invalid_encoding")
         .when(blank("customer_id"), "missing_customer_id")
@@ -159,42 +157,50 @@ def label_transactions(
         .when(invoice_ts.isNull(), "unparseable_invoice_date")
         .when(F.to_date(invoice_ts) > F.lit(latest).cast("date"), "future_date")
     )
-    not_a_sale = (
+    sale_reason = (
         F.when(is_return, "cancellation")
         .when(is_non_product(F.col("stock_code"), non_product_stock_codes or []), "non_product")
         .when(quantity <= 0, "non_positive_quantity")
         .when(price <= 0, "non_positive_price")
     )
     # the id is drawn at the scan, so it follows the file's order and stays put
-    lines = (
-        standardised.withColumn("line_id", F.monotonically_increasing_id())
-        .select(
-            *RAW_TEXT_COLUMNS,
-            "raw_record",
-            "line_id",
-            *parsed_line_values(timestamp_formats),
-            price.alias("price_value"),
-            unusable.alias("_unusable"),
-            not_a_sale.alias("_not_a_sale"),
-            *_content_key(),
-        )
-        .persist(StorageLevel.MEMORY_AND_DISK)
+    return standardised.withColumn("line_id", F.monotonically_increasing_id()).select(
+        *RAW_TEXT_COLUMNS,
+        "raw_record",
+        "line_id",
+        *parsed_line_values(timestamp_formats),
+        price.alias("price_value"),
+        text_reason.alias("text_reason"),
+        sale_reason.alias("sale_reason"),
+        *_content_key(),
     )
+
+
+def mark_duplicate_lines(labelled_lines: DataFrame) -> DataFrame:
+    """The lines with their one quarantine ``reason`` (null for a clean sale): the first of
+    ``text_reason``, duplicate_line (an exact copy of an earlier raw line; the earliest goes on)
+    and ``sale_reason``.
+
+    Copies are found without moving the text: only the 128-bit content key and the line id
+    are shuffled, and the copies found (few: a re-exported batch at most) are a broadcast
+    lookup. Two different lines share a key with probability about n² / 2¹²⁹ (below 1e-23 at
+    50M lines). The copies are persisted, the lines are not: each later step reads the columns
+    it needs (the pipeline's hook releases the copies after the run).
+    """
     earlier_copy = F.row_number().over(Window.partitionBy(*CONTENT_KEY).orderBy("line_id")) > 1
     copies = (
-        # lines with a text reason cannot equal a usable line: their text differs
-        lines.filter(F.col("_unusable").isNull())
+        # a line with a text reason cannot equal a usable line: their text differs
+        labelled_lines.filter(F.col("text_reason").isNull())
         .select(*CONTENT_KEY, "line_id")
-        .withColumn("_copy", earlier_copy)
-        .filter("_copy")
-        .select("line_id", "_copy")
+        .withColumn("is_copy", earlier_copy)
+        .filter("is_copy")
+        .select("line_id", "is_copy")
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    # copies are few (a re-exported batch at most): a broadcast lookup, not a shuffle of lines
     reason = F.coalesce(
-        F.col("_unusable"), F.when(F.col("_copy"), "duplicate_line"), F.col("_not_a_sale")
+        F.col("text_reason"), F.when(F.col("is_copy"), "duplicate_line"), F.col("sale_reason")
     )
-    return lines.join(F.broadcast(copies), "line_id", "left").select(
+    return labelled_lines.join(F.broadcast(copies), "line_id", "left").select(
         *RAW_TEXT_COLUMNS,
         "raw_record",
         "line_id",
