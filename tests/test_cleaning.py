@@ -137,6 +137,27 @@ def test_exact_duplicates_keep_one_copy(spark, tmp_path):
     assert report["by_reason"] == {"duplicate_line": 2}
 
 
+def test_lines_that_differ_only_in_which_field_is_empty_are_not_copies(spark, tmp_path):
+    # Spark's hashes skip nulls: without the null mask in the content key these two lines (the
+    # same text, once as the stock code and once as the description) would hash alike
+    moved = [
+        "536365,SAMEWORD,,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom",
+        "536365,,SAMEWORD,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom",
+    ]
+    clean, quarantine, _ = _run_cleaning(spark, tmp_path, moved)
+    assert clean.count() == 2 and quarantine.count() == 0
+
+
+def test_the_earliest_copy_is_the_one_kept(spark, tmp_path):
+    path = tmp_path / "input.csv"
+    path.write_text("\n".join([HEADER, GOOD, GOOD, GOOD]) + "\n")
+    raw = InvoiceCSVDataset(filepath=str(path)).load()
+    standardised = standardise_columns(raw, II_COLUMNS, str(path))
+    labelled = mark_duplicate_lines(label_transactions(standardised, FORMATS, "2012-01-01", []))
+    rows = labelled.orderBy("line_id").collect()
+    assert [r["reason"] for r in rows] == [None, "duplicate_line", "duplicate_line"]
+
+
 def test_clean_line_is_parsed(spark, tmp_path):
     us_date = "536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom"
     clean, _, _ = _run_cleaning(spark, tmp_path, [GOOD, us_date.replace("536365", "536366")])
