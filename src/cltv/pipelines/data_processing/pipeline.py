@@ -8,7 +8,6 @@ from cltv.pipelines.data_processing.nodes import (
     build_customer_features,
     build_customer_summary,
     label_transactions,
-    mark_duplicate_lines,
     match_returns,
     quarantine_metrics,
     resolve_analysis_period,
@@ -34,14 +33,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:cleaning.latest_valid_date",
                     "params:cleaning.non_product_stock_codes",
                 ],
-                outputs="labelled_lines",
-                name="label_transactions",
-            ),
-            Node(
-                mark_duplicate_lines,
-                inputs="labelled_lines",
                 outputs="labelled_transactions",
-                name="mark_duplicate_lines",
+                name="label_transactions",
             ),
             Node(
                 match_returns,
