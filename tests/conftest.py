@@ -25,7 +25,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def spark():
     conf = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "spark.yml").read_text())
     conf["spark.sql.shuffle.partitions"] = 2
-    conf["spark.driver.memory"] = "2g"
+    conf["spark.driver.memory"] = "3g"
+    # one session runs the whole suite, tens of thousands of queries, and its 2 GB heap ran
+    # out late in the suite ("Not enough memory to build and broadcast", "Java heap space"),
+    # even on unchanged code. The status store keeps the last 1,000 queries' plans (some are
+    # huge expression trees) though nothing reads them here (the UI is off): the likely cause,
+    # so keep few, and give the driver room. Static settings: set at creation.
+    conf["spark.sql.ui.retainedExecutions"] = 20
+    conf["spark.ui.retainedJobs"] = 50
+    conf["spark.ui.retainedStages"] = 50
     session = get_or_create_spark_session(conf)
     yield session
     session.stop()
