@@ -2,8 +2,9 @@
 lifetimes script.
 
 For each size it generates the input once (``cltv.synthetic``, seed 7; "sample" is the bundled
-file), then runs, one after the other on the same file: the Spark floor (``spark_floor.py``, the least work any Spark design
-of this pipeline must do: one scan, the clean lines written once, the summary; from
+file), then runs, one after the other on the same file: the Spark floor (``spark_floor.py``,
+the least work any Spark design of this pipeline must do: one scan, the clean lines written
+once, the summary; from
 ``../shared/bench`` or ``--floor``), the reference script (``reference_pandas.py``) and the
 project (a copy of its conf, fresh data and MLflow store, the default pipeline). It prints the
 wall time and the peak memory of each whole process tree (the JVM and Python workers included;
