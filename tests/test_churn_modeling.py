@@ -6,6 +6,7 @@ import json
 import math
 
 import mlflow
+import mlflow.spark
 import pandas as pd
 import pytest
 import yaml
@@ -66,8 +67,8 @@ def generated(spark, tmp_path_factory, parameters):
     calibration_fit = fit_cltv_models(summary, cltv, "W")
     btyd_scores = btyd_churn_scores(summary, calibration_fit, period).cache()
     model_input = build_model_input(features, summary, btyd_scores, modeling["split"]).cache()
-    candidates = fit_churn_candidates(model_input, modeling)
-    selected, selection = select_churn_model(candidates, model_input, modeling)
+    candidates, validation = fit_churn_candidates(model_input, modeling)
+    selected, selection = select_churn_model(candidates, validation, model_input, modeling)
     return {
         "csv": csv,
         "truth": truth,
@@ -311,6 +312,33 @@ def test_selection_evaluation_and_scoring(generated):
     assert (predictions.loc[predictions["churn_probability"] < 0.4, "risk_band"] == "low").all()
 
 
+def test_boosting_stops_when_validation_stops_improving(generated):
+    model_input, modeling = generated["model_input"], generated["modeling"]
+    trees = modeling["candidates"]["gradient_boosted_trees"]
+
+    def fitted(validation_tol):
+        only_trees = {
+            **modeling,
+            "btyd_features": [],
+            "candidates": {"gradient_boosted_trees": {**trees, "validation_tol": validation_tol}},
+        }
+        models, scores = fit_churn_candidates(model_input, only_trees)
+        return models["gradient_boosted_trees"], scores["gradient_boosted_trees"]
+
+    every_round, _ = fitted(None)
+    # a tolerance no tree can meet: boosting stops after the first round without gain
+    stopped, scores = fitted(0.5)
+    assert every_round.stages[-1].getNumTrees == trees["max_iter"]
+    assert 1 <= stopped.stages[-1].getNumTrees < trees["max_iter"]
+    assert 0 < scores["pr_auc"] <= 1
+    # the scaler saw the training customers only, not the validation ones that rode along
+    train = model_input.filter(F.col("split") == "train")
+    first = modeling["features"]["numeric"][0]
+    expected_mean = train.agg(F.mean(first)).first()[0]
+    assert stopped.stages[3].mean[0] == pytest.approx(expected_mean, rel=1e-12)
+    assert every_round.stages[3].mean[0] == pytest.approx(expected_mean, rel=1e-12)
+
+
 def _categories(model_input, column):
     return [row[0] for row in model_input.select(column).distinct().collect()] + ["__unknown"]
 
@@ -323,7 +351,9 @@ def test_logged_model_loads_back_and_scores_the_same(generated, tmp_path):
     )
     with mlflow.start_run() as run:
         dataset.save(generated["selected"])
-    loaded = dataset.load()
+    # in the run, the saved model itself; from MLflow, a model that scores the same
+    assert dataset.load() is generated["selected"].model
+    loaded = mlflow.spark.load_model(f"runs:/{run.info.run_id}/churn_model")
     customers = generated["model_input"].filter(F.col("split") == "test").limit(25)
     expected = churn_scores(generated["selected"].model, customers).toPandas()
     actual = churn_scores(loaded, customers).toPandas()

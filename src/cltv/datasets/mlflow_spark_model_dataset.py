@@ -26,7 +26,9 @@ class MlflowSparkModelDataset(MlflowModelTrackingDataset):
     input example, from which MLflow infers the signature; the example comes from the node
     because it depends on the data, which a catalog entry cannot know. ``registered_model_name``
     in ``save_args`` also registers a new model version. Loading returns the Spark
-    ``PipelineModel`` of the model saved last in this session (or ``load_args.model_uri``).
+    ``PipelineModel`` saved last through this dataset in this process — the very object that
+    was logged, not read back (reading a pipeline model back costs a few Spark jobs, and a run
+    loads it twice) — or, with ``load_args.model_uri``, the model at that URI.
 
     Example catalog entry:
 
@@ -57,6 +59,12 @@ class MlflowSparkModelDataset(MlflowModelTrackingDataset):
         super().__init__(
             flavor="mlflow.spark", save_args=save_args, load_args=load_args, metadata=metadata
         )
+        self._saved_model: Transformer | None = None
+
+    def _load(self) -> Transformer:
+        if self._user_defined_model_uri is None and self._saved_model is not None:
+            return self._saved_model
+        return super()._load()
 
     def _save(self, data: SparkModelWithExample) -> None:
         configured = self._save_args
@@ -71,3 +79,4 @@ class MlflowSparkModelDataset(MlflowModelTrackingDataset):
             super()._save(data.model)
         finally:
             self._save_args = configured
+        self._saved_model = data.model

@@ -125,16 +125,44 @@ def _with_class_weight(train: DataFrame, class_weight: str) -> DataFrame:
     return train.join(F.broadcast(weights), LABEL)
 
 
-def fit_churn_candidates(model_input: DataFrame, modeling: dict[str, Any]) -> dict[str, Any]:
-    """Fit every candidate in ``modeling['candidates']`` on the training split; when
-    ``btyd_features`` are offered, the best of them on the validation split also with them
-    (``<name>_with_btyd``), so that the validation split decides whether they help."""
+def fit_churn_candidates(
+    model_input: DataFrame, modeling: dict[str, Any]
+) -> tuple[dict[str, PipelineModel], dict[str, dict[str, float]]]:
+    """Fit every candidate in ``modeling['candidates']`` on the training split and score each
+    once on the validation split (PR-AUC, ROC-AUC); when ``btyd_features`` are offered, the
+    best of them on validation is fitted again with them (``<name>_with_btyd``), so that the
+    validation split decides whether they help.
+
+    Gradient-boosted trees stop adding trees when the validation loss stops improving by
+    ``validation_tol`` (relative; Spark's ``validationTol``), at most ``max_iter``: the
+    validation customers then ride along in the training set, flagged, and only measure.
+    """
     # every column some candidate sees
     features = candidate_features(WITH_BTYD if modeling["btyd_features"] else "", modeling)
+    columns = ["customer_id", *features["numeric"], *features["categorical"], LABEL]
+    in_training = model_input.filter(F.col("split") != "test")
     train = _with_class_weight(
-        model_input.filter(F.col("split") == "train"), modeling["class_weight"]
-    ).select("customer_id", *features["numeric"], *features["categorical"], LABEL, "class_weight")
+        in_training.filter(F.col("split") == "train"), modeling["class_weight"]
+    ).select(*columns, "class_weight", F.lit(False).alias(VALIDATION_FLAG))
     common = {"featuresCol": "features", "labelCol": LABEL, "weightCol": "class_weight"}
+
+    def gradient_boosted_trees(p: dict[str, Any]) -> GBTClassifier:
+        stopping = {}
+        if p.get("validation_tol") is not None:
+            stopping = {
+                "validationIndicatorCol": VALIDATION_FLAG,
+                "validationTol": p["validation_tol"],
+            }
+        return GBTClassifier(
+            maxIter=p["max_iter"],
+            maxDepth=p["max_depth"],
+            stepSize=p["step_size"],
+            subsamplingRate=p["subsampling_rate"],
+            seed=p["seed"],
+            **stopping,
+            **common,
+        )
+
     builders = {
         "logistic_regression": lambda p: LogisticRegression(
             regParam=p["reg_param"],
@@ -143,14 +171,7 @@ def fit_churn_candidates(model_input: DataFrame, modeling: dict[str, Any]) -> di
             standardization=False,  # numeric features are already scaled; one-hots stay 0/1
             **common,
         ),
-        "gradient_boosted_trees": lambda p: GBTClassifier(
-            maxIter=p["max_iter"],
-            maxDepth=p["max_depth"],
-            stepSize=p["step_size"],
-            subsamplingRate=p["subsampling_rate"],
-            seed=p["seed"],
-            **common,
-        ),
+        "gradient_boosted_trees": gradient_boosted_trees,
     }
     unknown = sorted(set(modeling["candidates"]) - set(builders))
     if unknown:
@@ -158,23 +179,52 @@ def fit_churn_candidates(model_input: DataFrame, modeling: dict[str, Any]) -> di
             f"parameter churn_modeling.candidates: unknown model(s) {', '.join(unknown)}; "
             f"known: {', '.join(builders)}"
         )
+    # validation rows only measure early stopping (weight 1: the loss they report is the
+    # plain validation loss); the scaler and encoders are fitted on the training rows alone
+    with_validation = train.unionByName(
+        in_training.filter(F.col("split") == "validation").select(
+            *columns, F.lit(1.0).alias("class_weight"), F.lit(True).alias(VALIDATION_FLAG)
+        )
+    )
 
     def fit(name: str, suffix: str = "") -> PipelineModel:
         classifier = builders[name](modeling["candidates"][name])
-        return _pipeline(candidate_features(name + suffix, modeling), classifier).fit(train)
+        pipeline = _pipeline(candidate_features(name + suffix, modeling), classifier)
+        if not (
+            classifier.hasParam("validationIndicatorCol")
+            and classifier.isSet("validationIndicatorCol")
+        ):
+            return pipeline.fit(train)
+        preparation = Pipeline(stages=pipeline.getStages()[:-1]).fit(train)
+        trees = classifier.fit(preparation.transform(with_validation))
+        return PipelineModel([*preparation.stages, trees])
 
     fitted = {name: fit(name) for name in modeling["candidates"]}
+    scores = {name: _validation_scores(model, model_input) for name, model in fitted.items()}
     if modeling["btyd_features"]:
         # offered to the best classifier on validation: one more fit, not one per candidate
-        best = max(fitted, key=lambda name: _validation_pr_auc(fitted[name], model_input))
+        best = max(scores, key=lambda name: scores[name]["pr_auc"])
         fitted[best + WITH_BTYD] = fit(best, WITH_BTYD)
-    logger.info("Fitted churn candidates %s", ", ".join(fitted))
-    return fitted
+        scores[best + WITH_BTYD] = _validation_scores(fitted[best + WITH_BTYD], model_input)
+    for name, score in scores.items():
+        logger.info(
+            "Churn candidate %s: validation PR-AUC %.4f, ROC-AUC %.4f",
+            name,
+            score["pr_auc"],
+            score["roc_auc"],
+        )
+    return fitted, scores
 
 
-def _validation_pr_auc(model: PipelineModel, model_input: DataFrame) -> float:
-    table = metrics.score_table(_held_out(model, model_input, "validation"))
-    return metrics.ranking_metrics(table)["pr_auc"]
+# GBT's early stopping reads this flag to tell validation rows from training rows
+VALIDATION_FLAG = "is_validation"
+
+
+def _validation_scores(model: PipelineModel, model_input: DataFrame) -> dict[str, float]:
+    ranking = metrics.ranking_metrics(
+        metrics.score_table(_held_out(model, model_input, "validation"))
+    )
+    return {"pr_auc": ranking["pr_auc"], "roc_auc": ranking["roc_auc"]}
 
 
 def churn_scores(model: PipelineModel, customers: DataFrame) -> DataFrame:
@@ -194,26 +244,19 @@ def _held_out(model: PipelineModel, model_input: DataFrame, split: str) -> DataF
 
 
 def select_churn_model(
-    candidates: dict[str, PipelineModel], model_input: DataFrame, modeling: dict[str, Any]
+    candidates: dict[str, PipelineModel],
+    scores: dict[str, dict[str, float]],
+    model_input: DataFrame,
+    modeling: dict[str, Any],
 ) -> tuple[SparkModelWithExample, dict[str, Any]]:
-    """Pick the candidate with the best PR-AUC on the validation split, and its threshold."""
-    scores, tables = {}, {}
-    for name, model in candidates.items():
-        tables[name] = metrics.score_table(_held_out(model, model_input, "validation")).cache()
-        ranking = metrics.ranking_metrics(tables[name])
-        scores[name] = {"pr_auc": ranking["pr_auc"], "roc_auc": ranking["roc_auc"]}
-        logger.info(
-            "Churn candidate %s: validation PR-AUC %.4f, ROC-AUC %.4f",
-            name,
-            ranking["pr_auc"],
-            ranking["roc_auc"],
-        )
+    """Pick the candidate with the best validation PR-AUC (``scores``, from
+    :func:`fit_churn_candidates`), and its threshold on the validation split."""
     selected = max(scores, key=lambda name: scores[name]["pr_auc"])
     btyd = _btyd_feature_selection(scores, selected, modeling["btyd_features"])
     rule = modeling["threshold"]
-    threshold = metrics.choose_threshold(tables[selected], rule["rule"], rule.get("value"))
-    for table in tables.values():
-        table.unpersist()
+    table = metrics.score_table(_held_out(candidates[selected], model_input, "validation")).cache()
+    threshold = metrics.choose_threshold(table, rule["rule"], rule.get("value"))
+    table.unpersist()
     features = candidate_features(selected, modeling)
     example = (
         model_input.filter(F.col("split") == "train")

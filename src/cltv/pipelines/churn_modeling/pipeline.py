@@ -30,12 +30,17 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 fit_churn_candidates,
                 inputs=["churn_model_input", "params:churn_modeling"],
-                outputs="churn_candidates",
+                outputs=["churn_candidates", "churn_candidate_validation"],
                 name="fit_churn_candidates",
             ),
             Node(
                 select_churn_model,
-                inputs=["churn_candidates", "churn_model_input", "params:churn_modeling"],
+                inputs=[
+                    "churn_candidates",
+                    "churn_candidate_validation",
+                    "churn_model_input",
+                    "params:churn_modeling",
+                ],
                 outputs=["churn_model", "churn_model_selection"],
                 name="select_churn_model",
             ),

@@ -114,7 +114,7 @@ def label_transactions(
     latest_valid_date: str | None,
     non_product_stock_codes: list[str] | None = None,
 ) -> DataFrame:
-    """Parse every row and give each one that cannot be used as a sale a quarantine ``reason``.
+    """Parse every row and find what keeps it from being a sale: its quarantine reasons.
 
     The first matching reason wins, in this order: malformed_record, invalid_encoding (bytes
     that are not text in the file's encoding), missing_customer_id, unparseable_customer_id,
@@ -124,27 +124,30 @@ def label_transactions(
     quantity; :func:`match_returns` nets it against the sales it reverses and
     :func:`split_clean_and_quarantine` tells matched from ``unmatched_cancellation``),
     non_product (postage, fees, adjustments: ``non_product_stock_codes``),
-    non_positive_quantity and non_positive_price. ``reason`` is null for clean sales.
+    non_positive_quantity and non_positive_price; :func:`mark_duplicate_lines` gives each line
+    the first, ``reason`` (null for clean sales).
 
     Returns come before non-product codes because a ``C`` line for ``POST`` is a refund of
     postage: it is a return, and it nets against the postage line, never against a product.
 
-    The result is persisted: one CSV scan feeds the matching of returns, the counts and both
-    tables (the pipeline's hook releases it after the run).
+    Every line keeps its text and gets its parsed values, a content key for
+    :func:`mark_duplicate_lines` and the reasons its own text gives (``text_reason``, the
+    reasons before duplicate_line; ``sale_reason``, those after it). The pipeline writes these
+    lines once, as a Delta table (``labelled_lines``): the later steps read the few columns
+    each needs from it rather than scanning the CSV again or holding all lines in memory.
     """
     latest = latest_valid_date or datetime.now(timezone.utc).date().isoformat()
     customer_id = _normalised_customer_id(F.col("customer_id"))
     quantity = _parsed_amount(F.col("quantity"))
     price = _parsed_amount(F.col("price"))
     invoice_ts = _parsed_timestamp(F.col("invoice_date"), timestamp_formats)
-    copies = Window.partitionBy(*RAW_TEXT_COLUMNS, "raw_record").orderBy(*RAW_TEXT_COLUMNS)
     blank = lambda c: F.col(c).isNull() | (F.trim(F.col(c)) == "")  # noqa: E731
 
     # undecodable bytes (a Latin-1 file read as UTF-8) arrive as U+FFFD: keep such rows apart
     # rather than analyse mangled text; `load_args: {encoding: iso-8859-1}` reads them right
     mangled = F.concat_ws("", *[F.col(c) for c in RAW_TEXT_COLUMNS]).contains("\ufffd")
     is_return = F.upper(F.trim(F.col("invoice"))).startswith("C") | (quantity < 0)
-    reason = (
+    text_reason = (
         F.when(F.col("raw_record").isNotNull(), "malformed_record")
         .when(mangled, "invalid_encoding")
         .when(blank("customer_id"), "missing_customer_id")
@@ -153,22 +156,77 @@ def label_transactions(
         .when(price.isNull(), "unparseable_price")
         .when(invoice_ts.isNull(), "unparseable_invoice_date")
         .when(F.to_date(invoice_ts) > F.lit(latest).cast("date"), "future_date")
-        .when(F.row_number().over(copies) > 1, "duplicate_line")
-        .when(is_return, "cancellation")
+    )
+    sale_reason = (
+        F.when(is_return, "cancellation")
         .when(is_non_product(F.col("stock_code"), non_product_stock_codes or []), "non_product")
         .when(quantity <= 0, "non_positive_quantity")
         .when(price <= 0, "non_positive_price")
     )
-    # the id is drawn at the scan, before the shuffle of the duplicate window, so it stays put
-    with_id = standardised.withColumn("line_id", F.monotonically_increasing_id())
-    return with_id.select(
+    # the id is drawn at the scan, so it follows the file's order and stays put
+    return standardised.withColumn("line_id", F.monotonically_increasing_id()).select(
         *RAW_TEXT_COLUMNS,
         "raw_record",
         "line_id",
         *parsed_line_values(timestamp_formats),
         price.alias("price_value"),
+        text_reason.alias("text_reason"),
+        sale_reason.alias("sale_reason"),
+        *_content_key(),
+    )
+
+
+def mark_duplicate_lines(labelled_lines: DataFrame) -> DataFrame:
+    """The lines with their one quarantine ``reason`` (null for a clean sale): the first of
+    ``text_reason``, duplicate_line (an exact copy of an earlier raw line; the earliest goes on)
+    and ``sale_reason``.
+
+    Copies are found without moving the text: only the 128-bit content key and the line id
+    are shuffled, and the copies found (few: a re-exported batch at most) are a broadcast
+    lookup. Two different lines share a key with probability about n² / 2¹²⁹ (below 1e-23 at
+    50M lines). The copies are persisted, the lines are not: each later step reads the columns
+    it needs (the pipeline's hook releases the copies after the run).
+    """
+    earlier_copy = F.row_number().over(Window.partitionBy(*CONTENT_KEY).orderBy("line_id")) > 1
+    copies = (
+        # a line with a text reason cannot equal a usable line: their text differs
+        labelled_lines.filter(F.col("text_reason").isNull())
+        .select(*CONTENT_KEY, "line_id")
+        .withColumn("is_copy", earlier_copy)
+        .filter("is_copy")
+        .select("line_id", "is_copy")
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    reason = F.coalesce(
+        F.col("text_reason"), F.when(F.col("is_copy"), "duplicate_line"), F.col("sale_reason")
+    )
+    return labelled_lines.join(F.broadcast(copies), "line_id", "left").select(
+        *RAW_TEXT_COLUMNS,
+        "raw_record",
+        "line_id",
+        "customer_key",
+        "quantity_value",
+        "invoice_ts",
+        "price_value",
         reason.alias("reason"),
-    ).persist(StorageLevel.MEMORY_AND_DISK)
+    )
+
+
+CONTENT_KEY = ("_key_a", "_key_b")
+
+
+def _content_key() -> list[Column]:
+    """Two seeded 64-bit hashes of a line's raw text. Spark's hashes skip nulls, so which
+    fields are null goes in as a bit mask: ("x", null) and (null, "x") differ."""
+    text = [F.col(c) for c in (*RAW_TEXT_COLUMNS, "raw_record")]
+    nulls = sum(
+        (F.col(c).isNull().cast("long") * (1 << i))
+        for i, c in enumerate((*RAW_TEXT_COLUMNS, "raw_record"))
+    )
+    return [
+        F.xxhash64(F.lit(seed), nulls, *text).alias(name)
+        for seed, name in zip((0x5EED_0001, 0x5EED_0002), CONTENT_KEY, strict=True)
+    ]
 
 
 def parsed_line_values(timestamp_formats: list[str]) -> list[Column]:

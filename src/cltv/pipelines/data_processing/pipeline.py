@@ -8,6 +8,7 @@ from cltv.pipelines.data_processing.nodes import (
     build_customer_features,
     build_customer_summary,
     label_transactions,
+    mark_duplicate_lines,
     match_returns,
     quarantine_metrics,
     resolve_analysis_period,
@@ -33,8 +34,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:cleaning.latest_valid_date",
                     "params:cleaning.non_product_stock_codes",
                 ],
-                outputs="labelled_transactions",
+                outputs="labelled_lines",
                 name="label_transactions",
+            ),
+            Node(
+                mark_duplicate_lines,
+                inputs="labelled_lines",
+                outputs="labelled_transactions",
+                name="mark_duplicate_lines",
             ),
             Node(
                 match_returns,

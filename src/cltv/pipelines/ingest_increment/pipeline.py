@@ -17,6 +17,7 @@ from cltv.pipelines.ingest_increment.nodes import merge_new_lines, renet_returns
 CLEANING_NODES = (
     "standardise_columns",
     "label_transactions",
+    "mark_duplicate_lines",
     "match_returns",
     "split_clean_and_quarantine",
     "log_quarantine_metrics",
