@@ -14,6 +14,7 @@ import pytest
 import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+from pyspark.sql import SparkSession
 
 from cltv.spark import get_or_create_spark_session
 from cltv.synthetic import write_csv
@@ -37,6 +38,19 @@ def spark():
     session = get_or_create_spark_session(conf)
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_spark_cache():
+    """Unpersist what a test file's nodes persisted, as the pipeline's hook does after a run.
+
+    Tests call nodes directly, with no run to end, so their persisted tables would otherwise
+    pile up in the one session's memory for the rest of the suite.
+    """
+    yield
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.catalog.clearCache()
 
 
 @pytest.fixture(scope="session")
