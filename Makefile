@@ -35,8 +35,10 @@ format: install-dev
 	$(BIN)/ruff check --fix src tests
 	$(BIN)/ruff format src tests
 
+# the dashboard test draws in headless Chrome/Chromium: found, or installed where the machine
+# can (Debian/Ubuntu as root or with passwordless sudo), or one line saying what to install
 test: lint
-	$(BIN)/pytest -m "not slow"
+	@browser=$$(sh tools/ensure-browser.sh) && CLTV_BROWSER="$$browser" $(BIN)/pytest -m "not slow"
 
 # 20 runs with failures injected at random (tests marked slow, minutes)
 soak: install-dev

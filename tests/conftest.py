@@ -67,8 +67,8 @@ def copy_project(root: Path, destination: Path) -> Path:
     return destination
 
 
-def run_cli(project: Path, *args: str, memory: str = "2g", **env: str) -> str:
-    """``python -m cltv ARGS`` in its own process, from ``project``; its log, asserting success.
+def cli_run(project: Path, *args: str, memory: str = "2g", **env: str):
+    """``python -m cltv ARGS`` in its own process, from ``project``: the completed process.
 
     The run gets a small Spark (``conf/local/spark.yml``): the CI box has 2 cores and this
     suite's own session already runs.
@@ -78,7 +78,7 @@ def run_cli(project: Path, *args: str, memory: str = "2g", **env: str) -> str:
     )
     environment = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", **env}
     environment.pop("PYSPARK_PYTHON", None)  # the run's own interpreter, not this one's
-    completed = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "cltv", *args],
         cwd=project,
         env=environment,
@@ -87,6 +87,11 @@ def run_cli(project: Path, *args: str, memory: str = "2g", **env: str) -> str:
         timeout=900,
         check=False,
     )
+
+
+def run_cli(project: Path, *args: str, memory: str = "2g", **env: str) -> str:
+    """:func:`cli_run`, asserting success; its log."""
+    completed = cli_run(project, *args, memory=memory, **env)
     log = completed.stdout + completed.stderr
     assert completed.returncode == 0, log[-5000:]
     return log

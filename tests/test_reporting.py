@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -27,19 +27,27 @@ GOLD_TABLES = {
 }
 
 
-def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail("headless Chromium is needed: apt-get install chromium (.ci/run does)")
-    return path
+def _chromium(project_root) -> str:
+    """The browser `make test` found or installed; looked up the same way without make."""
+    if os.environ.get("CLTV_BROWSER"):
+        return os.environ["CLTV_BROWSER"]
+    lookup = subprocess.run(
+        ["sh", str(project_root / "tools/ensure-browser.sh"), "--no-install"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if lookup.returncode != 0:
+        pytest.fail(lookup.stderr.strip())
+    return lookup.stdout.strip()
 
 
-def test_dashboard_draws_every_chart_offline(default_run, tmp_path):
+def test_dashboard_draws_every_chart_offline(default_run, tmp_path, project_root):
     page = default_run.project / "data/08_reporting/dashboard.html"
     text = page.read_text()
     assert "<script src=" not in text and "cdn.plot.ly" not in text.split("</script>", 1)[1]
     command = [
-        _chromium(),
+        _chromium(project_root),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",

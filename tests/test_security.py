@@ -72,6 +72,11 @@ def test_a_run_with_credentials_around_logs_none_of_them(project_root, tmp_path)
         DATABRICKS_TOKEN=FAKE_TOKEN,
     )
     assert FAKE_TOKEN not in log and _leaks(log) == []
+    # the same run shows what any run's log shows: each node's time, and (not a terminal)
+    # no progress bar redraws
+    started = re.findall(r"Running node: (\w+):", log)
+    assert started and sorted(re.findall(r"Node (\w+) took \d+\.\d s", log)) == sorted(started)
+    assert "\r" not in log and "[Stage " not in log
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     run = mlflow.search_runs(experiment_names=["cltv-churn"]).iloc[0]
     logged = {k: str(v) for k, v in run.items() if k.startswith(("params.", "tags."))}

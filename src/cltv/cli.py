@@ -2,19 +2,87 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import traceback
 from pathlib import Path
+from typing import Any
 
 import click
+from kedro.framework.cli.project import run as kedro_run
+from kedro.io import DatasetError
 
-# `python -m cltv` (kedro's find_run_command) takes `run` from this module once it exists:
-# the project keeps Kedro's own `kedro run`
-from kedro.framework.cli.project import run  # noqa: F401
+from cltv.hooks import NODE_NOTE
+
+# where a failed run's full traceback goes, relative to the folder the run started in
+FAILURE_LOG = Path("logs") / "last_failure.log"
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 @click.group(name="cltv-churn")
 def cli() -> None:
     """Commands of the cltv-churn project."""
+
+
+class _NodeFailureFilter(logging.Filter):
+    """Drops Kedro's "Node … failed with error" record: the run's last line says it instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Node %s failed with error")
+
+
+def _run(**options: Any) -> Any:
+    node_logger = logging.getLogger("kedro.pipeline.node")
+    node_failure = _NodeFailureFilter()
+    node_logger.addFilter(node_failure)
+    try:
+        return kedro_run.callback(**options)
+    except Exception as error:
+        # one line with the node and the cause instead of a screen of traceback; click prints
+        # it and exits 1, or raises it (chained to the cause) where it must not exit (a
+        # Databricks wheel task)
+        raise click.ClickException(failure_summary(error, _save_traceback(error))) from error
+    finally:
+        node_logger.removeFilter(node_failure)
+
+
+# `kedro run` and `python -m cltv` (kedro's find_run_command takes `run` from this module):
+# Kedro's own run, with its options, ending a failed run with one line
+run = cli.command(
+    name="run",
+    params=list(kedro_run.params),
+    help=kedro_run.help,
+    context_settings=kedro_run.context_settings,
+)(_run)
+
+
+def failure_summary(error: BaseException, traceback_file: Path | None) -> str:
+    """``node <name> failed: <cause> (traceback: <file>)`` on one line.
+
+    The cause is the innermost error a dataset wrapped, as its message alone when it is ours
+    (raised in ``cltv``, written to be read) and with its type otherwise.
+    """
+    cause = error
+    while isinstance(cause, DatasetError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    frames = traceback.extract_tb(cause.__traceback__)
+    ours = bool(frames) and PACKAGE_DIR in Path(frames[-1].filename).resolve().parents
+    lines = str(cause).strip().splitlines() or [""]
+    message = lines[0] if ours else f"{type(cause).__name__}: {lines[0]}".rstrip(": ")
+    notes = getattr(error, "__notes__", [])
+    nodes = [note.removeprefix(NODE_NOTE) for note in notes if note.startswith(NODE_NOTE)]
+    where = f"node {nodes[0]} failed" if nodes else "the run failed"
+    saved = f" (traceback: {traceback_file})" if traceback_file else ""
+    return f"{where}: {message}{saved}"
+
+
+def _save_traceback(error: BaseException) -> Path | None:
+    try:
+        FAILURE_LOG.parent.mkdir(exist_ok=True)
+        FAILURE_LOG.write_text("".join(traceback.format_exception(error)))
+    except OSError:
+        return None  # a read-only folder: the summary alone
+    return FAILURE_LOG
 
 
 @cli.group(name="cltv")

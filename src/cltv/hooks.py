@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import mlflow
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
+from kedro.pipeline import Node
 from pyspark.sql import SparkSession
 
 from cltv.parameters import validate_parameters
 from cltv.spark import get_or_create_spark_session
+
+logger = logging.getLogger(__name__)
+# how a node's failure is marked on its exception (read back by ``kedro run``, cltv.cli)
+NODE_NOTE = "in node "
 
 
 class ParameterCheckHook:
@@ -86,3 +93,50 @@ class CltvFitTagHook:
                 boundary = fit.get("boundary") if isinstance(fit, dict) else None
                 if boundary:
                     mlflow.set_tag(f"{name}.{model}.boundary", ", ".join(boundary))
+
+
+class NodeTimingHook:
+    """Says how long each node took, in a line of its own once its last output is saved, so a
+    slow step stands out in a terminal, a log file and CI alike.
+
+    The time runs from loading the first input to saving the last output: Spark nodes return
+    plans, and their work happens when Kedro saves what they return.
+    """
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+        self._unsaved: dict[str, set[str]] = {}
+
+    @hook_impl
+    def before_dataset_loaded(self, node: Node) -> None:
+        self._started.setdefault(node.name, time.perf_counter())
+
+    @hook_impl
+    def before_node_run(self, node: Node) -> None:
+        self._started.setdefault(node.name, time.perf_counter())
+
+    @hook_impl
+    def after_node_run(self, node: Node, outputs: dict[str, Any]) -> None:
+        self._unsaved[node.name] = set(outputs)
+        self._finish_when_saved(node)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, node: Node) -> None:
+        self._unsaved.get(node.name, set()).discard(dataset_name)
+        self._finish_when_saved(node)
+
+    def _finish_when_saved(self, node: Node) -> None:
+        if self._unsaved.get(node.name):
+            return
+        self._unsaved.pop(node.name, None)
+        started = self._started.pop(node.name, None)
+        if started is not None:
+            logger.info("Node %s took %.1f s", node.name, time.perf_counter() - started)
+
+    @hook_impl
+    def on_node_error(self, error: Exception, node: Node) -> None:
+        self._started.pop(node.name, None)
+        self._unsaved.pop(node.name, None)
+        # `kedro run` names the node in its one-line failure summary (cltv.cli); a traceback
+        # shows the note too
+        error.add_note(f"{NODE_NOTE}{node.name}")

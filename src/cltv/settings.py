@@ -2,9 +2,21 @@
 
 from kedro.config import OmegaConfigLoader
 
-from cltv.hooks import CltvFitTagHook, MlflowStoreHook, ParameterCheckHook, SparkHooks
+from cltv.hooks import (
+    CltvFitTagHook,
+    MlflowStoreHook,
+    NodeTimingHook,
+    ParameterCheckHook,
+    SparkHooks,
+)
 
-HOOKS = (ParameterCheckHook(), MlflowStoreHook(), SparkHooks(), CltvFitTagHook())
+HOOKS = (
+    ParameterCheckHook(),
+    MlflowStoreHook(),
+    SparkHooks(),
+    CltvFitTagHook(),
+    NodeTimingHook(),
+)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

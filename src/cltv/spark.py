@@ -176,6 +176,7 @@ def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> 
     else:
         _prepare_driver(local=conf.get("spark.master", "local").startswith("local"))
         conf, delta_source = _with_delta_if_available(conf)
+        conf.setdefault("spark.ui.showConsoleProgress", _console_progress())
         builder = SparkSession.builder
         where = f"on {conf.get('spark.master', 'local')}"
     for key, value in conf.items():
@@ -187,6 +188,13 @@ def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> 
         spark.sparkContext.setLogLevel(conf.get("cltv.log_level", "WARN"))
     logger.info("Spark %s session %s; Delta tables via %s", spark.version, where, delta_source)
     return spark
+
+
+def _console_progress() -> str:
+    """Spark's live stage progress bar, on a terminal only: in a log file or CI its
+    carriage-return redraws would be hundreds of lines of noise (the JVM writes it to the
+    stderr it shares with this process)."""
+    return "true" if sys.stderr.isatty() else "false"
 
 
 def _redact(remote: str) -> str:
