@@ -64,3 +64,27 @@ def _console_progress_setting(on_a_terminal: bool) -> str:
 def test_spark_progress_bar_is_shown_on_a_terminal_only():
     assert _console_progress_setting(on_a_terminal=True) == "true"
     assert _console_progress_setting(on_a_terminal=False) == "false"
+
+
+def test_warnings_with_nothing_to_act_on_stay_out_of_the_run_log(project_root):
+    # a session built as a run builds it, ranking over one window as the metrics do
+    code = """
+import yaml
+from pyspark.sql import Window, functions as F
+from cltv.spark import get_or_create_spark_session
+spark = get_or_create_spark_session(yaml.safe_load(open("conf/base/spark.yml")))
+spark.range(10).withColumn("rank", F.row_number().over(Window.orderBy("id"))).collect()
+print("ranked")
+"""
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=project_root,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.stdout.strip().splitlines()[-1] == "ranked"
+    assert "No Partition Defined for Window operation" not in output

@@ -186,8 +186,26 @@ def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> 
         delta_source = "delta-spark" if session_has_delta(spark) else "delta-rs (deltalake)"
     else:
         spark.sparkContext.setLogLevel(conf.get("cltv.log_level", "WARN"))
+        _quiet_known_warnings(spark)
     logger.info("Spark %s session %s; Delta tables via %s", spark.version, where, delta_source)
     return spark
+
+
+# Spark warnings that say nothing to act on here, repeated enough to bury a run's progress:
+# the metrics rank small score tables over one window (167 "No Partition Defined for Window
+# operation!" lines in a 1M-line run), and boosting that stops on its validation loss is
+# reported as a model-size stop ("… exceeds threshold (0 bytes)").
+QUIET_SPARK_LOGGERS = (
+    "org.apache.spark.sql.execution.window",
+    "org.apache.spark.ml.tree.impl.GradientBoostedTrees",
+)
+
+
+def _quiet_known_warnings(spark: SparkSession) -> None:
+    jvm = spark.sparkContext._jvm
+    error = jvm.org.apache.logging.log4j.Level.ERROR
+    for name in QUIET_SPARK_LOGGERS:
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, error)
 
 
 def _console_progress() -> str:
