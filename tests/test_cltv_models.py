@@ -34,6 +34,8 @@ from cltv.synthetic import write_csv
 
 from .test_cleaning import clean_csv
 
+UNCERTAINTY = {"interval": 0.8}  # conf/base's cltv.uncertainty
+
 RELATIVE = 1e-4
 
 
@@ -312,7 +314,7 @@ def test_prices_in_pence_multiply_money_by_100_and_change_nothing_else(generated
 
 def test_holdout_validation_beats_the_naive_baseline_and_picks_the_true_model(generated):
     fit, period = generated["fit"], generated["period"]
-    validation = validate_on_holdout(generated["summary"], fit, period, "lowest_mae")
+    validation = validate_on_holdout(generated["summary"], fit, period, "lowest_mae", UNCERTAINTY)
     frame = generated["frame"]
     horizon = period["holdout_days"] / 7
     naive = np.where(frame["T"] > 0, frame["frequency"] / frame["T"].where(frame["T"] > 0, 1), 0)
@@ -322,6 +324,11 @@ def test_holdout_validation_beats_the_naive_baseline_and_picks_the_true_model(ge
     for model in ("bgnbd", "mbgnbd", "pnbd"):
         assert validation[f"mae_{model}"] < validation["mae_naive"]
         assert validation[f"total_{model}"] == pytest.approx(validation["total_actual"], rel=0.1)
+    # predictive coverage of the central 80% holdout-count intervals, per model: the data are
+    # drawn from BG/NBD, so each fitted model covers its nominal share (±3 points)
+    assert validation["predictive_interval"]["level"] == 0.8
+    for model in ("bgnbd", "mbgnbd", "pnbd"):
+        assert validation[f"coverage_{model}"] == pytest.approx(0.8, abs=0.03), model
     # the data are drawn from BG/NBD: it is chosen, or ties the chosen model within the noise
     # (the mean per-customer difference of absolute errors within two standard errors of 0)
     selection = validation["selection"]
@@ -365,7 +372,7 @@ def test_value_ranking_by_hand(spark):
 
 def test_spend_and_ranking_validation_match_pandas(generated):
     fit, period = generated["fit"], generated["period"]
-    validation = validate_on_holdout(generated["summary"], fit, period, "lowest_mae")
+    validation = validate_on_holdout(generated["summary"], fit, period, "lowest_mae", UNCERTAINTY)
     frame = generated["frame"]
     spend = GammaGammaModel.from_params(fit["gamma_gamma"])
     both = frame[(frame["frequency"] > 0) & (frame["frequency_holdout"] > 0)]
@@ -409,7 +416,7 @@ def test_spend_and_ranking_validation_match_pandas(generated):
 
 def test_a_forced_model_values_the_customers(generated):
     summary, period = generated["summary"], generated["period"]
-    validation = validate_on_holdout(summary, generated["fit"], period, "mbgnbd")
+    validation = validate_on_holdout(summary, generated["fit"], period, "mbgnbd", UNCERTAINTY)
     assert validation["selection"]["chosen"] == "mbgnbd"
     fit = fit_chosen_model(summary, cltv_params(), "W", validation)
     assert fit["purchase_model"] == "mbgnbd" and fit["candidates"] == ["bgnbd", "mbgnbd"]

@@ -62,6 +62,8 @@ def test_each_bad_run_parameter_is_named(base_params, override, message):
         ("churn_modeling", ["split", "fractions", "test"], 0.5, "churn_modeling.split.fractions"),
         ("churn_modeling", ["btyd_features"], ["p_alive"], "churn_modeling.btyd_features"),
         ("cltv", ["pnbd", "penalizer"], -1.0, "cltv.pnbd.penalizer"),
+        ("cltv", ["uncertainty", "interval"], 80, "cltv.uncertainty.interval"),
+        ("cltv", ["uncertainty", "interval"], 1.0, "cltv.uncertainty.interval"),
     ],
 )
 def test_bad_nested_parameters_are_named(base_params, section, path, value, name):

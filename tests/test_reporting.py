@@ -120,9 +120,13 @@ def test_dashboard_compares_every_purchase_model_and_the_churn_head_to_head(defa
         assert row["Gini"] == validation[f"gini_{name}"]
         assert row["top 10% revenue share"] == validation[f"top_10pct_{name}"]
         assert row["values customers"] == ("yes" if name == chosen else "")
+        assert row["80% interval coverage"] == validation.get(f"coverage_{name}")
         assert f"<td>{label}</td>" in dashboard
         assert f"{validation[f'mae_{name}']:,.4f}" in dashboard
     assert "<h2>CLV purchase models on the holdout</h2>" in dashboard
+    assert "<th>80% interval coverage</th>" in dashboard
+    assert all(0.5 < validation[f"coverage_{name}"] < 1 for name in ("bgnbd", "mbgnbd", "pnbd"))
+    assert f"{validation['coverage_bgnbd']:,.4f}" in dashboard
     head_to_head = json.loads((reporting / "churn_metrics.json").read_text())["head_to_head"]
     assert kpis["churn_head_to_head"] == head_to_head["verdict"]
     assert f'<p class="note">Churn: {html.escape(head_to_head["verdict"])}</p>' in dashboard

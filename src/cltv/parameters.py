@@ -98,6 +98,13 @@ def problems(params: Mapping[str, Any]) -> list[str]:
                     "must not be negative" if _number(cltv[model]["penalizer"]) < 0 else None
                 ),
             )
+    uncertainty = cltv.get("uncertainty") or {}
+    if "interval" in uncertainty:
+        _check(
+            found,
+            "cltv.uncertainty.interval",
+            lambda: None if 0 < _number(uncertainty["interval"]) < 1 else "must be between 0 and 1",
+        )
     valuation = cltv.get("valuation") or {}
     if valuation:
         _check(

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
 
 import numpy as np
-from scipy.special import digamma, expit, gammaln, hyp2f1, polygamma
+from scipy.special import betaln, digamma, expit, gammaln, hyp2f1, polygamma
+from scipy.stats import nbinom
 
 from cltv.models.fitting import Levels, MaximumLikelihoodFitter
 
@@ -249,6 +250,33 @@ class BetaGeoModel(MaximumLikelihoodFitter):
         p_alive = self.predict_probability_alive(frequency, recency, T)
         quiet = np.exp((r + x) * (np.log(alpha + big_t) - np.log(alpha + big_t + t)))
         return 1.0 - p_alive + p_alive * quiet
+
+    def predict_purchase_count_cdf(self, n, t, frequency, recency, T) -> np.ndarray:
+        """P(at most n purchases in (T, T + t] | history), for n = -1 (0), 0, 1, ...
+
+        Dead, a customer buys nothing. Alive, the history leaves the rate Gamma(r + x,
+        alpha + T) and the dropout chance Beta(a, b + x) (b + x + 1 for MBG/NBD, which counts
+        one more chance), independently. The window's purchases are the smaller of a
+        Poisson(lambda t) count and the number of purchases up to the one after which the
+        customer drops out, so P(more than n | alive) = P(NB > n) B(a, b + x + n) / B(a, b + x),
+        NB the Gamma-Poisson mixture of the window's count. Summed over n it is
+        :meth:`predict_purchases`.
+        """
+        r, alpha, a, b = (self.params_[k] for k in self.param_names)
+        x, _, big_t = _as_arrays(frequency, recency, T)
+        n = np.asarray(n, dtype=float)
+        count = np.maximum(n, 0.0)
+        more = window_count_survival(count, r + x, alpha + big_t, t)
+        if not self.no_dropout:
+            opportunities = b + x + self.shift
+            more = more * np.exp(betaln(a, opportunities + count) - betaln(a, opportunities))
+        p_alive = self.predict_probability_alive(frequency, recency, T)
+        return np.where(n < 0, 0.0, 1.0 - p_alive * more)
+
+
+def window_count_survival(n, shape, rate, t) -> np.ndarray:
+    """P(N > n) for N Poisson(lambda t) with lambda ~ Gamma(shape, rate): a negative binomial."""
+    return nbinom.sf(n, shape, rate / (rate + np.asarray(t, dtype=float)))
 
 
 def _as_arrays(*columns) -> tuple[np.ndarray, ...]:

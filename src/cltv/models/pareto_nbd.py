@@ -36,7 +36,7 @@ import numpy as np
 from numpy.polynomial.legendre import leggauss
 from scipy.special import digamma, expit, gammaln, polygamma
 
-from cltv.models.bgnbd import BetaGeoModel, Histories, _as_arrays
+from cltv.models.bgnbd import BetaGeoModel, Histories, _as_arrays, window_count_survival
 from cltv.models.fitting import MaximumLikelihoodFitter
 
 # the integrand is cut where it has fallen below e^-TAIL of its start (bounded remainder)
@@ -306,6 +306,38 @@ class ParetoNBDModel(MaximumLikelihoodFitter):
             + _log_sum_exp(log_weight)
         )
         return 1.0 - p_alive * np.minimum(np.exp(log_buy), 1.0)
+
+    def predict_purchase_count_cdf(self, n, t, frequency, recency, T) -> np.ndarray:
+        """P(at most n purchases in (T, T + t] | history), for n = -1 (0), 0, 1, ...
+
+        Alive at T, the history leaves the rates Gamma(r + x, alpha + T) and Gamma(s, beta + T),
+        independently, so the remaining lifetime tau is Lomax: P(tau > u) =
+        ((beta+T)/(beta+T+u))^s. The window's purchases are Poisson(lambda min(t, tau)):
+        P(more than n | alive) = P(tau > t) P(NB_t > n) + int_0^t f_tau(u) P(NB_u > n) du,
+        NB_u the Gamma-Poisson count over u, the integral by Gauss-Legendre quadrature.
+        """
+        r, alpha, s, beta = (self.params_[k] for k in self.param_names)
+        x, t_x, big_t, n = np.broadcast_arrays(*_as_arrays(frequency, recency, T, n))
+        count = np.maximum(n, 0.0)
+        shape, rate = r + x, alpha + big_t
+        more = window_count_survival(count, shape, rate, t)
+        if not self.no_dropout:
+            nodes, weights = leggauss(COUNT_NODES)
+            u = (nodes + 1.0) * t / 2.0
+            lifetime_left = ((beta + big_t) / (beta + big_t + t)) ** s
+            density = (
+                s
+                / (beta + big_t[..., None] + u)
+                * ((beta + big_t[..., None]) / (beta + big_t[..., None] + u)) ** s
+            )
+            during = window_count_survival(count[..., None], shape[..., None], rate[..., None], u)
+            more = lifetime_left * more + (density * during) @ weights * t / 2.0
+        p_alive = self.predict_probability_alive(x, t_x, big_t)
+        return np.where(n < 0, 0.0, 1.0 - p_alive * more)
+
+
+# quadrature nodes over the window for the count distribution (smooth integrand)
+COUNT_NODES = 48
 
 
 def _mixture(params, x, t_x, big_t, log_alpha_end, log_beta_end, weights):

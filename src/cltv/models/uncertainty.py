@@ -80,3 +80,21 @@ def _normal_draws(rng: np.random.Generator, covariance: np.ndarray, n: int) -> n
     eigenvalues, eigenvectors = np.linalg.eigh(symmetric)
     root = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
     return rng.standard_normal((n, len(symmetric))) @ root.T
+
+
+def randomised_coverage(below: np.ndarray, at: np.ndarray, level: float) -> np.ndarray:
+    """Per customer, the chance that the actual count lies in its central ``level`` interval,
+    for counts: ``below`` = F(y - 1) and ``at`` = F(y), F the predictive CDF, y the actual.
+
+    A count's CDF jumps, so a plain interval [F⁻¹(0.1), F⁻¹(0.9)] covers more than 80% even
+    for a correct model. The randomised PIT u = F(y - 1) + V (F(y) - F(y - 1)), V ~ U(0, 1), is
+    exactly uniform for a correct model (Brockwell 2007; Czado, Gneiting & Held 2009), so the
+    share of customers with u inside [(1 - level) / 2, (1 + level) / 2] is ``level`` in
+    expectation. This returns that share's expectation over V (how much of [F(y-1), F(y)] lies
+    inside), so no random numbers are drawn and the mean over customers is exact to compute.
+    """
+    low, high = (1.0 - level) / 2.0, (1.0 + level) / 2.0
+    width = at - below
+    inside = np.clip(np.minimum(at, high) - np.maximum(below, low), 0.0, None)
+    # an actual count the model gives no chance at all is outside every interval
+    return np.where(width > 0, inside / np.where(width > 0, width, 1.0), 0.0)

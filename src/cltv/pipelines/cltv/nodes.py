@@ -26,6 +26,7 @@ from cltv.models import (
     ModifiedBetaGeoModel,
     ParetoNBDModel,
 )
+from cltv.models.uncertainty import randomised_coverage
 from cltv.pipelines.data_processing.nodes import days_per_unit
 
 logger = logging.getLogger(__name__)
@@ -351,17 +352,26 @@ def btyd_churn_scores(
 
 # ------------------------------------------------------------------ validation
 def _holdout_predictions(
-    batches: Iterator[pd.DataFrame], fit: dict[str, Any], horizon: float
+    batches: Iterator[pd.DataFrame], fit: dict[str, Any], horizon: float, level: float
 ) -> Iterator[pd.DataFrame]:
     models = {name: purchase_model(fit, name) for name in candidate_names(fit)}
     spend = GammaGammaModel.from_params(fit["gamma_gamma"])
     for batch in batches:
-        x, t_x, big_t, m = (
-            batch[c].to_numpy(float) for c in ("frequency", "recency", "T", "monetary_value")
+        x, t_x, big_t, m, actual = (
+            batch[c].to_numpy(float)
+            for c in ("frequency", "recency", "T", "monetary_value", "frequency_holdout")
         )
         order_value = spend.predict_average_order_value(x, m)
         purchases = {
             name: model.predict_purchases(horizon, x, t_x, big_t) for name, model in models.items()
+        }
+        coverage = {
+            f"coverage_{name}": randomised_coverage(
+                model.predict_purchase_count_cdf(actual - 1, horizon, x, t_x, big_t),
+                model.predict_purchase_count_cdf(actual, horizon, x, t_x, big_t),
+                level,
+            )
+            for name, model in models.items()
         }
         naive = _naive_rate(x, big_t) * horizon
         yield pd.DataFrame(
@@ -378,6 +388,7 @@ def _holdout_predictions(
                 # the extrapolated count x the customer's own mean (0 for one-time buyers)
                 **{f"value_{name}": count * order_value for name, count in purchases.items()},
                 "value_naive": naive * m,
+                **coverage,
             }
         )
 
@@ -393,10 +404,16 @@ def validate_on_holdout(
     calibration_fit: dict[str, Any],
     analysis_period: dict[str, Any],
     model_selection: str,
+    uncertainty: dict[str, Any],
 ) -> dict[str, Any]:
     """Purchases predicted for the holdout window from the calibration fit, against actuals,
     for every candidate purchase model and the naive baseline, and the model chosen to value
     customers.
+
+    Predictive coverage (``coverage_<model>``): the share of customers whose actual holdout
+    count lies in their central ``uncertainty.interval`` predictive interval, from each
+    model's count distribution given the customer's history, with the randomised PIT (exact
+    in expectation for a correct model; see :func:`cltv.models.uncertainty.randomised_coverage`).
 
     Per customer: each model's conditional expectation and the naive extrapolation (repeat
     purchases so far / T x holdout length). MAE, RMSE and totals over all customers; the
@@ -421,8 +438,10 @@ def validate_on_holdout(
             "holdout_revenue double",
             *[f"value_{n} double" for n in candidates],
             "value_naive double",
+            *[f"coverage_{n} double" for n in candidates],
         ]
     )
+    level = uncertainty["interval"]
     predictions = (
         summary.select(
             "frequency",
@@ -433,7 +452,7 @@ def validate_on_holdout(
             "monetary_value_holdout",
         )
         .mapInPandas(
-            lambda batches: _holdout_predictions(batches, calibration_fit, horizon),
+            lambda batches: _holdout_predictions(batches, calibration_fit, horizon, level),
             schema=schema,
         )
         .cache()
@@ -446,6 +465,7 @@ def validate_on_holdout(
         *[F.sum(m).alias(f"total_{m}") for m in error],
         *[F.avg(F.abs(e)).alias(f"mae_{m}") for m, e in error.items()],
         *[F.sqrt(F.avg(e * e)).alias(f"rmse_{m}") for m, e in error.items()],
+        *[F.avg(f"coverage_{m}").alias(f"coverage_{m}") for m in candidates],
     ).first()
     scores = row.asDict()
     chosen = _choose(model_selection, candidates, scores)
@@ -505,6 +525,10 @@ def validate_on_holdout(
         "calibration_end": analysis_period["calibration_end"],
         "time_unit": calibration_fit["time_unit"],
         "candidates": candidates,
+        "predictive_interval": {
+            "level": level,
+            "method": "randomised PIT of the holdout count, expected over the randomisation",
+        },
         "selection": {
             "rule": model_selection,
             "chosen": chosen,
@@ -531,6 +555,11 @@ def validate_on_holdout(
         scores["total_actual"],
         ", ".join(f"{scores[f'total_{m}']:.0f} {MODEL_LABELS[m]}" for m in models),
         validation["verdict"],
+    )
+    logger.info(
+        "Holdout predictive coverage of the central %.0f%% count intervals: %s",
+        100 * level,
+        ", ".join(f"{MODEL_LABELS[m]} {scores[f'coverage_{m}']:.3f}" for m in candidates),
     )
     return validation
 

@@ -33,6 +33,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "cltv_calibration_fit",
                     "analysis_period",
                     "params:cltv.model_selection",
+                    "params:cltv.uncertainty",
                 ],
                 outputs="cltv_validation",
                 name="validate_cltv_on_holdout",

@@ -252,6 +252,7 @@ def _candidate_scores(validation: dict[str, Any]) -> list[dict[str, Any]]:
     ``cltv_validation.json``, the chosen model marked."""
     chosen = validation.get("selection", {}).get("chosen")
     names = [*candidate_names(validation), "naive"]
+    level = validation.get("predictive_interval", {}).get("level", 0.8)
     return [
         {
             "model": MODEL_LABELS.get(name, name),
@@ -263,6 +264,8 @@ def _candidate_scores(validation: dict[str, Any]) -> list[dict[str, Any]]:
             "top 10% revenue share": validation.get(f"top_10pct_{name}"),
             "top 20% revenue share": validation.get(f"top_20pct_{name}"),
             "Gini": validation.get(f"gini_{name}"),
+            # the naive extrapolation has no count distribution: no interval
+            f"{level:.0%} interval coverage": validation.get(f"coverage_{name}"),
         }
         for name in names
     ]
