@@ -22,6 +22,7 @@ from cltv.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, Par
 from cltv.models.pareto_nbd import power_integral
 from cltv.pipelines.cltv.nodes import (
     _choose,
+    customer_values,
     fit_chosen_model,
     fit_cltv_models,
     model_parameters,
@@ -32,9 +33,8 @@ from cltv.pipelines.cltv.nodes import (
 from cltv.pipelines.data_processing.nodes import build_customer_summary, resolve_analysis_period
 from cltv.synthetic import write_csv
 
+from .cltv_coverage import UNCERTAINTY, value_every_draw
 from .test_cleaning import clean_csv
-
-UNCERTAINTY = {"interval": 0.8}  # conf/base's cltv.uncertainty
 
 RELATIVE = 1e-4
 
@@ -255,7 +255,7 @@ def test_customer_value_matches_lifetimes_clv(generated, spark):
     valuation = {"horizon_months": 6, "discount_rate": 0.01, "margin": 1.0, "value_tiers": []}
     naive = naive_baseline(summary, generated["period"])
     values = (
-        predict_customer_value(summary, fit, naive, valuation, generated["period"])
+        predict_customer_value(summary, fit, naive, valuation, generated["period"], UNCERTAINTY)[0]
         .toPandas()
         .set_index("customer_id")
         .sort_index()
@@ -286,6 +286,31 @@ def test_customer_value_matches_lifetimes_clv(generated, spark):
     assert (values["value_tier"] == "rest").all()
 
 
+def test_the_customer_table_carries_intervals_and_the_total_its_own(generated):
+    # one customer in eight: the brute force below values each of them 200 times
+    summary = generated["summary"].filter(F.abs(F.hash("customer_id")) % 8 == 0)
+    fit = {**generated["fit"], "purchase_model": "bgnbd"}
+    valuation = {"horizon_months": 12, "discount_rate": 0.01, "margin": 0.3, "value_tiers": []}
+    naive = naive_baseline(generated["summary"], generated["period"])
+    table, total = predict_customer_value(
+        summary, fit, naive, valuation, generated["period"], UNCERTAINTY
+    )
+    values = table.toPandas().set_index("customer_id").sort_index()
+    frame = summary.toPandas().set_index("customer_id").sort_index().reset_index()
+    # Spark's batches and one pandas frame give the same numbers
+    expected = customer_values(frame, fit, naive, valuation, UNCERTAINTY).set_index("customer_id")
+    columns = [c for c in expected.columns if c.startswith(("p_alive", "expected", "clv"))]
+    assert len(columns) == 12
+    np.testing.assert_allclose(values[columns], expected[columns], rtol=1e-12)
+    # the total's interval is the one of the sum over customers, draw by draw, valued exactly
+    every_draw = value_every_draw(frame, fit, valuation)["clv"].sum(axis=0)
+    assert total["clv"] == pytest.approx(values["clv"].sum(), rel=1e-12)
+    assert total["clv_lower"] == pytest.approx(np.quantile(every_draw, 0.1), rel=0.005)
+    assert total["clv_upper"] == pytest.approx(np.quantile(every_draw, 0.9), rel=0.005)
+    assert total["clv_lower"] < total["clv"] < total["clv_upper"]
+    assert (total["interval"], total["draws"], total["purchase_model"]) == (0.8, 200, "bgnbd")
+
+
 @pytest.mark.parametrize("penalizer", [0.0, 0.001])
 def test_prices_in_pence_multiply_money_by_100_and_change_nothing_else(generated, penalizer):
     summary, period = generated["summary"], generated["period"]
@@ -295,7 +320,9 @@ def test_prices_in_pence_multiply_money_by_100_and_change_nothing_else(generated
     for table in (summary, in_pence):
         fit = fit_cltv_models(table, cltv_params(penalizer), "W")
         naive = naive_baseline(table, period)
-        values = predict_customer_value(table, fit, naive, valuation, period).toPandas()
+        values = predict_customer_value(table, fit, naive, valuation, period, UNCERTAINTY)[
+            0
+        ].toPandas()
         results.append((fit, values.set_index("customer_id").sort_index()))
     (pounds_fit, pounds), (pence_fit, pence) = results
     for name in ("r", "alpha", "a", "b"):
@@ -425,7 +452,9 @@ def test_a_forced_model_values_the_customers(generated):
     assert set(spec["mbgnbd"]) == {"r", "alpha", "a", "b", "log_likelihood", "n_customers"}
     valuation = {"horizon_months": 12, "discount_rate": 0.01, "margin": 1.0, "value_tiers": []}
     naive = naive_baseline(summary, period)
-    values = predict_customer_value(summary, fit, naive, valuation, period).toPandas()
+    values = predict_customer_value(summary, fit, naive, valuation, period, UNCERTAINTY)[
+        0
+    ].toPandas()
     one_time = values[values["frequency"] == 0]
     # MBG/NBD, unlike BG/NBD, lets one-time buyers have left: some are not surely alive
     assert (one_time["p_alive"] < 1).all()
@@ -465,7 +494,9 @@ def test_value_tiers_and_naive_clv_by_hand(spark):
         ],
     }
     period = {"observation_end": "2011-12-09"}
-    values = predict_customer_value(summary, fit, naive, valuation, period).toPandas()
+    values = predict_customer_value(summary, fit, naive, valuation, period, UNCERTAINTY)[
+        0
+    ].toPandas()
     tiers = values.sort_values("clv_rank")["value_tier"].tolist()
     assert tiers == ["top_1pct"] * 2 + ["top_5pct"] * 8 + ["top_20pct"] * 30 + ["rest"] * 160
     row = values.set_index("customer_id").loc["c3"]  # 3 repeats over T = 13 weeks, spend 20

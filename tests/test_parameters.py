@@ -64,6 +64,10 @@ def test_each_bad_run_parameter_is_named(base_params, override, message):
         ("cltv", ["pnbd", "penalizer"], -1.0, "cltv.pnbd.penalizer"),
         ("cltv", ["uncertainty", "interval"], 80, "cltv.uncertainty.interval"),
         ("cltv", ["uncertainty", "interval"], 1.0, "cltv.uncertainty.interval"),
+        ("cltv", ["uncertainty", "draws"], 0, "cltv.uncertainty.draws"),
+        ("cltv", ["uncertainty", "draws"], 2.5, "cltv.uncertainty.draws"),
+        ("cltv", ["uncertainty", "seed"], -1, "cltv.uncertainty.seed"),
+        ("reporting", ["targets", "rank_by"], "clv", "reporting.targets.rank_by"),
     ],
 )
 def test_bad_nested_parameters_are_named(base_params, section, path, value, name):

@@ -32,7 +32,7 @@ from cltv.synthetic import write_csv
 
 from .conftest import PROJECT_ROOT, copy_project, run_kedro
 from .test_cleaning import clean_csv
-from .test_cltv_models import cltv_params
+from .test_cltv_models import UNCERTAINTY, cltv_params
 
 ROWS = 30_000
 VALUATION = {"horizon_months": 12, "discount_rate": 0.01, "margin": 1.0, "value_tiers": []}
@@ -49,6 +49,15 @@ def assert_valid_customer_values(values: pd.DataFrame) -> None:
     # no purchases expected only for a customer the model believes gone
     assert (values.loc[values["expected_purchases"] == 0, "p_alive"] < 1e-12).all()
     assert ((values["clv"] > 0) == (values["expected_purchases"] > 0)).all()
+    # every value has an interval around it, in range; the parameters are never known
+    # exactly, so a positive CLV always has a spread (boundary fits included)
+    for column in ("p_alive", "expected_purchases", "expected_average_order_value", "clv"):
+        lower, upper = values[f"{column}_lower"], values[f"{column}_upper"]
+        assert np.isfinite(lower).all() and np.isfinite(upper).all(), column
+        assert ((lower >= 0) & (lower <= values[column]) & (values[column] <= upper)).all(), column
+    assert (values["p_alive_upper"] <= 1).all()
+    positive = values["clv"] > 0
+    assert (values.loc[positive, "clv_upper"] > values.loc[positive, "clv_lower"]).all()
 
 
 @pytest.fixture(scope="module", params=["no_dropout", "heavy_tail_spend", "seasonal_peak"])
@@ -133,7 +142,9 @@ def test_the_bundled_sample_gets_valid_values(spark):
     summary = build_current_customer_summary(clean, period, "W")
     fit = fit_cltv_models(summary, cltv_params(), "W")
     naive = naive_baseline(build_customer_summary(clean, period, "W"), period)
-    values = predict_customer_value(summary, fit, naive, VALUATION, period).toPandas()
+    values = predict_customer_value(summary, fit, naive, VALUATION, period, UNCERTAINTY)[
+        0
+    ].toPandas()
     assert_valid_customer_values(values)
     for model in ("bgnbd", "mbgnbd", "gamma_gamma"):
         assert fit[model]["boundary"] == []

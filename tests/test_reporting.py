@@ -17,6 +17,7 @@ import sqlglot
 
 from cltv import lakeview
 from cltv.datasets import SparkDeltaTableDataset
+from cltv.pipelines.reporting.nodes import retention_targets, value_tier_table
 
 CHARTS = ("revenue", "cohorts", "segments", "churn_risk", "value", "model_quality")
 GOLD_TABLES = {
@@ -89,6 +90,84 @@ def test_charts_are_plotly_datasets_and_mlflow_artifacts(default_run):
     logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id, "charts")}
     assert logged == {f"charts/{chart}.json" for chart in CHARTS}
     assert "dashboard.html" in {a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id)}
+
+
+def test_the_dashboard_shows_total_clv_with_its_interval_and_tier_widths(default_run):
+    project = default_run.project
+    total = json.loads((project / "data/07_model_output/cltv_total_value.json").read_text())
+    kpis = json.loads((project / "data/08_reporting/kpis.json").read_text())
+    assert kpis["predicted_clv_total"] == pytest.approx(total["clv"])
+    assert kpis["predicted_clv_total_interval"] == [total["clv_lower"], total["clv_upper"], 0.8]
+    assert total["clv_lower"] < total["clv"] < total["clv_upper"]
+    dashboard = (project / "data/08_reporting/dashboard.html").read_text()
+    assert (
+        f'<div class="interval">80% interval: {total["clv_lower"]:,.0f} – '
+        f"{total['clv_upper']:,.0f}</div>"
+    ) in dashboard
+    tiers = pd.read_csv(project / "data/08_reporting/tables/value_tiers.csv")
+    assert list(tiers["value_tier"]) == ["top_1pct", "top_5pct", "top_20pct", "rest"]
+    assert tiers["clv_total"].sum() == pytest.approx(total["clv"])
+    assert (tiers["interval_width_mean"] > 0).all()
+    assert "<th>mean interval width</th>" in dashboard
+    for width in tiers["interval_width_mean"]:
+        assert f"<td>{width:,.2f}</td>" in dashboard
+
+
+def test_value_tiers_by_hand(spark):
+    cltv = spark.createDataFrame(
+        [
+            ("a", 1, "top", 100.0, 80.0, 130.0),
+            ("b", 2, "top", 50.0, 45.0, 55.0),
+            ("c", 3, "rest", 10.0, 9.0, 12.0),
+            ("d", 4, "rest", 0.0, 0.0, 0.0),
+        ],
+        "customer_id string, clv_rank int, value_tier string, clv double, clv_lower double, "
+        "clv_upper double",
+    )
+    table = value_tier_table(cltv).set_index("value_tier")
+    assert list(table.index) == ["top", "rest"]
+    top, rest = table.loc["top"], table.loc["rest"]
+    assert (top["customers"], top["clv_total"], top["clv_mean"]) == (2, 150.0, 75.0)
+    assert (top["clv_lower_mean"], top["clv_upper_mean"]) == (62.5, 92.5)
+    assert top["interval_width_mean"] == 30.0  # (50 + 10) / 2
+    assert top["interval_width_share"] == pytest.approx(60.0 / 150.0)
+    assert rest["interval_width_mean"] == 1.5 and rest["interval_width_share"] == 0.3
+
+
+def test_retention_targets_by_hand_and_ranked_by_the_lower_bound(spark):
+    churn = spark.createDataFrame(
+        [
+            ("solid", "UK", "At Risk", 0.5, "medium"),
+            ("shaky", "UK", "At Risk", 0.5, "medium"),
+            ("likely", "FR", "Hibernating", 0.9, "high"),
+            ("loyal", "UK", "Champions", 0.1, "low"),  # below 0.4: not a target
+            ("small", "DE", "Lost", 0.95, "high"),  # "rest": not a target
+        ],
+        "customer_id string, country string, rfm_segment string, churn_probability double, "
+        "risk_band string",
+    )
+    cltv = spark.createDataFrame(
+        [
+            ("solid", 1000.0, 900.0, 1100.0, "top_20pct", 0.6),
+            ("shaky", 1100.0, 300.0, 2500.0, "top_20pct", 0.5),
+            ("likely", 500.0, 450.0, 560.0, "top_20pct", 0.2),
+            ("loyal", 5000.0, 4800.0, 5200.0, "top_1pct", 0.99),
+            ("small", 5.0, 4.0, 6.0, "rest", 0.1),
+        ],
+        "customer_id string, clv double, clv_lower double, clv_upper double, value_tier string, "
+        "p_alive double",
+    )
+    expected = retention_targets(churn, cltv, 0.4, 200)
+    # value at risk: shaky 550, solid 500, likely 450
+    assert list(expected["customer_id"]) == ["shaky", "solid", "likely"]
+    assert list(expected["value_at_risk"]) == [550.0, 500.0, 450.0]
+    lower = retention_targets(churn, cltv, 0.4, 200, rank_by="value_at_risk_lower")
+    # its lower bound: solid 450, likely 405, shaky 150
+    assert list(lower["customer_id"]) == ["solid", "likely", "shaky"]
+    assert list(lower["value_at_risk_lower"]) == [450.0, 405.0, 150.0]
+    assert list(retention_targets(churn, cltv, 0.4, 2)["customer_id"]) == ["shaky", "solid"]
+    with pytest.raises(ValueError, match=r"reporting\.targets\.rank_by is 'clv'"):
+        retention_targets(churn, cltv, 0.4, 200, rank_by="clv")
 
 
 def test_lakeview_dashboard_is_generated_from_the_sql_files(project_root):

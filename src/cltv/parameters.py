@@ -54,6 +54,11 @@ def _check(problems: list[str], name: str, test: Callable[[], str | None]) -> No
         problems.append(f"parameter {name}: {message}")
 
 
+# how the retention target list can be ordered: by the expected value at risk, or by its lower
+# bound (a customer whose value is uncertain does not outrank one whose value is solid)
+TARGET_RANKINGS = ("value_at_risk", "value_at_risk_lower")
+
+
 def problems(params: Mapping[str, Any]) -> list[str]:
     """Everything wrong with ``params`` (the merged parameters of a run), as messages."""
     found: list[str] = []
@@ -104,6 +109,29 @@ def problems(params: Mapping[str, Any]) -> list[str]:
             found,
             "cltv.uncertainty.interval",
             lambda: None if 0 < _number(uncertainty["interval"]) < 1 else "must be between 0 and 1",
+        )
+    if "draws" in uncertainty:
+        _check(
+            found,
+            "cltv.uncertainty.draws",
+            lambda: _positive_whole(uncertainty["draws"]),
+        )
+    if "seed" in uncertainty:
+        _check(
+            found,
+            "cltv.uncertainty.seed",
+            lambda: (
+                None
+                if float(_number(uncertainty["seed"])) == int(uncertainty["seed"]) >= 0
+                else "must be a whole number, 0 or above"
+            ),
+        )
+    targets = (params.get("reporting") or {}).get("targets") or {}
+    if "rank_by" in targets:
+        _check(
+            found,
+            "reporting.targets.rank_by",
+            lambda: _one_of(targets["rank_by"], TARGET_RANKINGS),
         )
     valuation = cltv.get("valuation") or {}
     if valuation:

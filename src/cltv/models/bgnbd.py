@@ -208,12 +208,23 @@ class BetaGeoModel(MaximumLikelihoodFitter):
         )
         return np.where(self._can_drop(x), log_odds, -np.inf)
 
+    def predict_log_odds_alive(self, frequency, recency, T) -> np.ndarray:
+        """log P(alive at T | history) - log P(dropped out): +inf for who cannot have left."""
+        return -self._log_odds_dropped(frequency, recency, T)
+
     def predict_probability_alive(self, frequency, recency, T) -> np.ndarray:
         """P(alive at T | history), paper eq. 11, as a logistic of the log-odds (no overflow)."""
-        return expit(-self._log_odds_dropped(frequency, recency, T))
+        return expit(self.predict_log_odds_alive(frequency, recency, T))
 
     def predict_purchases(self, t, frequency, recency, T) -> np.ndarray:
-        """E[purchases in (T, T + t] | history], paper eq. 10.
+        """E[purchases in (T, T + t] | history], paper eq. 10: P(alive) times
+        :meth:`predict_purchases_if_alive`."""
+        return self.predict_purchases_if_alive(t, frequency, T) * self.predict_probability_alive(
+            frequency, recency, T
+        )
+
+    def predict_purchases_if_alive(self, t, frequency, T) -> np.ndarray:
+        """E[purchases in (T, T + t] | x purchases by T, alive at T]; recency does not enter.
 
         The factor ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; t/(alpha+T+t)) is
         evaluated through Euler's transformation as
@@ -223,8 +234,7 @@ class BetaGeoModel(MaximumLikelihoodFitter):
         scipy for a heavy buyer with a short history and a long horizon.)
         """
         r, alpha, a, b = (self.params_[k] for k in self.param_names)
-        x, _, big_t = _as_arrays(frequency, recency, T)
-        t = np.asarray(t, dtype=float)
+        x, big_t, t = _as_arrays(frequency, T, t)
         b = b + self.shift if b is not None else b  # MBG/NBD: the BG/NBD formula at b + 1
         if self.no_dropout:  # the NBD: the posterior mean rate (r + x) / (alpha + T), for t
             return np.broadcast_to((r + x) * t / (alpha + big_t), np.broadcast(x, big_t, t).shape)
@@ -240,7 +250,7 @@ class BetaGeoModel(MaximumLikelihoodFitter):
             expected = below + (above - below) * (a - 1.0 + A_NEAR_ONE) / (2 * A_NEAR_ONE)
         else:
             expected = expected_if_alive(a)
-        return expected * self.predict_probability_alive(frequency, recency, T)
+        return expected
 
     def predict_no_purchase(self, t, frequency, recency, T) -> np.ndarray:
         """P(no purchase in (T, T + t] | history): dead, or alive and quiet; given alive, the

@@ -143,7 +143,13 @@ class GammaGammaModel(MaximumLikelihoodFitter):
         """E[spend per transaction | x, m_x] = w * population mean + (1 - w) * m_x with
         w = (q - 1) / (p x + q - 1): the population mean p gamma / (q - 1) when x = 0."""
         p, q, _ = (self.params_[k] for k in self.param_names)
-        x = np.asarray(frequency, dtype=float)
-        m = np.asarray(monetary_value, dtype=float)
-        prior_weight = (q - 1.0) / (p * x + q - 1.0)
-        return prior_weight * self.population_mean_ + (1.0 - prior_weight) * m
+        return average_order_value(p, q, self.population_mean_, frequency, monetary_value)
+
+
+def average_order_value(p, q, population_mean, frequency, monetary_value) -> np.ndarray:
+    """Gamma-Gamma's E[spend per transaction | x, m_x] for parameters and data that broadcast
+    together (one parameter set per column evaluates many draws at once)."""
+    x = np.asarray(frequency, dtype=float)
+    m = np.asarray(monetary_value, dtype=float)
+    prior_weight = (q - 1.0) / (p * x + q - 1.0)
+    return prior_weight * population_mean + (1.0 - prior_weight) * m

@@ -260,17 +260,27 @@ class ParetoNBDModel(MaximumLikelihoodFitter):
         alive = -(r + x) * np.log(alpha + big_t) - s * np.log(beta + big_t)
         return np.log(s) + _log_sum_exp(log_weight) - alive
 
+    def predict_log_odds_alive(self, frequency, recency, T) -> np.ndarray:
+        """log P(alive at T | history) - log P(left before T)."""
+        return -self._log_odds_left(frequency, recency, T)
+
     def predict_probability_alive(self, frequency, recency, T) -> np.ndarray:
         """P(alive at T | history) (Fader & Hardie 2005, eq. 18)."""
-        return expit(-self._log_odds_left(frequency, recency, T))
+        return expit(self.predict_log_odds_alive(frequency, recency, T))
 
     def predict_purchases(self, t, frequency, recency, T) -> np.ndarray:
-        """E[purchases in (T, T + t] | history] (Fader & Hardie 2005, eq. 22):
-        P(alive) (r+x)(beta+T) / ((alpha+T)(s-1)) [1 - ((beta+T)/(beta+T+t))^(s-1)], with
-        the bracket over (s - 1) through expm1 (its limit at s = 1 is log((beta+T+t)/(beta+T)))."""
+        """E[purchases in (T, T + t] | history] (Fader & Hardie 2005, eq. 22): P(alive) times
+        :meth:`predict_purchases_if_alive`."""
+        return self.predict_purchases_if_alive(t, frequency, T) * self.predict_probability_alive(
+            frequency, recency, T
+        )
+
+    def predict_purchases_if_alive(self, t, frequency, T) -> np.ndarray:
+        """E[purchases in (T, T + t] | x purchases by T, alive at T]:
+        (r+x)(beta+T) / ((alpha+T)(s-1)) [1 - ((beta+T)/(beta+T+t))^(s-1)], with the bracket
+        over (s - 1) through expm1 (its limit at s = 1 is log((beta+T+t)/(beta+T)))."""
         r, alpha, s, beta = (self.params_[k] for k in self.param_names)
-        x, _, big_t = _as_arrays(frequency, recency, T)
-        t = np.asarray(t, dtype=float)
+        x, big_t, t = _as_arrays(frequency, T, t)
         if self.no_dropout:
             return np.broadcast_to((r + x) * t / (alpha + big_t), np.broadcast(x, big_t, t).shape)
         log_ratio = np.log1p(t / (beta + big_t))
@@ -278,8 +288,7 @@ class ParetoNBDModel(MaximumLikelihoodFitter):
             lifetime = log_ratio
         else:
             lifetime = -np.expm1(-(s - 1.0) * log_ratio) / (s - 1.0)
-        expected_if_alive = (r + x) * (beta + big_t) / (alpha + big_t) * lifetime
-        return expected_if_alive * self.predict_probability_alive(frequency, recency, T)
+        return (r + x) * (beta + big_t) / (alpha + big_t) * lifetime
 
     def predict_no_purchase(self, t, frequency, recency, T) -> np.ndarray:
         """P(no purchase in (T, T + t] | history).

@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from scipy.special import expit
 
 from cltv import metrics
 from cltv.models import (
@@ -26,7 +27,14 @@ from cltv.models import (
     ModifiedBetaGeoModel,
     ParetoNBDModel,
 )
-from cltv.models.uncertainty import randomised_coverage
+from cltv.models.gamma_gamma import average_order_value
+from cltv.models.uncertainty import (
+    LinearisedDraws,
+    central_interval,
+    parameter_draws,
+    randomised_coverage,
+    spend_draws,
+)
 from cltv.pipelines.data_processing.nodes import days_per_unit
 
 logger = logging.getLogger(__name__)
@@ -197,58 +205,130 @@ def _naive_rate(frequency: np.ndarray, big_t: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ prediction
-CLTV_COLUMNS = (
-    "customer_id string, frequency long, recency double, T double, monetary_value double, "
-    "p_alive double, expected_purchases double, expected_average_order_value double, "
-    "clv double, naive_clv double"
+VALUE_COLUMNS = ("p_alive", "expected_purchases", "expected_average_order_value", "clv")
+# each of VALUE_COLUMNS has <column>_lower and <column>_upper: its central interval over the
+# parameter draws (cltv.uncertainty)
+CLTV_COLUMNS = ", ".join(
+    [
+        "customer_id string, frequency long, recency double, T double, monetary_value double",
+        *(
+            f"{column} double, {column}_lower double, {column}_upper double"
+            for column in VALUE_COLUMNS
+        ),
+        "naive_clv double",
+        # the batch's sum of CLV at each draw, on one row per batch (else null): the total's
+        # interval, which is not a sum of the customers' bounds
+        "clv_draw_sums array<double>",
+    ]
 )
 
 
-def _customer_values(
-    batches: Iterator[pd.DataFrame],
+def _purchase_terms(model, x, t_x, big_t, valuation: dict[str, Any], month: float) -> np.ndarray:
+    """What the purchase model says about each customer, on scales where it is near linear in
+    the log-parameters (see :class:`LinearisedDraws`): the log-odds of being alive, and the
+    logs of the purchases expected over the horizon, and of the same discounted by month
+    (lifetimes' customer_lifetime_value: each month's purchases / (1 + rate)^month), if
+    alive. Multiplied by P(alive), the last two are the expected and discounted purchases."""
+    months, rate = valuation["horizon_months"], valuation["discount_rate"]
+    discounted = np.zeros(len(x))
+    previous = np.zeros(len(x))
+    for i in range(1, months + 1):
+        cumulative = model.predict_purchases_if_alive(i * month, x, big_t)
+        discounted += (cumulative - previous) / (1.0 + rate) ** i
+        previous = cumulative
+    return np.stack(
+        [model.predict_log_odds_alive(x, t_x, big_t), np.log(previous), np.log(discounted)]
+    )
+
+
+class _Valuation:
+    """The chosen purchase model and Gamma-Gamma at the estimate and at ``uncertainty.draws``
+    seeded parameter draws from each fit's covariance, ready to value batches of customers."""
+
+    def __init__(self, fit, naive, valuation, uncertainty, month) -> None:
+        name = fit.get("purchase_model", "bgnbd")
+        draws = parameter_draws(
+            PURCHASE_MODELS[name], fit[name], uncertainty["draws"], uncertainty["seed"]
+        )
+        self.purchases = LinearisedDraws(PURCHASE_MODELS[name], fit[name], draws)
+        self.spend = GammaGammaModel.from_params(fit["gamma_gamma"])
+        # independent fits: independent draws (a seed of its own)
+        self.spend_draws = spend_draws(
+            fit["gamma_gamma"], uncertainty["draws"], uncertainty["seed"] + 1
+        )
+        self.valuation, self.month, self.level = valuation, month, uncertainty["interval"]
+        self.naive_order_value = naive["mean_repeat_order_value"]
+        self.lifespan = min(
+            valuation["horizon_months"], naive["expected_lifespan_months"] or math.inf
+        )
+
+    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        margin = self.valuation["margin"]
+        for batch in batches:
+            if batch.empty:
+                continue
+            x, t_x, big_t, m = (
+                batch[c].to_numpy(float) for c in ("frequency", "recency", "T", "monetary_value")
+            )
+            terms, term_draws = self.purchases(
+                _purchase_terms, x, t_x, big_t, self.valuation, self.month
+            )
+            p_alive, p_alive_draws = expit(terms[0]), expit(term_draws[0])
+            order_value = self.spend.predict_average_order_value(x, m)
+            order_value_draws = average_order_value(
+                *(self.spend_draws[k][None, :] for k in ("p", "q", "population_mean")),
+                x[:, None],
+                m[:, None],
+            )
+            clv_draws = margin * order_value_draws * p_alive_draws * np.exp(term_draws[2])
+            estimates = {
+                "p_alive": (p_alive, p_alive_draws),
+                "expected_purchases": (
+                    p_alive * np.exp(terms[1]),
+                    p_alive_draws * np.exp(term_draws[1]),
+                ),
+                "expected_average_order_value": (order_value, order_value_draws),
+                "clv": (margin * order_value * p_alive * np.exp(terms[2]), clv_draws),
+            }
+            values = batch[["customer_id", "frequency", "recency", "T", "monetary_value"]].copy()
+            for column, (estimate, column_draws) in estimates.items():
+                lower, upper = central_interval(column_draws, self.level)
+                # the bounds enclose the estimate (they can miss it by rounding when the
+                # draws hardly spread, e.g. P(alive) of 1 - 1e-17)
+                values[column] = estimate
+                values[f"{column}_lower"] = np.minimum(lower, estimate)
+                values[f"{column}_upper"] = np.maximum(upper, estimate)
+            own_order_value = np.where(x > 0, m, self.naive_order_value)
+            values["naive_clv"] = (
+                margin * own_order_value * _naive_rate(x, big_t) * self.month * self.lifespan
+            )
+            values["clv_draw_sums"] = [list(clv_draws.sum(axis=0)), *([None] * (len(batch) - 1))]
+            _stop_on_invalid(values)
+            yield values
+
+
+def customer_values(
+    summary: pd.DataFrame,
     fit: dict[str, Any],
     naive: dict[str, Any],
     valuation: dict[str, Any],
-    month: float,
-) -> Iterator[pd.DataFrame]:
-    purchases = purchase_model(fit)
-    spend = GammaGammaModel.from_params(fit["gamma_gamma"])
-    months, rate, margin = (
-        valuation["horizon_months"],
-        valuation["discount_rate"],
-        valuation["margin"],
+    uncertainty: dict[str, Any],
+) -> pd.DataFrame:
+    """:func:`predict_customer_value`'s per-customer values and intervals for a summary that is
+    already a pandas frame (a notebook's sample, a study over many generated data sets),
+    without tiers and the total."""
+    month = MONTH_IN_UNITS[fit["time_unit"]]
+    value_customers = _Valuation(fit, naive, valuation, uncertainty, month)
+    columns = summary[["customer_id", "frequency", "recency", "T", "monetary_value"]]
+    return pd.concat(value_customers(iter([columns])), ignore_index=True).drop(
+        columns="clv_draw_sums"
     )
-    lifespan = min(months, naive["expected_lifespan_months"] or math.inf)
-    for batch in batches:
-        x, t_x, big_t, m = (
-            batch[c].to_numpy(float) for c in ("frequency", "recency", "T", "monetary_value")
-        )
-        order_value = spend.predict_average_order_value(x, m)
-        # lifetimes' customer_lifetime_value: each month's expected purchases, discounted
-        clv = np.zeros(len(batch))
-        previous = np.zeros(len(batch))
-        for i in range(1, months + 1):
-            cumulative = purchases.predict_purchases(i * month, x, t_x, big_t)
-            clv += order_value * (cumulative - previous) / (1.0 + rate) ** i
-            previous = cumulative
-        own_order_value = np.where(x > 0, m, naive["mean_repeat_order_value"])
-        values = batch[["customer_id", "frequency", "recency", "T", "monetary_value"]].assign(
-            p_alive=purchases.predict_probability_alive(x, t_x, big_t),
-            expected_purchases=previous,
-            expected_average_order_value=order_value,
-            clv=margin * clv,
-            naive_clv=margin * own_order_value * _naive_rate(x, big_t) * month * lifespan,
-        )
-        _stop_on_invalid(values)
-        yield values
-
-
-VALUE_COLUMNS = ("p_alive", "expected_purchases", "expected_average_order_value", "clv")
 
 
 def _stop_on_invalid(values: pd.DataFrame) -> None:
     """No table gets a negative, NaN or infinite value: stop, naming the first customer."""
-    numbers = values[list(VALUE_COLUMNS)].to_numpy()
+    columns = [f"{c}{suffix}" for c in VALUE_COLUMNS for suffix in ("", "_lower", "_upper")]
+    numbers = values[columns].to_numpy()
     invalid = ~np.isfinite(numbers) | (numbers < 0)
     if invalid.any():
         row, column = np.argwhere(invalid)[0]
@@ -256,7 +336,7 @@ def _stop_on_invalid(values: pd.DataFrame) -> None:
         raise ValueError(
             f"customer {customer['customer_id']} (frequency {customer['frequency']}, recency "
             f"{customer['recency']}, T {customer['T']}, monetary_value "
-            f"{customer['monetary_value']}): {VALUE_COLUMNS[column]} = {numbers[row, column]}; "
+            f"{customer['monetary_value']}): {columns[column]} = {numbers[row, column]}; "
             "no table is written with such a value (see cltv_model_fit.json)"
         )
 
@@ -267,20 +347,32 @@ def predict_customer_value(
     naive: dict[str, Any],
     valuation: dict[str, Any],
     analysis_period: dict[str, Any],
-) -> DataFrame:
+    uncertainty: dict[str, Any],
+) -> tuple[DataFrame, dict[str, Any]]:
     """``customer_cltv``: P(alive), expected purchases, order value, discounted CLV over
-    ``horizon_months``, the naive CLV, and value tiers, for every customer at observation_end.
+    ``horizon_months``, each with its central ``uncertainty.interval`` interval over the
+    parameters' uncertainty; the naive CLV; value tiers, for every customer at
+    observation_end. And the total CLV with its interval (``cltv_total_value``).
+
+    Intervals: ``uncertainty.draws`` seeded draws of the chosen purchase model's parameters
+    and of Gamma-Gamma's, from each fit's covariance (:func:`parameter_draws`). Gamma-Gamma's
+    order value is evaluated at every draw; the purchase model's predictions at every draw to
+    first order in the log-parameters (:class:`LinearisedDraws`: 1 + k evaluations instead of
+    one per draw), and the CLV of a draw is their product. A boundary fit holds its
+    unidentified parameters, so their part of the interval is empty, not NaN.
 
     Tiers (``valuation.value_tiers``, largest CLV first): a customer ranked within the top
     ``share`` of customers gets the first tier whose share covers their rank; else ``rest``.
     """
     month = MONTH_IN_UNITS[fit["time_unit"]]
-    values = summary_current.select(
-        "customer_id", "frequency", "recency", "T", "monetary_value"
-    ).mapInPandas(
-        lambda batches: _customer_values(batches, fit, naive, valuation, month),
-        schema=CLTV_COLUMNS,
+    value_customers = _Valuation(fit, naive, valuation, uncertainty, month)
+    values = (
+        summary_current.select("customer_id", "frequency", "recency", "T", "monetary_value")
+        .mapInPandas(value_customers, schema=CLTV_COLUMNS)
+        .persist()
     )
+    sums = values.filter(F.col("clv_draw_sums").isNotNull()).select("clv_draw_sums").collect()
+    totals = np.sum([row[0] for row in sums], axis=0)
     n_customers = summary_current.count()
     rank = F.row_number().over(Window.orderBy(F.desc("clv"), "customer_id"))
     tier = F.lit("rest")
@@ -288,12 +380,45 @@ def predict_customer_value(
         tier = F.when(
             F.col("clv_rank") <= math.ceil(rule["share"] * n_customers), rule["name"]
         ).otherwise(tier)
-    return (
-        values.withColumn("clv_rank", rank)
+    customers = (
+        values.drop("clv_draw_sums")
+        .withColumn("clv_rank", rank)
         .withColumn("value_tier", tier)
         .withColumn("horizon_months", F.lit(valuation["horizon_months"]))
         .withColumn("scored_at", F.lit(analysis_period["observation_end"]).cast("date"))
     )
+    return customers, _total_value(values, totals, fit, valuation, uncertainty)
+
+
+def _total_value(values, totals, fit, valuation, uncertainty) -> dict[str, Any]:
+    """All customers' CLV, with the central interval of its sum over the draws."""
+    level = uncertainty["interval"]
+    lower, upper = central_interval(totals, level) if len(totals) else (0.0, 0.0)
+    clv = values.agg(F.sum("clv")).first()[0] or 0.0
+    total = {
+        "clv": clv,
+        "clv_lower": min(float(lower), clv),
+        "clv_upper": max(float(upper), clv),
+        "interval": level,
+        "draws": uncertainty["draws"],
+        "seed": uncertainty["seed"],
+        "horizon_months": valuation["horizon_months"],
+        "purchase_model": fit.get("purchase_model", "bgnbd"),
+        "method": (
+            "parameter draws from each fit's covariance; Gamma-Gamma at every draw, the "
+            "purchase model to first order in its log-parameters"
+        ),
+    }
+    logger.info(
+        "Total CLV over %d months: %.0f (%.0f%% interval %.0f – %.0f, %d parameter draws)",
+        valuation["horizon_months"],
+        clv,
+        100 * level,
+        total["clv_lower"],
+        total["clv_upper"],
+        uncertainty["draws"],
+    )
+    return total
 
 
 # ------------------------------------------------------------------ churn

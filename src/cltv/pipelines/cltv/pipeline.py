@@ -75,8 +75,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "cltv_naive_baseline",
                     "params:cltv.valuation",
                     "analysis_period",
+                    "params:cltv.uncertainty",
                 ],
-                outputs="customer_cltv",
+                outputs=["customer_cltv", "cltv_total_value"],
                 name="predict_customer_value",
             ),
             Node(

@@ -21,6 +21,7 @@ from plotly.subplots import make_subplots
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cltv.parameters import TARGET_RANKINGS
 from cltv.pipelines.cltv.nodes import MODEL_LABELS, candidate_names
 from cltv.pipelines.data_processing.nodes import sold_lines
 
@@ -155,25 +156,61 @@ def clv_distribution(customer_cltv: DataFrame, bins: int = CLV_BINS) -> pd.DataF
     return counts.rename(columns={"count": "customers"})
 
 
+def value_tier_table(customer_cltv: DataFrame) -> pd.DataFrame:
+    """Per value tier (largest CLV first): customers, total and mean CLV, the mean of the
+    customers' CLV interval bounds, and how wide the intervals are: the mean width and the
+    width as a share of the tier's CLV (the parameters' uncertainty, tier by tier)."""
+    table = (
+        customer_cltv.groupBy("value_tier")
+        .agg(
+            F.count(F.lit(1)).alias("customers"),
+            F.min("clv_rank").alias("first_rank"),
+            F.sum("clv").alias("clv_total"),
+            F.avg("clv").alias("clv_mean"),
+            F.avg("clv_lower").alias("clv_lower_mean"),
+            F.avg("clv_upper").alias("clv_upper_mean"),
+            F.avg(F.col("clv_upper") - F.col("clv_lower")).alias("interval_width_mean"),
+            F.sum(F.col("clv_upper") - F.col("clv_lower")).alias("width_total"),
+        )
+        .orderBy("first_rank")
+        .toPandas()
+    )
+    clv = table.pop("clv_total")
+    width = table.pop("width_total")
+    table.insert(2, "clv_total", clv)
+    table["interval_width_share"] = (width / clv.where(clv > 0)).fillna(0.0)
+    return table.drop(columns="first_rank")
+
+
 def retention_targets(
-    churn_predictions: DataFrame, customer_cltv: DataFrame, min_probability: float, limit: int
+    churn_predictions: DataFrame,
+    customer_cltv: DataFrame,
+    min_probability: float,
+    limit: int,
+    rank_by: str = "value_at_risk",
 ) -> pd.DataFrame:
     """High-value customers (top 20% by CLV) most at risk: who to call first.
 
-    Ordered by the value at risk, CLV x churn probability, among customers whose churn
-    probability reaches ``min_probability``.
+    Among customers whose churn probability reaches ``min_probability``, ordered by
+    ``rank_by``: ``value_at_risk`` (CLV x churn probability) or ``value_at_risk_lower``
+    (the lower bound of the CLV's interval x churn probability).
     """
+    if rank_by not in TARGET_RANKINGS:
+        raise ValueError(
+            f"reporting.targets.rank_by is {rank_by!r}; use one of {', '.join(TARGET_RANKINGS)}"
+        )
     return (
         churn_predictions.filter(F.col("churn_probability") >= min_probability)
         .select("customer_id", "country", "rfm_segment", "churn_probability", "risk_band")
         .join(
             customer_cltv.filter(F.col("value_tier") != "rest").select(
-                "customer_id", "clv", "value_tier", "p_alive"
+                "customer_id", "clv", "clv_lower", "clv_upper", "value_tier", "p_alive"
             ),
             "customer_id",
         )
         .withColumn("value_at_risk", F.col("clv") * F.col("churn_probability"))
-        .orderBy(F.desc("value_at_risk"), "customer_id")
+        .withColumn("value_at_risk_lower", F.col("clv_lower") * F.col("churn_probability"))
+        .orderBy(F.desc(rank_by), "customer_id")
         .limit(limit)
         .toPandas()
     )
@@ -187,6 +224,7 @@ def headline_kpis(
     churn_metrics: dict[str, Any],
     cltv_validation: dict[str, Any],
     cltv_model_fit: dict[str, Any],
+    cltv_total_value: dict[str, Any],
 ) -> dict[str, Any]:
     """The numbers at the top of the dashboard, and what the CLV models could not do, in words
     (``cltv_model_notes``: the notes of any boundary optimum of the models that value
@@ -220,6 +258,12 @@ def headline_kpis(
         "invoices": int(sales["invoices"]),
         "repeat_customer_rate": float(value["repeat_rate"]),
         "predicted_clv_total": float(value["clv"]),
+        # the total's own interval over the parameter draws (not a sum of customers' bounds)
+        "predicted_clv_total_interval": [
+            cltv_total_value["clv_lower"],
+            cltv_total_value["clv_upper"],
+            cltv_total_value["interval"],
+        ],
         "predicted_purchases": float(value["purchases"]),
         "mean_churn_probability": float(risk["mean_churn"]),
         "high_risk_customers": int(risk["high_risk"]),
@@ -252,7 +296,7 @@ def _candidate_scores(validation: dict[str, Any]) -> list[dict[str, Any]]:
     ``cltv_validation.json``, the chosen model marked."""
     chosen = validation.get("selection", {}).get("chosen")
     names = [*candidate_names(validation), "naive"]
-    level = validation.get("predictive_interval", {}).get("level", 0.8)
+    level = validation["predictive_interval"]["level"]
     return [
         {
             "model": MODEL_LABELS.get(name, name),
@@ -399,9 +443,21 @@ KPI_LABELS = {
 }
 
 
+def _interval_line(kpis: dict[str, Any], key: str) -> str:
+    """The line under a KPI that has an interval (``<key>_interval``: lower, upper, level)."""
+    if f"{key}_interval" not in kpis:
+        return ""
+    lower, upper, level = kpis[f"{key}_interval"]
+    return (
+        f'<div class="interval">{level:.0%} interval: {_format(float(lower))} – '
+        f"{_format(float(upper))}</div>"
+    )
+
+
 def build_dashboard(
     kpis: dict[str, Any],
     targets: pd.DataFrame,
+    value_tiers: pd.DataFrame,
     revenue: go.Figure,
     cohorts: go.Figure,
     segments: go.Figure,
@@ -412,7 +468,7 @@ def build_dashboard(
     """One self-contained HTML page: KPI cards, the charts, the retention target list."""
     cards = "".join(
         f'<div class="kpi"><div class="label">{html.escape(label)}</div>'
-        f'<div class="value">{_format(kpis[key])}</div></div>'
+        f'<div class="value">{_format(kpis[key])}</div>{_interval_line(kpis, key)}</div>'
         for key, label in KPI_LABELS.items()
     )
     charts = "".join(
@@ -430,6 +486,18 @@ def build_dashboard(
     )
     shown = targets.head(25)
     table = shown.to_html(index=False, float_format=lambda v: f"{v:,.3f}", classes="targets")
+    level = kpis["predicted_clv_total_interval"][2]
+    tiers = value_tiers.rename(
+        columns={
+            "value_tier": "tier",
+            "clv_total": "CLV",
+            "clv_mean": "mean CLV",
+            "clv_lower_mean": f"mean {level:.0%} lower bound",
+            "clv_upper_mean": f"mean {level:.0%} upper bound",
+            "interval_width_mean": "mean interval width",
+            "interval_width_share": "interval width / CLV",
+        }
+    ).to_html(index=False, float_format=lambda v: f"{v:,.2f}", classes="targets")
     candidates = pd.DataFrame(kpis.get("cltv_candidates", [])).to_html(
         index=False, float_format=lambda v: f"{v:,.4f}", classes="targets", na_rep="—"
     )
@@ -447,6 +515,7 @@ body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
 .kpis {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(190px, 1fr)); gap: 12px; }}
 .kpi {{ border: 1px solid #ddd; border-radius: 8px; padding: 12px; }}
 .kpi .label {{ font-size: 12px; color: #666; }} .kpi .value {{ font-size: 22px; font-weight: 600; }}
+.kpi .interval {{ font-size: 12px; color: #444; }}
 .chart {{ margin-top: 24px; }}
 .note {{ background: #fff6e0; border-left: 4px solid #e0a000; padding: 8px 12px; }}
 table.targets {{ border-collapse: collapse; font-size: 13px; }}
@@ -459,6 +528,8 @@ table.targets td, table.targets th {{ border: 1px solid #ddd; padding: 4px 8px; 
 {notes}
 <div class="kpis">{cards}</div>
 {charts}
+<h2>Value tiers: predicted CLV with its {level:.0%} interval (parameter uncertainty)</h2>
+{tiers}
 <h2>CLV purchase models on the holdout</h2>
 {candidates}
 <h2>Retention targets: high-value customers most at risk ({len(targets)} listed, top 25 shown)</h2>

@@ -18,6 +18,7 @@ from cltv.pipelines.reporting.nodes import (
     revenue_by_month,
     segment_summary,
     value_concentration,
+    value_tier_table,
 )
 
 
@@ -45,6 +46,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             "report_value_concentration",
         ),
         Node(clv_distribution, "customer_cltv", "report_clv_distribution"),
+        Node(value_tier_table, "customer_cltv", "report_value_tiers"),
         Node(
             retention_targets,
             [
@@ -52,6 +54,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "customer_cltv",
                 "params:reporting.targets.min_churn_probability",
                 "params:reporting.targets.limit",
+                "params:reporting.targets.rank_by",
             ],
             "report_retention_targets",
         ),
@@ -65,6 +68,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "churn_metrics",
                 "cltv_validation",
                 "cltv_model_fit",
+                "cltv_total_value",
             ],
             "report_kpis",
         ),
@@ -86,6 +90,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             "report_kpis",
             "report_retention_targets",
+            "report_value_tiers",
             "chart_revenue",
             "chart_cohorts",
             "chart_segments",
