@@ -573,6 +573,29 @@ def test_extreme_customers_do_not_overflow():
     assert expected[4] == pytest.approx(52 * 5000.75 / 10006.0, rel=0.01)
 
 
+@pytest.mark.parametrize("model", [BetaGeoModel, ModifiedBetaGeoModel])
+def test_everyone_with_the_same_dropout_chance_is_valued_not_nan(model):
+    # a and b run off together (a / (a + b) = 0.124 fixed, a + b in the 1e5s; seen fitting
+    # MBG/NBD to 1,000 customers), where the hypergeometric series fails: the expectation is
+    # the limit of a point-mass dropout chance, continuous with the series where it works
+    x, big_t = np.array([0.0, 1.0, 3.0, 10.0, 40.0]), np.array([30.0, 30.0, 40.0, 50.0, 52.0])
+    p = 0.124
+
+    def expected(total):
+        params = {"r": 0.42, "alpha": 8.3, "a": p * total, "b": (1 - p) * total}
+        return model.from_params(params).predict_purchases_if_alive(52.0, x, big_t)
+
+    limit = expected(1e7)
+    for total in (1e4, 1e5):
+        assert np.isfinite(expected(total)).all()
+        assert expected(total) == pytest.approx(limit, rel=0.006)
+    # the series converges to the limit as 1 / (a + b): ten times closer at 1e3 than at 1e2
+    ratio = np.abs(expected(1e3) - limit) / np.abs(expected(1e2) - limit)
+    assert ((ratio > 0.05) & (ratio < 0.2)).all()
+    # by hand, the point mass: (1 - ((alpha + T) / (alpha + T + 52 p))^(r + x)) / p, at x = 0
+    assert expected(1e7)[0] == pytest.approx((1 - (38.3 / (38.3 + 52 * p)) ** 0.42) / p, rel=1e-5)
+
+
 def test_weighted_fit_equals_one_row_per_customer():
     cdnow = load_cdnow_summary()
     grouped = cdnow.groupby(["frequency", "recency", "T"]).size().reset_index(name="n")

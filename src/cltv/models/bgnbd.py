@@ -250,6 +250,15 @@ class BetaGeoModel(MaximumLikelihoodFitter):
             expected = below + (above - below) * (a - 1.0 + A_NEAR_ONE) / (2 * A_NEAR_ONE)
         else:
             expected = expected_if_alive(a)
+        if not np.isfinite(expected).all():
+            # a and b run off together (a + b of 1e4 and more) when everyone has the same
+            # dropout chance, and the series fails; Beta(a, b + x) is then the point mass at
+            # p = a / (a + b + x), and the window's purchases are the smaller of the Poisson
+            # count N and a Geometric(p) lifetime: E = (1 - E[(1 - p)^N]) / p, through N's
+            # generating function; the series converges to it as 1 / (a + b).
+            p = a / (a + b + x)
+            log_quiet = (r + x) * (np.log(alpha + big_t) - np.log(alpha + big_t + t * p))
+            expected = np.where(np.isfinite(expected), expected, -np.expm1(log_quiet) / p)
         return expected
 
     def predict_no_purchase(self, t, frequency, recency, T) -> np.ndarray:

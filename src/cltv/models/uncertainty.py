@@ -10,7 +10,9 @@ parametric bootstrap and the delta method; the same device as lifetimes' standar
 carried to each customer's prediction).
 
 A coordinate the data do not identify (a boundary fit: no dropout seen, its covariance entry
-None) is held at its estimate; the rest are drawn from their own block of the covariance.
+None) is held at its estimate; the rest are drawn from their own block of the covariance,
+except along a direction whose variance says the likelihood is flat there
+(``UNIDENTIFIED_LOG_VARIANCE``), which is held too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ import numpy as np
 
 from cltv.models.fitting import MaximumLikelihoodFitter
 from cltv.models.gamma_gamma import GammaGammaModel
+
+# A direction of the log-parameters with a variance above this (a standard deviation of 5:
+# a factor of 150 either way) is one the data do not identify: e.g. MBG/NBD's a and b running
+# off together when everyone has the same dropout chance, a/(a+b) fixed and a+b anywhere up
+# to infinity (log-variances of 1e5 on 1,000 customers). Drawn, it would overflow; only the
+# identified combinations (here a/(a+b)) are drawn, the flat direction is held.
+UNIDENTIFIED_LOG_VARIANCE = 25.0
 
 
 def parameter_draws(
@@ -76,9 +85,11 @@ def _identified(matrix: np.ndarray) -> np.ndarray:
 
 def _normal_draws(rng: np.random.Generator, covariance: np.ndarray, n: int) -> np.ndarray:
     """Draws of N(0, covariance); a covariance a rounding error away from positive definite
-    is projected onto the nearest one rather than refused."""
+    is projected onto the nearest one rather than refused, and a direction the likelihood is
+    flat along (variance above ``UNIDENTIFIED_LOG_VARIANCE``) is held at the estimate."""
     symmetric = (covariance + covariance.T) / 2
     eigenvalues, eigenvectors = np.linalg.eigh(symmetric)
+    eigenvalues = np.where(eigenvalues > UNIDENTIFIED_LOG_VARIANCE, 0.0, eigenvalues)
     root = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
     return rng.standard_normal((n, len(symmetric))) @ root.T
 
