@@ -68,6 +68,8 @@ def test_each_bad_run_parameter_is_named(base_params, override, message):
         ("cltv", ["uncertainty", "draws"], 2.5, "cltv.uncertainty.draws"),
         ("cltv", ["uncertainty", "seed"], -1, "cltv.uncertainty.seed"),
         ("reporting", ["targets", "rank_by"], "clv", "reporting.targets.rank_by"),
+        ("churn_modeling", ["promotion", "metric"], "f1", "churn_modeling.promotion.metric"),
+        ("churn_modeling", ["promotion", "min_gain"], -0.1, "churn_modeling.promotion.min_gain"),
     ],
 )
 def test_bad_nested_parameters_are_named(base_params, section, path, value, name):

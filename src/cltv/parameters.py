@@ -160,6 +160,19 @@ def problems(params: Mapping[str, Any]) -> list[str]:
     split = ((params.get("churn_modeling") or {}).get("split") or {}).get("fractions")
     if split is not None:
         _check(found, "churn_modeling.split.fractions", lambda: _fractions(split))
+    promotion = (params.get("churn_modeling") or {}).get("promotion") or {}
+    if "metric" in promotion:
+        _check(
+            found,
+            "churn_modeling.promotion.metric",
+            lambda: _one_of(promotion["metric"], ("pr_auc", "roc_auc")),
+        )
+    if "min_gain" in promotion:
+        _check(
+            found,
+            "churn_modeling.promotion.min_gain",
+            lambda: "must not be negative" if _number(promotion["min_gain"]) < 0 else None,
+        )
     return found
 
 

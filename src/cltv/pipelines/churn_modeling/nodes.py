@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import mlflow
+import mlflow.spark
 from matplotlib.figure import Figure
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.classification import GBTClassifier, LogisticRegression
@@ -515,3 +517,78 @@ def score_customers(
         F.lit(analysis_period["holdout_days"]).alias("horizon_days"),
         F.lit(selection["selected"]).alias("model"),
     )
+
+
+# ------------------------------------------------------------------ champion / challenger
+def promote_churn_model(
+    churn_model: PipelineModel, model_input: DataFrame, promotion: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The run's model (the challenger, the version this run registered) against the model
+    behind the registry alias ``promotion.alias`` (the champion), both scored on this run's
+    test customers by ``promotion.metric``: the challenger takes the alias when it is better
+    by ``promotion.min_gain``, or when there is no champion yet.
+
+    Returns the decision (``model_promotion.json``) and its scores as MLflow metrics. Works
+    with any MLflow registry that has aliases (the local SQLite one, Unity Catalog).
+    """
+    client = mlflow.MlflowClient()
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("promote_churn_model needs the run's MLflow run (kedro-mlflow)")
+    registered = client.search_model_versions(f"run_id='{run.info.run_id}'")
+    if not registered:
+        raise RuntimeError(
+            f"MLflow run {run.info.run_id} registered no churn model version: set "
+            "save_args.registered_model_name on the churn_model catalog entry"
+        )
+    name, version = registered[0].name, int(registered[0].version)
+    alias, metric, min_gain = promotion["alias"], promotion["metric"], promotion["min_gain"]
+    challenger_score = _test_score(churn_model, model_input, metric)
+    try:
+        champion_version = int(client.get_model_version_by_alias(name, alias).version)
+    except mlflow.exceptions.MlflowException:
+        champion_version = None  # no model has the alias yet
+    decision: dict[str, Any] = {
+        "registered_model": name,
+        "alias": alias,
+        "metric": metric,
+        "min_gain": min_gain,
+        "n_test": model_input.filter(F.col("split") == "test").count(),
+        "challenger": {"version": version, "score": challenger_score},
+        "champion": None,
+    }
+    if champion_version is None:
+        promoted, reason = True, f"no model had the alias '{alias}' yet"
+    else:
+        champion = mlflow.spark.load_model(f"models:/{name}@{alias}")
+        champion_score = _test_score(champion, model_input, metric)
+        decision["champion"] = {"version": champion_version, "score": champion_score}
+        gain = challenger_score - champion_score
+        promoted = gain >= min_gain
+        reason = (
+            f"{metric} {challenger_score:.4f} vs the champion's {champion_score:.4f} "
+            f"(version {champion_version}): a gain of {gain:+.4f}, "
+            f"{'at least' if promoted else 'below'} the {min_gain} required"
+        )
+    if promoted:
+        client.set_registered_model_alias(name, alias, str(version))
+    decision.update(promoted=promoted, reason=reason)
+    logger.info(
+        "Churn model %s version %d %s '%s': %s",
+        name,
+        version,
+        "takes" if promoted else "does not take",
+        alias,
+        reason,
+    )
+    scores = {"challenger": challenger_score, "promoted": float(promoted)}
+    if decision["champion"]:
+        scores["champion"] = decision["champion"]["score"]
+    return decision, metrics.as_mlflow_metrics(scores)
+
+
+def _test_score(model: PipelineModel, model_input: DataFrame, metric: str) -> float:
+    table = metrics.score_table(_held_out(model, model_input, "test")).cache()
+    score = metrics.ranking_metrics(table)[metric]
+    table.unpersist()
+    return float(score)

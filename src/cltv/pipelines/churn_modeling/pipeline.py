@@ -8,6 +8,7 @@ from cltv.pipelines.churn_modeling.nodes import (
     evaluate_churn_model,
     fit_churn_candidates,
     plot_churn_evaluation,
+    promote_churn_model,
     score_customers,
     select_churn_model,
 )
@@ -66,6 +67,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs="churn_evaluation",
                 outputs="churn_plots",
                 name="plot_churn_evaluation",
+            ),
+            Node(
+                promote_churn_model,
+                inputs=["churn_model", "churn_model_input", "params:churn_modeling.promotion"],
+                outputs=["model_promotion", "promotion_mlflow_metrics"],
+                name="promote_churn_model",
             ),
             Node(
                 score_customers,

@@ -1,0 +1,70 @@
+"""Champion / challenger (issue 19): the first run's churn model takes the registry alias; a
+later, worse model is registered but does not, and the alias stays where it was."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import mlflow
+import pytest
+import yaml
+
+from .conftest import run_cli
+
+
+def _promotion(project) -> dict:
+    return json.loads((project / "data/08_reporting/model_promotion.json").read_text())
+
+
+def _client(project) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_path):
+    first = _promotion(default_run.project)
+    assert first["promoted"] is True and first["champion"] is None
+    assert first["reason"] == "no model had the alias 'champion' yet"
+    name, version = first["registered_model"], first["challenger"]["version"]
+    assert (name, first["metric"], first["min_gain"]) == ("cltv_churn", "pr_auc", 0.005)
+    churn_metrics = json.loads(
+        (default_run.project / "data/08_reporting/churn_metrics.json").read_text()
+    )
+    # the challenger's score is the run's own test PR-AUC
+    assert first["challenger"]["score"] == pytest.approx(churn_metrics["pr_auc"], rel=1e-12)
+    assert first["n_test"] == churn_metrics["n_test"]
+    client = _client(default_run.project)
+    assert int(client.get_model_version_by_alias(name, "champion").version) == version
+
+    # a deliberately worse challenger: one feature, no BTYD features, on the same customers
+    project = tmp_path / "project"
+    shutil.copytree(default_run.project, project)
+    (project / "conf/local/parameters_churn_modeling.yml").write_text(
+        yaml.safe_dump(
+            {
+                "churn_modeling": {
+                    "features": {"numeric": ["tenure_days"], "categorical": ["country"]},
+                    "btyd_features": [],
+                }
+            }
+        )
+    )
+    run_cli(project, "--pipelines", "churn_modeling", "--params", f"input_path={default_run.csv}")
+    second = _promotion(project)
+    assert second["promoted"] is False
+    assert second["challenger"]["version"] == version + 1
+    # the champion is the first run's model, scored again on the same test customers
+    assert second["champion"]["version"] == version
+    assert second["champion"]["score"] == pytest.approx(first["challenger"]["score"], rel=1e-9)
+    gain = second["challenger"]["score"] - second["champion"]["score"]
+    assert gain < 0.005
+    assert f"a gain of {gain:+.4f}, below the 0.005 required" in second["reason"]
+    client = _client(project)
+    assert int(client.get_model_version_by_alias(name, "champion").version) == version
+    versions = {int(v.version) for v in client.search_model_versions(f"name='{name}'")}
+    assert versions == {version, version + 1}
+    # the decision is in the run's MLflow metrics
+    run = client.get_run(client.get_model_version(name, str(version + 1)).run_id)
+    assert run.data.metrics["promotion.promoted"] == 0.0
+    assert run.data.metrics["promotion.champion"] == pytest.approx(second["champion"]["score"])
+    assert run.data.metrics["promotion.challenger"] == pytest.approx(second["challenger"]["score"])
