@@ -7,10 +7,12 @@ import json
 import shutil
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
+from deltalake import DeltaTable
 
-from .conftest import run_cli
+from .conftest import cli_run, run_cli
 
 
 def _promotion(project) -> dict:
@@ -68,3 +70,42 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
     assert run.data.metrics["promotion.promoted"] == 0.0
     assert run.data.metrics["promotion.champion"] == pytest.approx(second["champion"]["score"])
     assert run.data.metrics["promotion.challenger"] == pytest.approx(second["challenger"]["score"])
+
+
+def test_scoring_reproduces_the_training_run_with_its_champion(default_run, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(default_run.project, project)
+    run_cli(project, "--pipelines", "scoring")
+    for table in ("churn_predictions", "customer_cltv"):
+        trained = _table(default_run.project, table)
+        scored = _table(project, table)
+        # nothing changed, so the same model and fit give the same rows, to the last bit
+        pd.testing.assert_frame_equal(scored, trained)
+    # and no training: no new model version, no new fit
+    client = _client(project)
+    assert len(client.search_model_versions("name='cltv_churn'")) == 1
+    fit = project / "data/06_models/cltv_model_fit.json"
+    assert (
+        fit.read_text() == (default_run.project / "data/06_models/cltv_model_fit.json").read_text()
+    )
+
+
+def test_scoring_without_a_champion_stops_with_one_line(default_run, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(default_run.project, project)
+    (project / "mlflow.db").unlink()  # an empty registry
+    finished = cli_run(project, "--pipelines", "scoring")
+    assert finished.returncode != 0
+    last = finished.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: node check_champion failed: ") or last.startswith(
+        "Error: the run failed: "
+    ), last
+    assert "no version of the churn model cltv_churn has the alias 'champion'" in last
+    assert "run the training pipelines first (kedro run)" in last
+    assert "Completed node" not in finished.stdout + finished.stderr  # stopped before any work
+
+
+def _table(project, name) -> pd.DataFrame:
+    layer = {"churn_predictions": "07_model_output", "customer_cltv": "07_model_output"}[name]
+    frame = DeltaTable(str(project / "data" / layer / name)).to_pandas()
+    return frame.sort_values("customer_id").reset_index(drop=True)

@@ -1,12 +1,15 @@
 """Project datasets: Delta tables (a path or Unity Catalog), invoice CSVs, Spark ML models."""
 
 from cltv.datasets.invoice_csv_dataset import InvoiceCSVDataset
+from cltv.datasets.mlflow_champion_dataset import ChampionModel, MlflowChampionDataset
 from cltv.datasets.mlflow_spark_model_dataset import MlflowSparkModelDataset, SparkModelWithExample
 from cltv.datasets.spark_delta_table_dataset import SparkDeltaTableDataset
 from cltv.datasets.unity_catalog_table_dataset import UnityCatalogTableDataset
 
 __all__ = [
+    "ChampionModel",
     "InvoiceCSVDataset",
+    "MlflowChampionDataset",
     "MlflowSparkModelDataset",
     "SparkDeltaTableDataset",
     "SparkModelWithExample",

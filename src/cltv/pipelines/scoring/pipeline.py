@@ -1,0 +1,51 @@
+"""``scoring``: score and value every customer with what training promoted, no refit.
+
+    kedro run --pipelines scoring
+
+From the clean transactions already in ``transactions_clean`` (e.g. after
+``ingest_increment``): the current features and summary, then the churn model behind the
+registry alias ``champion`` (:class:`cltv.datasets.MlflowChampionDataset`) writes
+``churn_predictions``, and the last saved CLV fit (``cltv_model_fit.json``, with its
+covariance for the intervals) writes ``customer_cltv``.
+"""
+
+from kedro.pipeline import Node, Pipeline
+
+from cltv.pipelines import cltv, data_processing
+from cltv.pipelines.scoring.nodes import champion_selection, score_with_champion
+
+CURRENT = ("analysis_period", "customer_features_current", "customer_summary_current")
+CLTV_NODES = ("btyd_churn_scores_current", "predict_customer_value")
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    current = (
+        data_processing.create_pipeline().from_inputs("transactions_clean").to_outputs(*CURRENT)
+    )
+    return (
+        Pipeline(
+            [
+                Node(
+                    champion_selection,
+                    inputs="churn_champion",
+                    outputs="champion_selection",
+                    name="check_champion",
+                ),
+                Node(
+                    score_with_champion,
+                    inputs=[
+                        "churn_champion",
+                        "customer_features_current",
+                        "btyd_churn_scores_current",
+                        "champion_selection",
+                        "params:churn_modeling.risk_bands",
+                        "analysis_period",
+                    ],
+                    outputs="churn_predictions",
+                    name="score_with_champion",
+                ),
+            ]
+        )
+        + current
+        + cltv.create_pipeline().only_nodes(*CLTV_NODES)
+    )
