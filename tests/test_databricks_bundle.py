@@ -91,6 +91,34 @@ def test_job_runs_the_wheel_once_per_pipeline_in_dag_order(project_root):
         assert task["job_cluster_key"] == job["job_clusters"][0]["job_cluster_key"]
 
 
+def test_a_second_job_scores_with_the_champion_and_both_schedules_are_paused(project_root):
+    resource = yaml.safe_load((project_root / JOB_RESOURCE).read_text())["resources"]["jobs"]
+    assert set(resource) == {"cltv_churn", "cltv_churn_scoring"}
+    training, scoring = resource["cltv_churn"], resource["cltv_churn_scoring"]
+    (task,) = scoring["tasks"]
+    args = task["python_wheel_task"]["parameters"]
+    assert task["task_key"] == "scoring" and args[args.index("--pipelines") + 1] == "scoring"
+    assert "depends_on" not in task
+    # the same wheel, conf and Unity Catalog locations as training
+    assert (
+        args[args.index("--params") + 1]
+        == (training["tasks"][0]["python_wheel_task"]["parameters"][-1])
+    )
+    assert task["libraries"] == [{"whl": "../dist/*.whl"}]
+    assert scoring["job_clusters"] == training["job_clusters"]
+    schedules = yaml.safe_load((project_root / "conf/databricks/globals.yml").read_text())[
+        "databricks"
+    ]["schedules"]
+    for job, cron in ((training, schedules["training"]), (scoring, schedules["scoring"])):
+        assert job["schedule"] == {
+            "quartz_cron_expression": cron,
+            "timezone_id": "UTC",
+            "pause_status": "PAUSED",
+        }
+        assert jobs.JobSettings.from_dict(job).as_dict() == job
+    assert "[${bundle.target}]" in scoring["name"] and scoring["name"] != training["name"]
+
+
 def test_job_cluster_spark_conf_comes_from_conf_databricks(project_root):
     job = _job((project_root / JOB_RESOURCE).read_text())
     spark_conf = job["job_clusters"][0]["new_cluster"]["spark_conf"]
