@@ -543,7 +543,8 @@ def promote_churn_model(
         )
     name, version = registered[0].name, int(registered[0].version)
     alias, metric, min_gain = promotion["alias"], promotion["metric"], promotion["min_gain"]
-    challenger_score = _test_score(churn_model, model_input, metric)
+    challenger = _test_ranking(churn_model, model_input)
+    challenger_score = challenger[metric]
     try:
         champion_version = int(client.get_model_version_by_alias(name, alias).version)
     except mlflow.exceptions.MlflowException:
@@ -553,7 +554,7 @@ def promote_churn_model(
         "alias": alias,
         "metric": metric,
         "min_gain": min_gain,
-        "n_test": model_input.filter(F.col("split") == "test").count(),
+        "n_test": challenger["n"],
         "challenger": {"version": version, "score": challenger_score},
         "champion": None,
     }
@@ -561,7 +562,7 @@ def promote_churn_model(
         promoted, reason = True, f"no model had the alias '{alias}' yet"
     else:
         champion = mlflow.spark.load_model(f"models:/{name}@{alias}")
-        champion_score = _test_score(champion, model_input, metric)
+        champion_score = _test_ranking(champion, model_input)[metric]
         decision["champion"] = {"version": champion_version, "score": champion_score}
         gain = challenger_score - champion_score
         promoted = gain >= min_gain
@@ -587,8 +588,9 @@ def promote_churn_model(
     return decision, metrics.as_mlflow_metrics(scores)
 
 
-def _test_score(model: PipelineModel, model_input: DataFrame, metric: str) -> float:
+def _test_ranking(model: PipelineModel, model_input: DataFrame) -> dict[str, Any]:
+    """``model``'s ranking metrics on the test customers (``n``: how many)."""
     table = metrics.score_table(_held_out(model, model_input, "test")).cache()
-    score = metrics.ranking_metrics(table)[metric]
+    ranking = metrics.ranking_metrics(table)
     table.unpersist()
-    return float(score)
+    return ranking

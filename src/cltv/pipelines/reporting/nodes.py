@@ -175,9 +175,7 @@ def value_tier_table(customer_cltv: DataFrame) -> pd.DataFrame:
         .orderBy("first_rank")
         .toPandas()
     )
-    clv = table.pop("clv_total")
-    width = table.pop("width_total")
-    table.insert(2, "clv_total", clv)
+    clv, width = table["clv_total"], table.pop("width_total")
     table["interval_width_share"] = (width / clv.where(clv > 0)).fillna(0.0)
     return table.drop(columns="first_rank")
 

@@ -12,7 +12,8 @@ covariance for the intervals) writes ``customer_cltv``.
 from kedro.pipeline import Node, Pipeline
 
 from cltv.pipelines import cltv, data_processing
-from cltv.pipelines.scoring.nodes import champion_selection, score_with_champion
+from cltv.pipelines.churn_modeling.nodes import score_customers
+from cltv.pipelines.scoring.nodes import unpack_champion
 
 CURRENT = ("analysis_period", "customer_features_current", "customer_summary_current")
 CLTV_NODES = ("btyd_churn_scores_current", "predict_customer_value")
@@ -26,15 +27,15 @@ def create_pipeline(**kwargs) -> Pipeline:
         Pipeline(
             [
                 Node(
-                    champion_selection,
+                    unpack_champion,
                     inputs="churn_champion",
-                    outputs="champion_selection",
+                    outputs=["champion_churn_model", "champion_selection"],
                     name="check_champion",
                 ),
                 Node(
-                    score_with_champion,
+                    score_customers,
                     inputs=[
-                        "churn_champion",
+                        "champion_churn_model",
                         "customer_features_current",
                         "btyd_churn_scores_current",
                         "champion_selection",
