@@ -244,6 +244,9 @@ def test_databricks_catalog_builds_with_the_jobs_runtime_params(project_root):
     assert summary._describe()["write_mode"] == "upsert"
     assert summary._describe()["primary_key"] == "customer_id"
     assert catalog["transactions_clean"]._describe()["write_mode"] == "overwrite"
+    previous = catalog["previous_churn_predictions"]  # drift: one write back, read only
+    assert previous._describe()["table"] == "churn_predictions"
+    assert previous._describe()["write_mode"] is None and previous._versions_back == 1
     assert str(catalog["raw_transactions"]._filepath).startswith("/Volumes/prod/cltv_x/files/")
     model = config["catalog"]["churn_model"]["save_args"]["registered_model_name"]
     assert model == "prod.cltv_x.cltv_churn"  # Unity Catalog models are three-level names

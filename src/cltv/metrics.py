@@ -251,3 +251,82 @@ def as_mlflow_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, di
         elif isinstance(value, int | float) and not isinstance(value, bool):
             flat[name] = {"value": float(value), "step": 0}
     return flat
+
+
+# ------------------------------------------------------------------ drift between two tables
+PSI_FLOOR = 1e-4  # an empty bin counts as 0.01% of the rows: PSI stays finite
+_NULL_BIN = "\u2205"  # the bin of missing values (a string no category is expected to be)
+
+
+def population_stability(
+    current: DataFrame, previous: DataFrame, columns: list[str], bins: int = 10
+) -> dict[str, float]:
+    """The population stability index of each column, ``current`` against ``previous``.
+
+    Numeric columns are cut at ``previous``'s quantiles 1/bins … (bins−1)/bins (distinct
+    edges only, so a column with few values gets fewer bins; a value equal to an edge falls in
+    the bin above it); other columns have one bin per value. Missing values are a bin of their
+    own. With ``c`` and ``p`` each bin's share of the current and previous rows, floored at
+    :data:`PSI_FLOOR`::
+
+        PSI = Σ (c − p) · ln(c / p)
+
+    0 when the distributions agree bin by bin; by the usual reading, below 0.1 is stable,
+    0.1–0.25 a moderate shift and above 0.25 a large one. Two Spark jobs per table: the
+    quantiles, then one pass counting every column's bins.
+    """
+    numeric = [name for name in columns if _is_numeric(previous, name)]
+    probabilities = [i / bins for i in range(1, bins)]
+    quantiles = previous.approxQuantile(numeric, probabilities, 0.001) if numeric else []
+    edges = {name: sorted(set(values)) for name, values in zip(numeric, quantiles, strict=True)}
+    shares_now = _bin_shares(current, columns, edges)
+    shares_before = _bin_shares(previous, columns, edges)
+    return {name: _psi(shares_now.get(name, {}), shares_before.get(name, {})) for name in columns}
+
+
+def _is_numeric(frame: DataFrame, name: str) -> bool:
+    return frame.schema[name].dataType.typeName() in (
+        "byte",
+        "short",
+        "integer",
+        "long",
+        "float",
+        "double",
+        "decimal",
+    )
+
+
+def _bin_shares(
+    frame: DataFrame, columns: list[str], edges: dict[str, list[float]]
+) -> dict[str, dict[str, float]]:
+    """Per column, each bin's share of ``frame``'s rows."""
+    labelled = []
+    for name in columns:
+        column = F.col(f"`{name}`")
+        if name in edges:
+            label = sum((column >= edge).cast("int") for edge in edges[name]) + F.lit(0)
+        else:
+            label = column
+        label = F.when(column.isNull(), F.lit(_NULL_BIN)).otherwise(label.cast("string"))
+        labelled.append(F.struct(F.lit(name).alias("column"), label.alias("bin")))
+    counts = (
+        frame.select(F.explode(F.array(*labelled)).alias("cell"))
+        .groupBy("cell.column", "cell.bin")
+        .count()
+        .collect()
+    )
+    shares: dict[str, dict[str, float]] = {}
+    for row in counts:
+        shares.setdefault(row["column"], {})[row["bin"]] = row["count"]
+    for name, per_bin in shares.items():
+        rows = sum(per_bin.values())
+        shares[name] = {label: count / rows for label, count in per_bin.items()}
+    return shares
+
+
+def _psi(now: dict[str, float], before: dict[str, float]) -> float:
+    total = 0.0
+    for label in set(now) | set(before):
+        c, p = max(now.get(label, 0.0), PSI_FLOOR), max(before.get(label, 0.0), PSI_FLOOR)
+        total += (c - p) * math.log(c / p)
+    return total

@@ -133,6 +133,24 @@ def problems(params: Mapping[str, Any]) -> list[str]:
             "reporting.targets.rank_by",
             lambda: _one_of(targets["rank_by"], TARGET_RANKINGS),
         )
+    drift = (params.get("reporting") or {}).get("drift") or {}
+    if "bins" in drift:
+        _check(
+            found,
+            "reporting.drift.bins",
+            lambda: (
+                None
+                if _number(drift["bins"]) == int(drift["bins"]) >= 2
+                else "must be a whole number, 2 or above"
+            ),
+        )
+    for key in ("psi_warning", "changed_share_warning"):
+        if key in drift:
+            _check(
+                found,
+                f"reporting.drift.{key}",
+                lambda key=key: None if _number(drift[key]) > 0 else "must be above 0",
+            )
     valuation = cltv.get("valuation") or {}
     if valuation:
         _check(

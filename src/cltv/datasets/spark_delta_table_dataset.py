@@ -48,7 +48,11 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
     ``engine: auto`` (the default) picks the first that the session supports. Writes are atomic
     on both engines: data files become part of the table only when the commit lands, so a save
     that fails leaves the previous version as it was. ``load_args.version`` reads an earlier
-    version (time travel).
+    version (time travel): a version number, or a negative number of writes counted back from
+    the latest (``-1``: what the table held before its latest write, i.e. before this run wrote
+    it; maintenance commits such as OPTIMIZE are not writes). A table with no earlier write
+    loads as its columns with no rows, so that a first
+    run has "nothing before" to compare with instead of failing.
 
     Example catalog entry:
 
@@ -61,7 +65,7 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
             mode: overwrite          # or append
             partition_by: [country]  # optional
           load_args:
-            version: 3               # optional: time travel
+            version: 3               # optional: time travel; -1 is the version before the latest
 
     Example in Python:
 
@@ -135,18 +139,39 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
         spark = self._spark()
         engine = self._resolve_engine(spark)
         version = self._load_args.get("version")
+        if version is not None and int(version) < 0:
+            return self._load_counted_back(spark, engine, int(version))
         logger.info(
             "Loading Delta table %s%s via %s",
             self._filepath,
             "" if version is None else f" at version {version}",
             engine,
         )
-        if engine == "delta-spark":
-            reader = spark.read.format("delta")
-            if version is not None:
-                reader = reader.option("versionAsOf", int(version))
-            return reader.load(self._filepath)
-        return self._load_with_delta_rs(spark, version)
+        return self._load_version(spark, engine, None if version is None else int(version))
+
+    def _load_version(self, spark: SparkSession, engine: str, version: int | None) -> DataFrame:
+        if engine == "delta-rs":
+            return self._load_with_delta_rs(spark, version)
+        reader = spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self._filepath)
+
+    def _load_counted_back(self, spark: SparkSession, engine: str, back: int) -> DataFrame:
+        if engine == "delta-rs":
+            history = [(h["version"], h["operation"]) for h in self._delta_table().history()]
+        else:
+            history = delta_history(spark, f"delta.`{self._filepath}`")
+        version = version_back(history, back)
+        if version is None:
+            logger.info(
+                "Delta table %s has no version %d writes back from the latest: no rows",
+                self._filepath,
+                -back,
+            )
+            return self._load_version(spark, engine, None).limit(0)
+        logger.info("Loading Delta table %s at version %d via %s", self._filepath, version, engine)
+        return self._load_version(spark, engine, version)
 
     def _delta_table(self, version: int | None = None) -> DeltaTable:
         path = str(self._local_path)
@@ -284,6 +309,39 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
     def preview(self, nrows: int = 5) -> TablePreview:
         """First rows for kedro-viz, read with delta-rs: no Spark session needed."""
         return table_preview(self._delta_table().to_pyarrow_dataset().head(nrows).to_pandas())
+
+
+# Commits that leave a table's rows as they were (Databricks' automatic OPTIMIZE, the NOT NULL
+# and PRIMARY KEY constraints a Unity Catalog upsert adds after its first write): counting
+# versions back skips them, so "the version before" is the one an earlier write left.
+MAINTENANCE_OPERATIONS = frozenset(
+    {
+        "OPTIMIZE",
+        "VACUUM START",
+        "VACUUM END",
+        "SET TBLPROPERTIES",
+        "UNSET TBLPROPERTIES",
+        "ADD CONSTRAINT",
+        "DROP CONSTRAINT",
+        "CHANGE COLUMN",
+        "UPGRADE PROTOCOL",
+        "ANALYZE",
+    }
+)
+
+
+def delta_history(spark: SparkSession, table: str) -> list[tuple[int, str]]:
+    """``(version, operation)`` of every commit of a Delta table that Spark's Delta reads
+    (``delta.`path```, or a catalog name)."""
+    rows = spark.sql(f"DESCRIBE HISTORY {table}").select("version", "operation").collect()
+    return [(int(row["version"]), row["operation"]) for row in rows]
+
+
+def version_back(history: list[tuple[int, str]], back: int) -> int | None:
+    """The version that the write ``-back`` writes before the latest one left (``back`` < 0);
+    None when the table has fewer writes. Maintenance commits are not writes."""
+    writes = sorted(v for v, operation in history if operation not in MAINTENANCE_OPERATIONS)
+    return writes[back - 1] if len(writes) >= 1 - back else None
 
 
 def table_preview(head: pd.DataFrame) -> TablePreview:

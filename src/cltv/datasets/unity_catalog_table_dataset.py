@@ -7,9 +7,15 @@ from typing import Any
 
 from kedro.io.core import DatasetError
 from kedro_datasets._typing import TablePreview
+from kedro_datasets._utils.spark_utils import get_spark
 from kedro_datasets.databricks import ManagedTableDataset
+from pyspark.sql import DataFrame
 
-from cltv.datasets.spark_delta_table_dataset import table_preview
+from cltv.datasets.spark_delta_table_dataset import (
+    delta_history,
+    table_preview,
+    version_back,
+)
 
 # Unity Catalog names that need no quoting: letters, digits, underscores, not a digit first.
 # Stricter than kedro-datasets' own check (which lets "-" through, and never looks at the
@@ -47,6 +53,13 @@ class UnityCatalogTableDataset(ManagedTableDataset):
           write_mode: upsert
           primary_key: customer_id
 
+        previous_customer_summary:   # what the table held before the latest write
+          type: cltv.datasets.UnityCatalogTableDataset
+          catalog: ${runtime_params:catalog, main}
+          database: ${runtime_params:schema, cltv_churn}
+          table: customer_summary
+          load_args: {version: -1}
+
     Example in Python (on Databricks, or any session with Delta and a catalog):
 
     .. code-block:: python
@@ -66,6 +79,7 @@ class UnityCatalogTableDataset(ManagedTableDataset):
         database: str = "default",
         write_mode: str | None = None,
         primary_key: str | list[str] | None = None,
+        load_args: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         validate_identifier(table, "table")
@@ -77,6 +91,12 @@ class UnityCatalogTableDataset(ManagedTableDataset):
             validate_identifier(key, f"{table}: primary key column")
         if write_mode == "upsert" and not keys:
             raise DatasetError(f"{table}: write_mode 'upsert' needs a primary_key")
+        self._versions_back = -int((load_args or {}).get("version", 0))
+        if self._versions_back < 0:
+            raise DatasetError(
+                f"{table}: load_args.version counts back from the latest version: use a "
+                "negative number, e.g. -1 for the version before the latest"
+            )
         super().__init__(
             table=table,
             catalog=catalog,
@@ -85,6 +105,16 @@ class UnityCatalogTableDataset(ManagedTableDataset):
             primary_key=primary_key,
             **kwargs,
         )
+
+    def load(self) -> DataFrame:
+        if not self._versions_back:
+            return super().load()
+        spark = get_spark()
+        name = self._table.full_table_location()
+        version = version_back(delta_history(spark, name), -self._versions_back)
+        if version is None:
+            return spark.table(name).limit(0)
+        return spark.read.option("versionAsOf", version).table(name)
 
     def preview(self, nrows: int = 5) -> TablePreview:
         """First rows for kedro-viz."""

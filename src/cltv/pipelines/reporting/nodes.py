@@ -9,6 +9,7 @@ offline (plotly.js is inlined).
 from __future__ import annotations
 
 import html
+import logging
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -21,11 +22,14 @@ from plotly.subplots import make_subplots
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cltv import metrics
 from cltv.parameters import TARGET_RANKINGS
 from cltv.pipelines.cltv.nodes import MODEL_LABELS, candidate_names
 from cltv.pipelines.data_processing.nodes import sold_lines
 
 CLV_BINS = 20
+
+logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ tables (Spark → small pandas)
@@ -313,6 +317,152 @@ def _candidate_scores(validation: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+# ------------------------------------------------------------------ drift between runs
+def drift_report(
+    features: DataFrame,
+    features_before: DataFrame,
+    churn_predictions: DataFrame,
+    churn_predictions_before: DataFrame,
+    customer_cltv: DataFrame,
+    customer_cltv_before: DataFrame,
+    drift: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """This run's customer tables against the versions they replaced (Delta time travel).
+
+    Per table: customers now, before, in both, new and gone; the population stability index
+    (:func:`cltv.metrics.population_stability`) of every feature, of the churn probability and
+    of CLV; the share of the customers in both versions whose risk band or value tier changed;
+    totals now and before. A PSI above ``drift.psi_warning`` or a changed share above
+    ``drift.changed_share_warning`` is a warning in the run log and in the report. A table
+    without an earlier version (``*_before`` has no rows) has nothing to compare yet.
+
+    Returns ``drift_report.json`` and its numbers as MLflow metrics.
+    """
+    tables = {
+        "customer_features_current": _table_drift(
+            features,
+            features_before,
+            [name for name in features.columns if name != "customer_id"],
+            None,
+            {"revenue_to_date": F.sum("monetary_total")},
+            drift["bins"],
+        ),
+        "churn_predictions": _table_drift(
+            churn_predictions,
+            churn_predictions_before,
+            ["churn_probability"],
+            "risk_band",
+            {
+                "mean_churn_probability": F.avg("churn_probability"),
+                "expected_churners": F.sum("churn_probability"),
+                "high_risk_customers": F.sum((F.col("risk_band") == "high").cast("long")),
+            },
+            drift["bins"],
+        ),
+        "customer_cltv": _table_drift(
+            customer_cltv,
+            customer_cltv_before,
+            ["clv"],
+            "value_tier",
+            {"clv_total": F.sum("clv")},
+            drift["bins"],
+        ),
+    }
+    warnings = _drift_warnings(tables, drift)
+    for warning in warnings:
+        logger.warning("Drift since the previous run: %s", warning)
+    compared = {name: entry for name, entry in tables.items() if entry["compared"]}
+    if not compared:
+        logger.info("Drift: no customer table has an earlier version, nothing to compare yet")
+    report = {
+        "compared": bool(compared),
+        "bins": drift["bins"],
+        "psi_warning": drift["psi_warning"],
+        "changed_share_warning": drift["changed_share_warning"],
+        "tables": tables,
+        "warnings": warnings,
+    }
+    measures = {
+        name: {key: entry[key] for key in entry if key == "psi" or key.endswith("_changed")}
+        for name, entry in compared.items()
+    }
+    return report, metrics.as_mlflow_metrics(measures)
+
+
+def _table_drift(
+    current: DataFrame,
+    previous: DataFrame,
+    columns: list[str],
+    band: str | None,
+    totals: dict[str, Any],
+    bins: int,
+) -> dict[str, Any]:
+    if previous.isEmpty():
+        return {"compared": False, "reason": "no earlier version: nothing to compare yet"}
+    common = [name for name in columns if name in previous.columns]
+    entry: dict[str, Any] = {
+        "compared": True,
+        "customers": _customer_changes(current, previous, band),
+        "psi": metrics.population_stability(current, previous, common, bins),
+    }
+    if band:
+        entry[f"{band}_changed"] = entry["customers"].pop("changed")
+    now, before = (
+        frame.agg(*[e.alias(k) for k, e in totals.items()]).first() for frame in (current, previous)
+    )
+    entry["totals"] = {key: {"now": now[key], "before": before[key]} for key in totals}
+    added = [name for name in columns if name not in previous.columns]
+    if added:
+        entry["columns_not_before"] = added
+    return entry
+
+
+def _customer_changes(current: DataFrame, previous: DataFrame, band: str | None) -> dict[str, Any]:
+    """Customers now, before, in both, new, gone; with ``band``, the share of those in both
+    whose ``band`` changed (``changed``)."""
+
+    def side(frame: DataFrame, flag: str) -> DataFrame:
+        columns = [F.col("customer_id"), F.lit(1).alias(flag)]
+        if band:
+            columns.append(F.col(band).alias(f"{band}_{flag}"))
+        return frame.select(*columns)
+
+    joined = side(current, "now").join(side(previous, "before"), "customer_id", "full")
+    in_both = F.col("now").isNotNull() & F.col("before").isNotNull()
+    aggregates = [
+        F.count("now").alias("now"),
+        F.count("before").alias("before"),
+        F.sum(in_both.cast("long")).alias("in_both"),
+    ]
+    if band:
+        differs = ~F.col(f"{band}_now").eqNullSafe(F.col(f"{band}_before"))
+        aggregates.append(F.avg(F.when(in_both, differs.cast("double"))).alias("changed"))
+    row = joined.agg(*aggregates).first().asDict()
+    row["in_both"] = row["in_both"] or 0
+    row.update(new=row["now"] - row["in_both"], gone=row["before"] - row["in_both"])
+    return row
+
+
+def _drift_warnings(tables: dict[str, dict[str, Any]], drift: dict[str, Any]) -> list[str]:
+    warnings = []
+    for name, entry in tables.items():
+        for column, psi in entry.get("psi", {}).items():
+            if psi > drift["psi_warning"]:
+                warnings.append(
+                    f"{name}.{column}: PSI {psi:.3f}, above {drift['psi_warning']} "
+                    "(its distribution moved)"
+                )
+        for key, share in entry.items():
+            if key.endswith("_changed") and share is not None:
+                if share > drift["changed_share_warning"]:
+                    warnings.append(
+                        f"{name}: {share:.1%} of the customers in both versions changed "
+                        f"{key.removesuffix('_changed').replace('_', ' ')}, above "
+                        f"{drift['changed_share_warning']:.0%}"
+                    )
+    return warnings
+
+
 # ------------------------------------------------------------------ figures
 def _layout(figure: go.Figure, title: str) -> go.Figure:
     figure.update_layout(title=title, template="plotly_white", margin={"t": 60, "l": 60, "r": 30})
@@ -452,10 +602,56 @@ def _interval_line(kpis: dict[str, Any], key: str) -> str:
     )
 
 
+def drift_section(drift: dict[str, Any]) -> str:
+    """The dashboard's "since the previous run" section from ``drift_report.json``."""
+    if not drift["compared"]:
+        return "<p>Nothing to compare yet: this is the first run on these tables.</p>"
+    rows = []
+    for name, entry in drift["tables"].items():
+        if not entry["compared"]:
+            rows.append({"table": name, "measure": entry["reason"], "value": ""})
+            continue
+        customers = entry["customers"]
+        rows.append(
+            {
+                "table": name,
+                "measure": "customers now / before (new, gone)",
+                "value": f"{customers['now']:,} / {customers['before']:,} "
+                f"({customers['new']:,}, {customers['gone']:,})",
+            }
+        )
+        largest = sorted(entry["psi"].items(), key=lambda item: -item[1])[:5]
+        rows += [
+            {"table": name, "measure": f"PSI of {column}", "value": f"{psi:.3f}"}
+            for column, psi in largest
+        ]
+        rows += [
+            {
+                "table": name,
+                "measure": f"{key.removesuffix('_changed').replace('_', ' ')} changed",
+                "value": "—" if share is None else f"{share:.1%}",
+            }
+            for key, share in entry.items()
+            if key.endswith("_changed")
+        ]
+        rows += [
+            {
+                "table": name,
+                "measure": f"{key.replace('_', ' ')} now / before",
+                "value": f"{_format(total['now'])} / {_format(total['before'])}",
+            }
+            for key, total in entry["totals"].items()
+        ]
+    warnings = "".join(f'<p class="note">{html.escape(w)}</p>' for w in drift["warnings"])
+    table = pd.DataFrame(rows).to_html(index=False, classes="targets")
+    return f"{warnings}{table}"
+
+
 def build_dashboard(
     kpis: dict[str, Any],
     targets: pd.DataFrame,
     value_tiers: pd.DataFrame,
+    drift: dict[str, Any],
     revenue: go.Figure,
     cohorts: go.Figure,
     segments: go.Figure,
@@ -528,6 +724,9 @@ table.targets td, table.targets th {{ border: 1px solid #ddd; padding: 4px 8px; 
 {charts}
 <h2>Value tiers: predicted CLV with its {level:.0%} interval (parameter uncertainty)</h2>
 {tiers}
+<h2>Since the previous run (PSI: population stability index; above
+{drift.get("psi_warning", "")} is flagged)</h2>
+{drift_section(drift)}
 <h2>CLV purchase models on the holdout</h2>
 {candidates}
 <h2>Retention targets: high-value customers most at risk ({len(targets)} listed, top 25 shown)</h2>

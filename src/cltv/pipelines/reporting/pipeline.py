@@ -7,6 +7,7 @@ from cltv.pipelines.reporting.nodes import (
     churn_risk_by_country,
     clv_distribution,
     cohort_retention,
+    drift_report,
     headline_kpis,
     plot_churn_risk,
     plot_cohorts,
@@ -59,6 +60,20 @@ def create_pipeline(**kwargs) -> Pipeline:
             "report_retention_targets",
         ),
         Node(
+            drift_report,
+            [
+                "customer_features_current",
+                "previous_customer_features_current",
+                "churn_predictions",
+                "previous_churn_predictions",
+                "customer_cltv",
+                "previous_customer_cltv",
+                "params:reporting.drift",
+            ],
+            ["drift_report", "drift_mlflow_metrics"],
+            name="compare_with_previous_run",
+        ),
+        Node(
             headline_kpis,
             [
                 "transactions_clean",
@@ -91,6 +106,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             "report_kpis",
             "report_retention_targets",
             "report_value_tiers",
+            "drift_report",
             "chart_revenue",
             "chart_cohorts",
             "chart_segments",

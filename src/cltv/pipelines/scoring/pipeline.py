@@ -6,12 +6,13 @@ From the clean transactions already in ``transactions_clean`` (e.g. after
 ``ingest_increment``): the current features and summary, then the churn model behind the
 registry alias ``champion`` (:class:`cltv.datasets.MlflowChampionDataset`) writes
 ``churn_predictions``, and the last saved CLV fit (``cltv_model_fit.json``, with its
-covariance for the intervals) writes ``customer_cltv``.
+covariance for the intervals) writes ``customer_cltv``. ``drift_report`` then compares the
+three customer tables with what they held before (``drift_report.json``).
 """
 
 from kedro.pipeline import Node, Pipeline
 
-from cltv.pipelines import cltv, data_processing
+from cltv.pipelines import cltv, data_processing, reporting
 from cltv.pipelines.churn_modeling.nodes import score_customers
 from cltv.pipelines.scoring.nodes import unpack_champion
 
@@ -49,4 +50,5 @@ def create_pipeline(**kwargs) -> Pipeline:
         )
         + current
         + cltv.create_pipeline().only_nodes(*CLTV_NODES)
+        + reporting.create_pipeline().only_nodes("compare_with_previous_run")
     )
