@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -122,6 +124,29 @@ def test_overwrite_append_and_time_travel(spark, tmp_path):
     assert next(h["operation"] for h in DeltaTable(path).history()) in ("WRITE", "CREATE TABLE")
 
 
+def test_versions_counted_back_skip_maintenance_and_start_empty(spark, tmp_path):
+    """``version: -1`` is what the table held before its latest write: nothing (the columns,
+    no rows) after the first write; the first write's rows after the second, also once
+    OPTIMIZE and a constraint (commits that change no rows) came after it."""
+    path = str(tmp_path / "counted")
+    table = SparkDeltaTableDataset(filepath=path)
+    previous = SparkDeltaTableDataset(filepath=path, load_args={"version": -1})
+    table.save(_frame(spark, ROWS[:2]))
+    before_first = previous.load()
+    assert before_first.columns == ["id", "name", "amount", "day", "ts"]
+    assert before_first.count() == 0
+    table.save(_frame(spark, ROWS[2:]))
+    assert [r[0] for r in _sorted_rows(previous.load())] == [1, 2]
+    DeltaTable(path).optimize.compact()
+    DeltaTable(path).alter.add_constraint({"id_positive": "id > 0"})
+    operations = [h["operation"] for h in DeltaTable(path).history()]
+    assert operations == ["ADD CONSTRAINT", "OPTIMIZE", "WRITE", "CREATE TABLE"]
+    assert [r[0] for r in _sorted_rows(previous.load())] == [1, 2]
+    assert [r[0] for r in _sorted_rows(table.load())] == [3]
+    two_back = SparkDeltaTableDataset(filepath=path, load_args={"version": -2})
+    assert two_back.load().count() == 0
+
+
 def test_overwrite_may_change_the_schema(spark, tmp_path):
     path = str(tmp_path / "schema")
     dataset = SparkDeltaTableDataset(filepath=path)
@@ -183,16 +208,30 @@ def test_empty_frame_round_trip(spark, tmp_path):
     assert loaded.schema.simpleString() == _frame(spark).schema.simpleString()
 
 
-def test_preview_needs_no_spark(spark, tmp_path):
+def test_preview_needs_no_spark(tmp_path):
+    """kedro-viz previews a table without Spark: in a fresh interpreter the preview is read and
+    no Java gateway, let alone a SparkContext, was ever started."""
     path = str(tmp_path / "preview")
     write_deltalake(
         path,
         pa.table({"id": list(range(10)), "ts": pa.array(range(10), pa.timestamp("us", tz="UTC"))}),
     )
-    preview = SparkDeltaTableDataset(filepath=path).preview(nrows=3)
+    script = f"""
+import json
+from pyspark import SparkContext
+from cltv.datasets import SparkDeltaTableDataset
+preview = SparkDeltaTableDataset(filepath={path!r}).preview(nrows=3)
+assert SparkContext._gateway is None and SparkContext._active_spark_context is None, "Spark ran"
+print(json.dumps(preview))  # kedro-viz sends it as JSON
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    preview = json.loads(done.stdout.strip().splitlines()[-1])
     assert preview["columns"] == ["id", "ts"]
-    assert len(preview["data"]) == 3
-    json.dumps(preview)  # kedro-viz sends it as JSON
+    assert [row[0] for row in preview["data"]] == [0, 1, 2]
+    assert preview["data"][1][1].startswith("1970-01-01T00:00:00")
 
 
 def test_missing_table_and_bad_arguments(tmp_path):

@@ -11,7 +11,7 @@ from deltalake import DeltaTable
 
 from cltv.parameters import ParameterError, problems, validate_parameters
 
-from .conftest import copy_project, run_cli, run_kedro
+from .conftest import cli_run, copy_project, run_cli, run_kedro
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,15 @@ def test_each_bad_run_parameter_is_named(base_params, override, message):
         ("cltv", ["uncertainty", "draws"], 2.5, "cltv.uncertainty.draws"),
         ("cltv", ["uncertainty", "seed"], -1, "cltv.uncertainty.seed"),
         ("reporting", ["targets", "rank_by"], "clv", "reporting.targets.rank_by"),
+        ("reporting", ["drift", "bins"], 1, "reporting.drift.bins"),
+        ("reporting", ["drift", "bins"], 7.5, "reporting.drift.bins"),
+        ("reporting", ["drift", "psi_warning"], 0, "reporting.drift.psi_warning"),
+        (
+            "reporting",
+            ["drift", "changed_share_warning"],
+            "a",
+            "reporting.drift.changed_share_warning",
+        ),
         ("churn_modeling", ["promotion", "metric"], "f1", "churn_modeling.promotion.metric"),
         ("churn_modeling", ["promotion", "min_gain"], -0.1, "churn_modeling.promotion.min_gain"),
     ],
@@ -94,6 +103,19 @@ def test_a_run_with_bad_parameters_stops_before_any_table_or_mlflow_run(
         run_kedro(project, time_unit="M", holdout_days=90)
     assert not (project / "mlflow.db").exists()
     assert not [p for p in (project / "data").rglob("_delta_log")]
+
+
+def test_bad_parameters_stop_the_command_before_spark_starts(project_root, tmp_path):
+    """``kedro run`` in a fresh process: one line naming the parameter, and not a line of
+    Spark's (the driver's Java is chosen first thing when a session starts)."""
+    project = copy_project(project_root, tmp_path)
+    finished = cli_run(project, "--params", "time_unit=M")
+    log = finished.stdout + finished.stderr
+    assert finished.returncode != 0
+    assert "parameter time_unit: 'M' is not one of D, W" in log.strip().splitlines()[-1]
+    assert "Spark: Java for the driver" not in log
+    assert "log4j" not in log and "SparkContext" not in log
+    assert not (project / "mlflow.db").exists()
 
 
 def test_nested_overrides_change_one_key_and_keep_its_siblings(default_run, tmp_path):
