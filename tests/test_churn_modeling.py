@@ -41,6 +41,8 @@ from cltv.synthetic import write_csv
 from .churn_oracle import compare
 from .test_cleaning import clean_csv
 
+BANDS = ["high", "medium", "low"]
+
 
 @pytest.fixture(scope="module")
 def parameters(project_root):
@@ -307,9 +309,18 @@ def test_selection_evaluation_and_scoring(generated):
     ).toPandas()
     assert len(predictions) == current.count() == predictions["customer_id"].nunique()
     assert predictions["churn_probability"].between(0, 1).all()
-    high = predictions["churn_probability"] >= 0.7
-    assert (predictions.loc[high, "risk_band"] == "high").all()
-    assert (predictions.loc[predictions["churn_probability"] < 0.4, "risk_band"] == "low").all()
+    # bands from modeling["risk_bands"]: high from 0.7, medium from 0.4, low below; each
+    # band holds customers, so no check below is over an empty selection
+    probability = predictions["churn_probability"]
+    expected_band = pd.cut(probability, [-0.1, 0.4, 0.7, 1.1], right=False, labels=BANDS[::-1])
+    assert predictions["risk_band"].tolist() == expected_band.astype(str).tolist()
+    assert predictions["risk_band"].value_counts().reindex(BANDS).min() > 0
+    # predicted churn: the probability reaches the threshold chosen on validation
+    threshold = selection["threshold"]["value"]
+    assert 0 < threshold < 1 and threshold != 0.5
+    expected_churn = (probability >= threshold).astype(int)
+    assert predictions["predicted_churn"].tolist() == expected_churn.tolist()
+    assert set(predictions["predicted_churn"]) == {0, 1}
 
 
 def test_boosting_stops_when_validation_stops_improving(generated):

@@ -450,7 +450,12 @@ def test_a_forced_model_values_the_customers(generated):
     spec = model_parameters(fit)
     assert spec["purchase_model"] == "mbgnbd"
     assert set(spec["mbgnbd"]) == {"r", "alpha", "a", "b", "log_likelihood", "n_customers"}
-    valuation = {"horizon_months": 12, "discount_rate": 0.01, "margin": 1.0, "value_tiers": []}
+    valuation = {
+        "horizon_months": 12,
+        "discount_rate": 0.01,
+        "margin": 1.0,
+        "value_tiers": [{"name": "top_10pct", "share": 0.1}],
+    }
     naive = naive_baseline(summary, period)
     values = predict_customer_value(summary, fit, naive, valuation, period, UNCERTAINTY)[
         0
@@ -458,10 +463,23 @@ def test_a_forced_model_values_the_customers(generated):
     one_time = values[values["frequency"] == 0]
     # MBG/NBD, unlike BG/NBD, lets one-time buyers have left: some are not surely alive
     assert (one_time["p_alive"] < 1).all()
-    mbg = ModifiedBetaGeoModel.from_params(fit["mbgnbd"])
-    assert one_time["p_alive"].to_numpy() == pytest.approx(
-        mbg.predict_probability_alive(one_time["frequency"], one_time["recency"], one_time["T"])
+    # every customer's P(alive) and purchases over the 12 months (52.14 weeks), by the oracle
+    oracle = ModifiedBetaGeoFitter()
+    oracle.params_ = pd.Series({k: fit["mbgnbd"][k] for k in ("r", "alpha", "a", "b")})
+    x, t_x, big_t = values["frequency"], values["recency"], values["T"]
+    assert values["p_alive"].to_numpy() == pytest.approx(
+        oracle.conditional_probability_alive(x, t_x, big_t), rel=1e-9
     )
+    assert values["expected_purchases"].to_numpy() == pytest.approx(
+        oracle.conditional_expected_number_of_purchases_up_to_time(12 * 4.345, x, t_x, big_t),
+        rel=1e-9,
+    )
+    # the top 10% by CLV (rounded up) are the tier, the rest are not
+    ranked = values.sort_values("clv_rank")
+    top = math.ceil(0.1 * len(values))
+    assert ranked["clv_rank"].tolist() == list(range(1, len(values) + 1))
+    assert ranked["clv"].is_monotonic_decreasing
+    assert ranked["value_tier"].tolist() == ["top_10pct"] * top + ["rest"] * (len(values) - top)
 
 
 def test_the_selection_rule_takes_the_lowest_error_and_breaks_ties_by_order():

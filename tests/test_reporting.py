@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
+import math
 import os
 import re
 import subprocess
@@ -14,10 +16,18 @@ import pandas as pd
 import plotly.io as pio
 import pytest
 import sqlglot
+from deltalake import DeltaTable
 
 from cltv import lakeview
 from cltv.datasets import SparkDeltaTableDataset
-from cltv.pipelines.reporting.nodes import retention_targets, value_tier_table
+from cltv.pipelines.reporting.nodes import (
+    churn_risk_by_country,
+    cohort_retention,
+    retention_targets,
+    revenue_by_month,
+    segment_summary,
+    value_tier_table,
+)
 
 CHARTS = ("revenue", "cohorts", "segments", "churn_risk", "value", "model_quality")
 GOLD_TABLES = {
@@ -70,7 +80,11 @@ def test_dashboard_draws_every_chart_offline(default_run, tmp_path, project_root
         # plotly.js replaces each chart's empty div with SVG layers once it has drawn
         block = re.search(rf'<div id="{chart}"[^>]*>(.*?)</section>', dom, re.S)
         assert block and 'class="main-svg"' in block.group(1), chart
-    assert dom.count("<tr>") > 10  # the retention target list
+    # the retention target list as the browser shows it: the first 25 of the rule's list
+    targets = _targets_by_the_rule(default_run.project)
+    shown = re.search(r"<h2>Retention targets.*?</table>", dom, re.S).group(0)
+    rows = re.findall(r"<tr>\s*<td>([^<]+)</td>", shown)
+    assert rows == targets["customer_id"].head(25).tolist()
     screenshot = tmp_path / "dashboard.png"
     subprocess.run(
         [*command, f"--screenshot={screenshot}", page.as_uri()],
@@ -168,6 +182,111 @@ def test_retention_targets_by_hand_and_ranked_by_the_lower_bound(spark):
     assert list(retention_targets(churn, cltv, 0.4, 2)["customer_id"]) == ["shaky", "solid"]
     with pytest.raises(ValueError, match=r"reporting\.targets\.rank_by is 'clv'"):
         retention_targets(churn, cltv, 0.4, 200, rank_by="clv")
+
+
+def _delta(project, name) -> pd.DataFrame:
+    return DeltaTable(str(project / "data" / GOLD_TABLES[name] / name)).to_pandas()
+
+
+def _targets_by_the_rule(project) -> pd.DataFrame:
+    """The README's rule in pandas, from the run's tables: the top 20% of customers by CLV
+    (ranked here, not read from value_tier) whose churn probability is at least 0.4, by CLV
+    times that probability, at most 200."""
+    cltv = _delta(project, "customer_cltv").sort_values(
+        ["clv", "customer_id"], ascending=[False, True]
+    )
+    top = cltv.head(math.ceil(0.2 * len(cltv)))
+    churn = _delta(project, "churn_predictions")
+    at_risk = churn[churn["churn_probability"] >= 0.4].merge(top, on="customer_id")
+    at_risk["value_at_risk"] = at_risk["clv"] * at_risk["churn_probability"]
+    ordered = at_risk.sort_values(["value_at_risk", "customer_id"], ascending=[False, True])
+    return ordered.head(200).reset_index(drop=True)
+
+
+def test_the_retention_target_list_follows_its_rule(default_run):
+    expected = _targets_by_the_rule(default_run.project)
+    written = pd.read_csv(default_run.project / "data/08_reporting/tables/retention_targets.csv")
+    assert 25 < len(expected) <= 200
+    assert written["customer_id"].astype(str).tolist() == expected["customer_id"].tolist()
+    assert written["value_at_risk"].to_numpy() == pytest.approx(expected["value_at_risk"])
+
+
+def _clean_lines(spark, rows):
+    return spark.createDataFrame(
+        rows,
+        "customer_id string, invoice string, invoice_date timestamp, quantity int, "
+        "returned_quantity int, revenue double",
+    )
+
+
+def test_revenue_by_month_and_cohort_retention_by_hand(spark):
+    day = dt.datetime.fromisoformat
+    clean = _clean_lines(
+        spark,
+        [
+            ("a", "1", day("2011-01-05 10:00"), 2, 0, 10.0),
+            ("a", "1", day("2011-01-05 10:00"), 1, 0, 5.0),
+            ("b", "2", day("2011-01-20 09:00"), 4, 0, 40.0),
+            ("a", "3", day("2011-03-02 12:00"), 3, 1, 20.0),  # partly returned: still a sale
+            ("c", "4", day("2011-02-10 08:00"), 1, 0, 7.0),
+            ("c", "5", day("2011-03-15 08:00"), 1, 0, 8.0),
+            ("b", "6", day("2011-02-25 08:00"), 5, 5, 0.0),  # returned in full: no sale
+        ],
+    )
+    revenue = revenue_by_month(clean).set_index("month")
+    assert revenue["revenue"].to_dict() == {"2011-01": 55.0, "2011-02": 7.0, "2011-03": 28.0}
+    assert revenue["invoices"].to_dict() == {"2011-01": 2, "2011-02": 1, "2011-03": 2}
+    cohorts = cohort_retention(clean, 12)
+    found = {
+        (row.cohort, row.months_since): (row.customers, row.retention)
+        for row in cohorts.itertuples()
+    }
+    # January: a and b (b's February line was returned whole); a buys again in March
+    # February: c, who buys again in March; nothing beyond max_months
+    assert found == {
+        ("2011-01", 0): (2, 1.0),
+        ("2011-01", 2): (1, 0.5),
+        ("2011-02", 0): (1, 1.0),
+        ("2011-02", 1): (1, 1.0),
+    }
+    assert set(cohort_retention(clean, 1)["months_since"]) == {0, 1}
+
+
+def test_segments_and_churn_by_country_by_hand(spark):
+    features = spark.createDataFrame(
+        [("a", "Champions", 100.0), ("b", "Champions", 50.0), ("c", "Lost", 10.0)],
+        "customer_id string, rfm_segment string, monetary_total double",
+    )
+    churn = spark.createDataFrame(
+        [("a", 0.1, "low", "UK"), ("b", 0.8, "high", "UK"), ("c", 0.5, "medium", "FR")],
+        "customer_id string, churn_probability double, risk_band string, country string",
+    )
+    cltv = spark.createDataFrame(
+        [("a", 300.0), ("b", 100.0)],  # c has no CLV row: counted, not valued
+        "customer_id string, clv double",
+    )
+    segments = segment_summary(features, churn, cltv).set_index("rfm_segment")
+    assert list(segments.index) == ["Champions", "Lost"]  # by revenue
+    champions, lost = segments.loc["Champions"], segments.loc["Lost"]
+    assert (champions["customers"], champions["revenue"], champions["predicted_clv"]) == (
+        2,
+        150.0,
+        400.0,
+    )
+    assert champions["mean_clv"] == 200.0
+    assert champions["mean_churn_probability"] == pytest.approx(0.45)
+    assert champions["high_risk_share"] == 0.5
+    assert lost["customers"] == 1 and pd.isna(lost["predicted_clv"])
+    assert lost["high_risk_share"] == 0.0
+    countries = churn_risk_by_country(churn, 1)
+    assert countries.to_dict("records") == [
+        {
+            "country": "UK",
+            "customers": 2,
+            "mean_churn_probability": pytest.approx(0.45),
+            "high_risk_share": 0.5,
+        }
+    ]
 
 
 def test_lakeview_dashboard_is_generated_from_the_sql_files(project_root):
