@@ -141,6 +141,19 @@ def test_header_only_is_one_clear_error(spark, tmp_path):
         clean_csv(path)
 
 
+def test_blank_lines_are_not_rows(spark, tmp_path):
+    """Empty lines anywhere (before the header too), CRLF ones, and lines of only spaces or a
+    tab: nothing is read from them, so nothing is quarantined for them either."""
+    second = _line("18")
+    text = f"\n{HEADER}\r\n\r\n{GOOD}\n\n   \n\t\n{second}\n\n\n"
+    clean, quarantine, report = clean_csv(_write(tmp_path, text.encode()), max_fraction=1.0)
+    assert (report["rows"], report["clean_rows"], quarantine.count()) == (2, 2, 0)
+    assert clean.count() == 2
+    only_blank = _write(tmp_path, f"{HEADER}\n\n  \n\r\n".encode())
+    with pytest.raises(InputDataError, match=r"the file has a header but no rows"):
+        clean_csv(only_blank)
+
+
 def test_empty_file_is_one_clear_error(spark, tmp_path):
     path = _write(tmp_path, "")
     with pytest.raises(DatasetError, match=r"input\.csv: the file is empty"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pandas as pd
@@ -15,6 +16,8 @@ from .conftest import copy_project, run_kedro
 CLEAN = "data/02_intermediate/transactions_clean"
 QUARANTINE = "data/02_intermediate/transactions_quarantine"
 SUMMARY = "data/03_primary/customer_summary"
+PREDICTIONS = "data/07_model_output/churn_predictions"
+CLTV = "data/07_model_output/customer_cltv"
 
 
 def _lines(project, table, as_read=False) -> Counter:
@@ -45,7 +48,8 @@ def test_batch_is_merged_once_and_downstream_tables_recompute(spark, project_roo
     incremental = copy_project(project_root, tmp_path / "incremental")
     run_kedro(incremental, "data_processing", input_path=str(files["base"]), **to_summary)
     before = _lines(incremental, CLEAN, as_read=True)
-    run_kedro(incremental, "ingest_increment", input_path=str(files["batch"]), **to_summary)
+    # the whole ingest_increment pipeline: the merge, then churn, CLV and reporting
+    run_kedro(incremental, "ingest_increment", input_path=str(files["batch"]))
     merged_clean, merged_quarantine = _lines(incremental, CLEAN), _lines(incremental, QUARANTINE)
     merged_summary = _summary(incremental)
 
@@ -54,9 +58,37 @@ def test_batch_is_merged_once_and_downstream_tables_recompute(spark, project_roo
     run_kedro(full, "data_processing", input_path=str(files["full"]), **to_summary)
     assert before < _lines(incremental, CLEAN, as_read=True)
     assert merged_clean == _lines(full, CLEAN)
-    # the full file also quarantines as duplicate_line the copies that the batch skipped
-    assert not merged_quarantine - _lines(full, QUARANTINE)
+    # the quarantine both ways: the full file's, less the later copies of base lines, which
+    # the full file quarantines as duplicate_line and the batch skipped as known lines
+    full_quarantine = _lines(full, QUARANTINE)
+    assert not merged_quarantine - full_quarantine
+    extra = full_quarantine - merged_quarantine
+    reason = list(DeltaTable(str(full / QUARANTINE)).to_pandas().columns).index("reason")
+    assert {line[reason] for line in extra} <= {"duplicate_line"}
+    copies_of_base = sum(line in set(base) for line in rows[4000:])
+    assert sum(extra.values()) == copies_of_base
     pd.testing.assert_frame_equal(merged_summary, _summary(full))
+
+    # the batch's quarantine report is the batch's own: as cleaning the batch file alone
+    alone = copy_project(project_root, tmp_path / "alone")
+    run_kedro(
+        alone, "data_processing", input_path=str(files["batch"]), to_outputs=["quarantine_report"]
+    )
+    report = json.loads(
+        (incremental / "data/08_reporting/increment_quarantine_report.json").read_text()
+    )
+    report_alone = json.loads((alone / "data/08_reporting/quarantine_report.json").read_text())
+    assert report["rows"] == len(batch) and report == report_alone
+
+    # and everything after the merge was recomputed from the merged lines
+    sold = DeltaTable(str(incremental / CLEAN)).to_pandas()
+    customers = set(sold.loc[sold["quantity"] > sold["returned_quantity"], "customer_id"])
+    base_customers = set(DeltaTable(str(incremental / CLEAN), version=0).to_pandas()["customer_id"])
+    assert customers > base_customers  # the batch brought new customers
+    for table in (PREDICTIONS, CLTV):
+        assert set(DeltaTable(str(incremental / table)).to_pandas()["customer_id"]) == customers
+    kpis = json.loads((incremental / "data/08_reporting/kpis.json").read_text())
+    assert kpis["customers"] == len(customers)
 
     # re-adding the batch changes no table; the versions before stay readable
     run_kedro(incremental, "ingest_increment", input_path=str(files["batch"]), **to_summary)

@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -50,48 +51,94 @@ def test_a_process_killed_mid_save_leaves_the_previous_version(spark, tmp_path):
     reread = DeltaTable(str(table))
     assert reread.version() == 0
     assert sorted(reread.to_pandas()["n"]) == [1, 2, 3]
-    assert sorted(r["n"] for r in SparkDeltaTableDataset(filepath=str(table)).load().collect()) == [
-        1,
-        2,
-        3,
-    ]
+    dataset = SparkDeltaTableDataset(filepath=str(table))
+    assert sorted(r["n"] for r in dataset.load().collect()) == [1, 2, 3]
+
+    # what the README says to do: the leftovers are deleted, the table is as it was
+    referenced = {Path(uri).name for uri in reread.file_uris()}
+    leftover = {p.name for p in table.glob("*.parquet")} - referenced
+    staging = [f"{p.name}/" for p in table.glob("_staging-*")]
+    assert leftover and staging
+    assert dataset.vacuum() == []  # younger than the week kept by default
+    assert sorted(dataset.vacuum(retention_hours=0)) == sorted([*leftover, *staging])
+    assert sorted(p.name for p in table.iterdir()) == sorted(["_delta_log", *referenced])
+    assert sorted(r["n"] for r in dataset.load().collect()) == [1, 2, 3]
+
+
+class InjectedFailure(OSError):
+    """The soak test's failure: any other exception is a bug, not an injected failure."""
+
+
+def _caused_by_injection(error: BaseException | None) -> bool:
+    """Whether the injected failure is in ``error``'s chain (Kedro wraps a save's error)."""
+    while error is not None:
+        if isinstance(error, InjectedFailure):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _tables(project) -> dict[str, int]:
+    """Every Delta table of the project and its rows; each must be readable (deltalake)."""
+    return {
+        str(log.parent.relative_to(project / "data")): len(DeltaTable(str(log.parent)).to_pandas())
+        for log in sorted((project / "data").rglob("_delta_log"))
+    }
 
 
 @pytest.mark.slow
 def test_soak_20_runs_with_random_failures(spark, project_root, tmp_path, monkeypatch):
-    """20 runs of data_processing, a third of the Delta commits failing at random."""
+    """20 runs of data_processing on two inputs taken at random, one Delta commit in twelve
+    failing (a run commits about eight tables, so about half the runs fail). A run either
+    succeeds, and then every table holds that input's rows, or fails by the injected failure,
+    and then every table is still there and readable, each one whole: all of one input's rows
+    (the tables commit one by one, so a failed run may leave some tables from the new input and
+    the rest from the previous one; the next success repairs that)."""
     project = copy_project(project_root, tmp_path / "project")
-    csv = tmp_path / "input.csv"
-    write_csv(4000, csv, seed=8)
-    raw_rows = len(csv.read_text().splitlines()) - 1
-    chance = random.Random(20)
+    inputs = {}
+    for seed, rows in ((8, 4000), (9, 3000)):
+        inputs[seed] = tmp_path / f"input_{seed}.csv"
+        write_csv(rows, inputs[seed], seed=seed)
+    expected = {}
+    for seed, csv in inputs.items():  # each input's tables, without failures
+        run_kedro(project, "data_processing", input_path=str(csv))
+        expected[seed] = _tables(project)
+        raw_rows = len(csv.read_text().splitlines()) - 1
+        clean, quarantine = (
+            expected[seed][f"02_intermediate/transactions_{name}"]
+            for name in ("clean", "quarantine")
+        )
+        assert clean + quarantine == raw_rows
+    assert expected[8].keys() == expected[9].keys() and len(expected[8]) >= 5
+    different = {table for table in expected[8] if expected[8][table] != expected[9][table]}
+    assert {"02_intermediate/transactions_clean", "03_primary/customer_summary"} <= different
+
+    chance, pick = random.Random(20), random.Random(21)
     commit = SparkDeltaTableDataset._commit
 
     def flaky_commit(self, *args, **kwargs):
-        if chance.random() < 1 / 3:
-            raise OSError("injected failure before the commit")
+        if chance.random() < 1 / 12:
+            raise InjectedFailure("injected failure before the commit")
         return commit(self, *args, **kwargs)
 
     monkeypatch.setattr(SparkDeltaTableDataset, "_commit", flaky_commit)
     failed = 0
     for _ in range(20):
+        seed = pick.choice(sorted(inputs))
         try:
-            run_kedro(project, "data_processing", input_path=str(csv))
-        except Exception:
+            run_kedro(project, "data_processing", input_path=str(inputs[seed]))
+        except Exception as error:
+            if not _caused_by_injection(error):
+                raise  # a real bug, not the injected failure
             failed += 1
-        tables = {
-            name: DeltaTable(str(path))
-            for name, path in (
-                ("clean", project / "data/02_intermediate/transactions_clean"),
-                ("quarantine", project / "data/02_intermediate/transactions_quarantine"),
-            )
-            if (path / "_delta_log").is_dir()
-        }
-        if len(tables) == 2:
-            # every committed version holds the same input's rows, so the counts always add up
-            rows = {name: len(table.to_pandas()) for name, table in tables.items()}
-            assert rows["clean"] + rows["quarantine"] == raw_rows
-    assert 0 < failed < 20
+            tables = _tables(project)
+            assert tables.keys() == expected[seed].keys()
+            for table, rows in tables.items():
+                assert rows in (expected[8][table], expected[9][table]), table
+        else:
+            assert _tables(project) == expected[seed]
+    assert 3 <= failed <= 17
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["cltv-churn"])
-    assert len(runs) == 20 and set(runs["status"]) <= {"FINISHED", "FAILED"}
+    assert len(runs) == 22 and set(runs["status"]) <= {"FINISHED", "FAILED"}
+    assert (runs["status"] == "FAILED").sum() == failed

@@ -211,6 +211,26 @@ def test_the_retention_target_list_follows_its_rule(default_run):
     assert written["value_at_risk"].to_numpy() == pytest.approx(expected["value_at_risk"])
 
 
+def test_the_headline_kpis_recomputed_from_the_tables(default_run):
+    """kpis.json against pandas over the run's Delta tables (not the Lakeview SQL): sales are
+    the clean lines not returned in full; high risk is a churn probability of 0.7 or more."""
+    project = default_run.project
+    kpis = json.loads((project / "data/08_reporting/kpis.json").read_text())
+    clean = _delta(project, "transactions_clean")
+    sold = clean[clean["quantity"] > clean["returned_quantity"]]
+    assert len(sold) < len(clean)  # the run's input has returns in full
+    assert kpis["revenue"] == pytest.approx(sold["revenue"].sum(), rel=1e-12)
+    assert kpis["customers"] == sold["customer_id"].nunique()
+    assert kpis["invoices"] == sold["invoice"].nunique()
+    cltv = _delta(project, "customer_cltv")
+    assert kpis["repeat_customer_rate"] == pytest.approx((cltv["frequency"] > 0).mean())
+    assert kpis["predicted_clv_total"] == pytest.approx(cltv["clv"].sum(), rel=1e-12)
+    assert kpis["predicted_purchases"] == pytest.approx(cltv["expected_purchases"].sum())
+    churn = _delta(project, "churn_predictions")
+    assert kpis["mean_churn_probability"] == pytest.approx(churn["churn_probability"].mean())
+    assert kpis["high_risk_customers"] == (churn["churn_probability"] >= 0.7).sum() > 0
+
+
 def _clean_lines(spark, rows):
     return spark.createDataFrame(
         rows,

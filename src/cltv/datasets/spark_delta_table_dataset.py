@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -298,6 +299,33 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
                 str(table_dir), schema, actions, mode="error", partition_by=partition_by
             )
             logger.info("Created Delta table %s", self._filepath)
+
+    # ---------------------------------------------------------------- maintenance
+    def vacuum(self, retention_hours: int = 168) -> list[str]:
+        """Delete what the table's latest version does not use and is older than
+        ``retention_hours`` (a week by default): the data files of replaced versions, and what
+        a save killed before its commit left behind (its data files, its staging folder).
+
+        Earlier versions whose files are deleted can no longer be read: keep the retention
+        longer than the time between two runs, or the drift report (which reads the version
+        before the latest write) has nothing to compare. ``retention_hours=0`` cleans up
+        at once; run it only when no save of this table is in progress. Returns the deleted
+        paths, relative to the table.
+        """
+        removed = self._delta_table().vacuum(
+            retention_hours=retention_hours,
+            dry_run=False,
+            enforce_retention_duration=False,
+            full=True,  # also files that no commit ever mentioned: a killed save's
+        )
+        # deltalake leaves underscore folders alone, a killed save's staging folder included
+        cutoff = time.time() - retention_hours * 3600
+        for staging in sorted(self._local_path.glob("_staging-*")):
+            if staging.stat().st_mtime <= cutoff:
+                shutil.rmtree(staging, ignore_errors=True)
+                removed.append(f"{staging.name}/")
+        logger.info("Vacuumed %s: %d file(s) or folder(s) deleted", self._filepath, len(removed))
+        return removed
 
     # ---------------------------------------------------------------- helpers
     def _exists(self) -> bool:
