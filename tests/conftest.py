@@ -126,3 +126,13 @@ def default_run(spark, project_root, tmp_path_factory):
     write_csv(20_000, csv, seed=5, regimes=("returns", "non_product"))
     run_kedro(project, input_path=str(csv))
     return SimpleNamespace(project=project, csv=csv)
+
+
+@pytest.fixture(scope="session")
+def scored_again(default_run, tmp_path_factory):
+    """The default run's project, then ``kedro run --pipelines scoring`` on it with nothing
+    changed (the champion and the CLV fit of that run); its log."""
+    project = tmp_path_factory.mktemp("scored") / "project"
+    shutil.copytree(default_run.project, project)
+    log = run_cli(project, "--pipelines", "scoring")
+    return SimpleNamespace(project=project, log=log)

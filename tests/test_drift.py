@@ -116,17 +116,8 @@ def test_a_first_run_has_nothing_to_compare(default_run):
     assert "Nothing to compare yet: this is the first run on these tables." in page
 
 
-@pytest.fixture(scope="module")
-def scored_again(default_run, tmp_path_factory):
-    """The default run's project scored again with nothing changed."""
-    project = tmp_path_factory.mktemp("scored") / "project"
-    shutil.copytree(default_run.project, project)
-    log = run_cli(project, "--pipelines", "scoring")
-    return project, log
-
-
 def test_scoring_the_same_input_again_shows_no_drift(scored_again):
-    project, log = scored_again
+    project, log = scored_again.project, scored_again.log
     report = json.loads((project / "data/08_reporting/drift_report.json").read_text())
     assert report["compared"] is True and report["warnings"] == []
     for name, entry in report["tables"].items():
@@ -147,7 +138,7 @@ def test_a_shifted_population_shows_large_drift(scored_again, tmp_path):
     and spend twice as much) scored with the same models: purchase counts, order values and CLV
     move far beyond the warning threshold, churn probabilities rise and risk bands change."""
     project = tmp_path / "project"
-    shutil.copytree(scored_again[0], project)
+    shutil.copytree(scored_again.project, project)
     shifted = ProcessParameters(r=0.25, gamma=300.0)
     csv = tmp_path / "shifted.csv"
     write_csv(20_000, csv, seed=6, params=shifted, regimes=("returns", "non_product"))

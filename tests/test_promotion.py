@@ -72,10 +72,8 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
     assert run.data.metrics["promotion.challenger"] == pytest.approx(second["challenger"]["score"])
 
 
-def test_scoring_reproduces_the_training_run_with_its_champion(default_run, tmp_path):
-    project = tmp_path / "project"
-    shutil.copytree(default_run.project, project)
-    run_cli(project, "--pipelines", "scoring")
+def test_scoring_reproduces_the_training_run_with_its_champion(default_run, scored_again):
+    project = scored_again.project
     for table in ("churn_predictions", "customer_cltv"):
         trained = _table(default_run.project, table)
         scored = _table(project, table)
