@@ -65,7 +65,8 @@ def test_batch_is_merged_once_and_downstream_tables_recompute(spark, project_roo
     extra = full_quarantine - merged_quarantine
     reason = list(DeltaTable(str(full / QUARANTINE)).to_pandas().columns).index("reason")
     assert {line[reason] for line in extra} <= {"duplicate_line"}
-    copies_of_base = sum(line in set(base) for line in rows[4000:])
+    base_lines = set(base)
+    copies_of_base = sum(line in base_lines for line in rows[4000:])
     assert sum(extra.values()) == copies_of_base
     pd.testing.assert_frame_equal(merged_summary, _summary(full))
 

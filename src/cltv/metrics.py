@@ -19,6 +19,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
 
 LOG_LOSS_EPSILON = 1e-15
 
@@ -285,15 +286,7 @@ def population_stability(
 
 
 def _is_numeric(frame: DataFrame, name: str) -> bool:
-    return frame.schema[name].dataType.typeName() in (
-        "byte",
-        "short",
-        "integer",
-        "long",
-        "float",
-        "double",
-        "decimal",
-    )
+    return isinstance(frame.schema[name].dataType, NumericType)
 
 
 def _bin_shares(

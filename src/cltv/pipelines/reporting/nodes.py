@@ -452,15 +452,22 @@ def _drift_warnings(tables: dict[str, dict[str, Any]], drift: dict[str, Any]) ->
                     f"{name}.{column}: PSI {psi:.3f}, above {drift['psi_warning']} "
                     "(its distribution moved)"
                 )
-        for key, share in entry.items():
-            if key.endswith("_changed") and share is not None:
-                if share > drift["changed_share_warning"]:
-                    warnings.append(
-                        f"{name}: {share:.1%} of the customers in both versions changed "
-                        f"{key.removesuffix('_changed').replace('_', ' ')}, above "
-                        f"{drift['changed_share_warning']:.0%}"
-                    )
+        for label, share in _changed_shares(entry):
+            if share is not None and share > drift["changed_share_warning"]:
+                warnings.append(
+                    f"{name}: {share:.1%} of the customers in both versions changed {label}, "
+                    f"above {drift['changed_share_warning']:.0%}"
+                )
     return warnings
+
+
+def _changed_shares(entry: dict[str, Any]) -> list[tuple[str, float | None]]:
+    """A table's ``<band>_changed`` shares, each with the band's name in words."""
+    return [
+        (key.removesuffix("_changed").replace("_", " "), share)
+        for key, share in entry.items()
+        if key.endswith("_changed")
+    ]
 
 
 # ------------------------------------------------------------------ figures
@@ -628,11 +635,10 @@ def drift_section(drift: dict[str, Any]) -> str:
         rows += [
             {
                 "table": name,
-                "measure": f"{key.removesuffix('_changed').replace('_', ' ')} changed",
+                "measure": f"{label} changed",
                 "value": "—" if share is None else f"{share:.1%}",
             }
-            for key, share in entry.items()
-            if key.endswith("_changed")
+            for label, share in _changed_shares(entry)
         ]
         rows += [
             {
@@ -725,7 +731,7 @@ table.targets td, table.targets th {{ border: 1px solid #ddd; padding: 4px 8px; 
 <h2>Value tiers: predicted CLV with its {level:.0%} interval (parameter uncertainty)</h2>
 {tiers}
 <h2>Since the previous run (PSI: population stability index; above
-{drift.get("psi_warning", "")} is flagged)</h2>
+{drift["psi_warning"]} is flagged)</h2>
 {drift_section(drift)}
 <h2>CLV purchase models on the holdout</h2>
 {candidates}
