@@ -71,7 +71,7 @@ def main() -> None:
     from deltalake import DeltaTable
     from pyspark.sql import functions as F
 
-    from cltv.datasets import SparkDeltaTableDataset
+    from cltv.datasets import SparkDeltaTableDataset, load_churn_model
     from cltv.pipelines.churn_modeling.nodes import churn_scores
     from cltv.spark import get_or_create_spark_session
 
@@ -85,7 +85,7 @@ def main() -> None:
     run = mlflow.search_runs(
         experiment_names=["cltv-churn"], order_by=["start_time DESC"], max_results=1
     ).iloc[0]
-    model = mlflow.spark.load_model(f"runs:/{run.run_id}/churn_model")
+    model = load_churn_model(f"runs:/{run.run_id}/churn_model")
     model_input = SparkDeltaTableDataset(
         filepath=str(project / "data/05_model_input/churn_model_input")
     ).load()

@@ -4,30 +4,41 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import mlflow
-import mlflow.spark
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pyspark.ml import PipelineModel
 from pyspark.sql import functions as F
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from xgboost import XGBClassifier
 
 from cltv import metrics
-from cltv.datasets import MlflowSparkModelDataset
+from cltv.datasets import (
+    MlflowChampionDataset,
+    MlflowChurnModelDataset,
+    ModelWithExample,
+    load_churn_model,
+)
 from cltv.models import BetaGeoModel, ParetoNBDModel
+from cltv.pipelines.churn_modeling.driver import collect_training_rows
 from cltv.pipelines.churn_modeling.nodes import (
-    _with_class_weight,
+    _feature_weights,
     assign_split,
     build_model_input,
+    candidate_features,
     churn_scores,
     evaluate_churn_model,
     fit_churn_candidates,
     score_customers,
     select_churn_model,
 )
+from cltv.pipelines.churn_modeling.spark_ml import with_class_weight
 from cltv.pipelines.cltv.nodes import btyd_churn_scores, fit_cltv_models
 from cltv.pipelines.data_processing.nodes import (
     build_current_customer_features,
@@ -49,7 +60,8 @@ def parameters(project_root):
     conf = project_root / "conf" / "base"
     params = yaml.safe_load((conf / "parameters_churn_modeling.yml").read_text())
     params.update(yaml.safe_load((conf / "parameters_data_processing.yml").read_text()))
-    params["churn_modeling"]["candidates"]["gradient_boosted_trees"]["max_iter"] = 15
+    # a few trees are enough to test the Spark ML engine (kept for fully distributed training)
+    params["churn_modeling"]["candidates"]["spark_ml"]["gradient_boosted_trees"]["max_iter"] = 8
     return params
 
 
@@ -74,6 +86,7 @@ def generated(spark, tmp_path_factory, parameters):
     return {
         "csv": csv,
         "truth": truth,
+        "candidates": candidates,
         "clean": clean,
         "period": period,
         "summary": summary,
@@ -156,17 +169,17 @@ def test_balanced_class_weights_follow_the_class_counts(spark):
     )
     weights = {
         row["churned"]: row["class_weight"]
-        for row in _with_class_weight(train, "balanced")
+        for row in with_class_weight(train, "balanced")
         .select("churned", "class_weight")
         .distinct()
         .collect()
     }
     assert weights == {1: pytest.approx(1000 / 600), 0: pytest.approx(1000 / 1400)}
     assert {
-        r[0] for r in _with_class_weight(train, "none").select("class_weight").distinct().collect()
+        r[0] for r in with_class_weight(train, "none").select("class_weight").distinct().collect()
     } == {1.0}
     with pytest.raises(ValueError, match="class_weight"):
-        _with_class_weight(train, "inverse")
+        with_class_weight(train, "inverse")
 
 
 # ------------------------------------------------------------------ metrics
@@ -265,8 +278,18 @@ def test_selection_evaluation_and_scoring(generated):
     selection, modeling = generated["selection"], generated["modeling"]
     # every classifier, and the best of them with the BTYD features too; the best is kept
     validation = selection["validation"]
-    best_without = max(modeling["candidates"], key=lambda name: validation[name]["pr_auc"])
-    assert set(validation) == {*modeling["candidates"], f"{best_without}_with_btyd"}
+    assert modeling["engine"] == "driver"  # the default
+    candidates = modeling["candidates"]["driver"]
+    best_without = max(candidates, key=lambda name: validation[name]["pr_auc"])
+    assert set(validation) == {*candidates, f"{best_without}_with_btyd"}
+    # every train and validation customer was collected (below max_train_customers)
+    counts = generated["model_input"].groupBy("split").count().toPandas()
+    n = dict(zip(counts["split"], counts["count"], strict=True))
+    assert selection["training"] == {
+        "engine": "driver",
+        "rows_used": n["train"] + n["validation"],
+        "rows_available": n["train"] + n["validation"],
+    }
     best = max(v["pr_auc"] for v in selection["validation"].values())
     assert selection["validation"][selection["selected"]]["pr_auc"] == best
     btyd = selection["btyd_features"]
@@ -283,9 +306,8 @@ def test_selection_evaluation_and_scoring(generated):
     churn_metrics, curves = evaluate_churn_model(
         model, generated["model_input"], selection, modeling["evaluation"]
     )
-    counts = generated["model_input"].groupBy("split").count().toPandas()
-    n = dict(zip(counts["split"], counts["count"], strict=True))
     assert churn_metrics["n_train"] == n["train"] and churn_metrics["n_test"] == n["test"]
+    assert churn_metrics["training"] == selection["training"]
     assert sum(churn_metrics["confusion_matrix"].values()) == n["test"]
     assert 0.65 < churn_metrics["roc_auc"] < 1
     assert {w["feature"] for w in curves["feature_weights"]} <= {
@@ -323,20 +345,139 @@ def test_selection_evaluation_and_scoring(generated):
     assert set(predictions["predicted_churn"]) == {0, 1}
 
 
-def test_boosting_stops_when_validation_stops_improving(generated):
+def test_xgboost_stops_when_validation_stops_improving(generated):
     model_input, modeling = generated["model_input"], generated["modeling"]
-    trees = modeling["candidates"]["gradient_boosted_trees"]
+    trees = {**modeling["candidates"]["driver"]["xgboost"], "max_iter": 60}
+
+    def fitted(rounds):
+        only_trees = {
+            **modeling,
+            "btyd_features": [],
+            "candidates": {"driver": {"xgboost": {**trees, "early_stopping_rounds": rounds}}},
+        }
+        models, report = fit_churn_candidates(model_input, only_trees)
+        return models["xgboost"], report["validation"]["xgboost"]
+
+    every_round, _ = fitted(None)
+    # no patience: boosting stops at the first round that does not improve the validation loss
+    stopped, scores = fitted(1)
+    trees_of = lambda model: model.named_steps["classifier"]  # noqa: E731
+    assert trees_of(every_round).get_booster().num_boosted_rounds() == 60
+    grown = trees_of(stopped).get_booster().num_boosted_rounds()
+    assert 1 < grown < 60
+    losses = trees_of(stopped).evals_result()["validation_0"]["logloss"]
+    assert len(losses) == grown and losses[-1] >= losses[-2]
+    assert trees_of(stopped).best_iteration == grown - 2 == int(np.argmin(losses))
+    assert 0 < scores["pr_auc"] <= 1
+    # the model scores with the trees up to the best round, not the one grown after it
+    rows = model_input.filter(F.col("split") == "test").limit(50).toPandas()
+    inputs = list(stopped.feature_names_in_)
+    prepared = stopped.named_steps["prepare"].transform(rows[inputs])
+    best_only = trees_of(stopped).predict_proba(prepared, iteration_range=(0, grown - 1))
+    assert stopped.predict_proba(rows[inputs]) == pytest.approx(best_only, abs=0)
+    # the scaler saw the training customers only, not the validation ones that measured
+    train = model_input.filter(F.col("split") == "train")
+    first = modeling["features"]["numeric"][0]
+    expected_mean = train.agg(F.mean(first)).first()[0]
+    for model in (stopped, every_round):
+        scaler = model.named_steps["prepare"].named_transformers_["numeric"]
+        assert scaler.mean_[0] == pytest.approx(expected_mean, rel=1e-12)
+
+
+def test_above_max_train_customers_a_stratified_seeded_sample_is_collected(generated):
+    model_input, modeling = generated["model_input"], generated["modeling"]
+    columns = ["customer_id", "recency_days"]
+    full, counts = collect_training_rows(model_input, columns, 10**9, seed=1)
+    assert counts["rows_used"] == counts["rows_available"] == len(full)
+    sample, counts = collect_training_rows(model_input, columns, 1000, seed=1)
+    assert counts == {"rows_used": len(sample), "rows_available": len(full)}
+    assert abs(len(sample) - 1000) <= 4  # rounded per (label, split) stratum
+    # every label and split keeps its share, to one customer per stratum
+    for key, n in full.groupby(["churned", "split"]).size().items():
+        kept = (sample[["churned", "split"]].apply(tuple, axis=1) == key).sum()
+        assert abs(kept - n * 1000 / len(full)) <= 1, key
+    again, _ = collect_training_rows(model_input.repartition(5), columns, 1000, seed=1)
+    pd.testing.assert_frame_equal(sample, again)
+    other, _ = collect_training_rows(model_input, columns, 1000, seed=2)
+    assert set(other["customer_id"]) != set(sample["customer_id"])
+    # and the fit says so
+    small = {**modeling, "max_train_customers": 1000, "btyd_features": []}
+    small["candidates"] = {
+        "driver": {"logistic_regression": modeling["candidates"]["driver"]["logistic_regression"]}
+    }
+    _, report = fit_churn_candidates(model_input, small)
+    assert report["training"] == {"engine": "driver", **counts}
+
+
+# ------------------------------------------------------------------ the spark_ml engine
+@pytest.fixture(scope="module")
+def spark_ml_fit(generated):
+    """The same model input fitted and selected by the Spark ML engine (kept for fully
+    distributed training): few iterations and no BTYD refit, each Spark ML iteration is a job."""
+    modeling = {**generated["modeling"], "engine": "spark_ml", "btyd_features": []}
+    spark_candidates = modeling["candidates"]["spark_ml"]
+    modeling["candidates"] = {
+        "spark_ml": {
+            "logistic_regression": {**spark_candidates["logistic_regression"], "max_iter": 20},
+            # every tree (no early stopping): the stopping test's reference
+            "gradient_boosted_trees": {
+                **spark_candidates["gradient_boosted_trees"],
+                "validation_tol": None,
+            },
+        }
+    }
+    candidates, report = fit_churn_candidates(generated["model_input"], modeling)
+    selected, selection = select_churn_model(candidates, report, generated["model_input"], modeling)
+    return SimpleNamespace(
+        modeling=modeling,
+        candidates=candidates,
+        report=report,
+        selected=selected,
+        selection=selection,
+    )
+
+
+def test_the_spark_ml_engine_fits_selects_and_scores_in_spark(generated, spark_ml_fit):
+    assert set(spark_ml_fit.report["validation"]) == {
+        "logistic_regression",
+        "gradient_boosted_trees",
+    }
+    assert isinstance(spark_ml_fit.selected.model, PipelineModel)
+    n_training = generated["model_input"].filter(F.col("split") != "test").count()
+    assert spark_ml_fit.selection["training"] == {
+        "engine": "spark_ml",
+        "rows_used": n_training,
+        "rows_available": n_training,
+    }
+    test = churn_scores(
+        spark_ml_fit.selected.model, generated["model_input"].filter(F.col("split") == "test")
+    ).toPandas()
+    assert test["churn_probability"].between(0, 1).all()
+    assert roc_auc_score(test["churned"], test["churn_probability"]) > 0.65
+    weights = spark_ml_fit_weights(spark_ml_fit, generated["model_input"])
+    assert weights and weights[0]["kind"] in {"coefficient", "importance"}
+
+
+def spark_ml_fit_weights(fit, model_input):
+    return _feature_weights(fit.selected.model, model_input, fit.selection["features"]["numeric"])
+
+
+def test_spark_gbt_stops_when_validation_stops_improving(generated, spark_ml_fit):
+    model_input, modeling = generated["model_input"], spark_ml_fit.modeling
+    trees = modeling["candidates"]["spark_ml"]["gradient_boosted_trees"]
 
     def fitted(validation_tol):
         only_trees = {
             **modeling,
             "btyd_features": [],
-            "candidates": {"gradient_boosted_trees": {**trees, "validation_tol": validation_tol}},
+            "candidates": {
+                "spark_ml": {"gradient_boosted_trees": {**trees, "validation_tol": validation_tol}}
+            },
         }
-        models, scores = fit_churn_candidates(model_input, only_trees)
-        return models["gradient_boosted_trees"], scores["gradient_boosted_trees"]
+        models, report = fit_churn_candidates(model_input, only_trees)
+        return models["gradient_boosted_trees"], report["validation"]["gradient_boosted_trees"]
 
-    every_round, _ = fitted(None)
+    every_round = spark_ml_fit.candidates["gradient_boosted_trees"]
     # a tolerance no tree can meet: boosting stops after the first round without gain
     stopped, scores = fitted(0.5)
     assert every_round.stages[-1].getNumTrees == trees["max_iter"]
@@ -354,32 +495,79 @@ def _categories(model_input, column):
     return [row[0] for row in model_input.select(column).distinct().collect()] + ["__unknown"]
 
 
-def test_logged_model_loads_back_and_scores_the_same(generated, tmp_path):
+@pytest.mark.parametrize("engine", ["driver", "spark_ml"])
+def test_logged_models_load_back_score_the_same_and_serve_as_champion(
+    generated, spark_ml_fit, tmp_path, engine
+):
+    """Either engine's model: logged, registered, loaded back in its flavor; behind the alias
+    it is the champion the scoring pipeline scores with (a Spark ML champion registered
+    before the driver engine still scores). The driver's is its XGBoost candidate, whose
+    trees MLflow's skops format must be told to trust."""
+    if engine == "driver":
+        modeling = generated["modeling"]
+        features = candidate_features("xgboost", modeling)
+        example = generated["model_input"].select(*features["numeric"], *features["categorical"])
+        selected = ModelWithExample(generated["candidates"]["xgboost"], example.limit(5).toPandas())
+        selection = {
+            **generated["selection"],
+            "selected": "xgboost",
+            "features": features,
+            "btyd_features": {"offered": [], "used": False},
+        }
+    else:
+        selected, selection = spark_ml_fit.selected, spark_ml_fit.selection
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("round-trip")
-    dataset = MlflowSparkModelDataset(
-        save_args={"name": "churn_model", "registered_model_name": "round_trip_churn"}
+    name = f"round_trip_{engine}"
+    dataset = MlflowChurnModelDataset(
+        save_args={"name": "churn_model", "registered_model_name": name}
     )
     with mlflow.start_run() as run:
-        dataset.save(generated["selected"])
+        dataset.save(selected)
+        mlflow.log_dict(selection, MlflowChampionDataset.SELECTION_ARTIFACT)
     # in the run, the saved model itself; from MLflow, a model that scores the same
-    assert dataset.load() is generated["selected"].model
-    loaded = mlflow.spark.load_model(f"runs:/{run.info.run_id}/churn_model")
+    assert dataset.load() is selected.model
+    uri = f"runs:/{run.info.run_id}/churn_model"
+    info = mlflow.models.get_model_info(uri)
+    assert ("sklearn" if engine == "driver" else "spark") in info.flavors
+    assert engine == "spark_ml" or isinstance(selected.model[-1], XGBClassifier)
+    loaded = load_churn_model(uri)
     customers = generated["model_input"].filter(F.col("split") == "test").limit(25)
-    expected = churn_scores(generated["selected"].model, customers).toPandas()
-    actual = churn_scores(loaded, customers).toPandas()
-    pd.testing.assert_frame_equal(expected, actual)
+    expected = churn_scores(selected.model, customers).toPandas()
+    pd.testing.assert_frame_equal(expected, churn_scores(loaded, customers).toPandas())
 
-    info = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/churn_model")
-    features = generated["selection"]["features"]
+    features = selection["features"]
     assert info.signature.inputs.input_names() == [*features["numeric"], *features["categorical"]]
     assert info.saved_input_example_info is not None
-    registered = mlflow.MlflowClient().search_model_versions("name='round_trip_churn'")
+    client = mlflow.MlflowClient()
+    registered = client.search_model_versions(f"name='{name}'")
     assert [v.run_id for v in registered] == [run.info.run_id]
-    # the generic pyfunc flavor scores pandas rows too (class labels at 0.5)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/round_trip_churn/{registered[0].version}")
-    labels = pyfunc.predict(customers.select(*info.signature.inputs.input_names()).toPandas())
-    assert set(labels) <= {0.0, 1.0} and len(labels) == 25
+    rows = customers.select(*info.signature.inputs.input_names()).toPandas()
+    predicted = mlflow.pyfunc.load_model(f"models:/{name}/{registered[0].version}").predict(rows)
+    if engine == "driver":
+        # pyfunc predicts predict_proba, without Spark: column 1 is the churn probability
+        assert predicted[:, 1] == pytest.approx(expected["churn_probability"].to_numpy(), abs=0)
+    else:
+        assert set(predicted) <= {0.0, 1.0} and len(predicted) == 25  # class labels at 0.5
+
+    client.set_registered_model_alias(name, "champion", registered[0].version)
+    champion = MlflowChampionDataset(registered_model=name).load()
+    assert champion.version == int(registered[0].version)
+    assert champion.selection["selected"] == selection["selected"]
+    current = customers.drop("split", "churned")
+    scored = score_customers(
+        champion.model,
+        current,
+        current.select("customer_id"),
+        champion.selection,
+        generated["modeling"]["risk_bands"],
+        generated["period"],
+    ).toPandas()
+    merged = scored.merge(expected, on="customer_id", suffixes=("", "_expected"))
+    assert len(merged) == 25
+    assert merged["churn_probability"].to_numpy() == pytest.approx(
+        merged["churn_probability_expected"].to_numpy(), abs=0
+    )
 
 
 # ------------------------------------------------------------------ oracle

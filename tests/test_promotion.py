@@ -38,13 +38,22 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
     client = _client(default_run.project)
     assert int(client.get_model_version_by_alias(name, "champion").version) == version
 
-    # a deliberately worse challenger: one feature, no BTYD features, on the same customers
+    # a deliberately worse challenger: one feature, no BTYD features, on the same customers;
+    # trained by the other engine, so a Spark ML model meets a scikit-learn champion
     project = tmp_path / "project"
     shutil.copytree(default_run.project, project)
     (project / "conf/local/parameters_churn_modeling.yml").write_text(
         yaml.safe_dump(
             {
                 "churn_modeling": {
+                    "engine": "spark_ml",
+                    # merged into the base candidates: both, kept small
+                    "candidates": {
+                        "spark_ml": {
+                            "logistic_regression": {"max_iter": 20},
+                            "gradient_boosted_trees": {"max_iter": 3},
+                        }
+                    },
                     "features": {"numeric": ["tenure_days"], "categorical": ["country"]},
                     "btyd_features": [],
                 }
@@ -61,6 +70,11 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
     gain = second["challenger"]["score"] - second["champion"]["score"]
     assert gain < 0.005
     assert f"a gain of {gain:+.4f}, below the 0.005 required" in second["reason"]
+    assert (second["challenger"]["flavor"], second["champion"]["flavor"]) == ("spark", "sklearn")
+    assert second["reason"].endswith(
+        "the champion is a sklearn model, the challenger a spark one, and the champion keeps "
+        "scoring"
+    )
     client = _client(project)
     assert int(client.get_model_version_by_alias(name, "champion").version) == version
     versions = {int(v.version) for v in client.search_model_versions(f"name='{name}'")}

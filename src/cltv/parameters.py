@@ -19,6 +19,13 @@ from cltv.pipelines.data_processing.nodes import (
 )
 
 SPLITS = ("train", "validation", "test")
+# churn_modeling.engine and the candidates each knows (kept here, not imported from the
+# pipeline, so the check runs before pyspark, scikit-learn or xgboost is imported)
+CHURN_CANDIDATES = {
+    "driver": ("logistic_regression", "xgboost"),
+    "spark_ml": ("logistic_regression", "gradient_boosted_trees"),
+}
+CHURN_ENGINES = tuple(CHURN_CANDIDATES)
 
 
 class ParameterError(ValueError):
@@ -178,7 +185,27 @@ def problems(params: Mapping[str, Any]) -> list[str]:
     split = ((params.get("churn_modeling") or {}).get("split") or {}).get("fractions")
     if split is not None:
         _check(found, "churn_modeling.split.fractions", lambda: _fractions(split))
-    promotion = (params.get("churn_modeling") or {}).get("promotion") or {}
+    modeling = params.get("churn_modeling") or {}
+    if "engine" in modeling:
+        _check(found, "churn_modeling.engine", lambda: _one_of(modeling["engine"], CHURN_ENGINES))
+        if modeling["engine"] in CHURN_ENGINES:
+            engine = modeling["engine"]
+            _check(
+                found,
+                f"churn_modeling.candidates.{engine}",
+                lambda: _churn_candidates_problem(
+                    (modeling.get("candidates") or {}).get(engine), engine
+                ),
+            )
+    if "max_train_customers" in modeling:
+        _check(
+            found,
+            "churn_modeling.max_train_customers",
+            lambda: (
+                "must be at least 100" if _number(modeling["max_train_customers"]) < 100 else None
+            ),
+        )
+    promotion = modeling.get("promotion") or {}
     if "metric" in promotion:
         _check(
             found,
@@ -192,6 +219,14 @@ def problems(params: Mapping[str, Any]) -> list[str]:
             lambda: "must not be negative" if _number(promotion["min_gain"]) < 0 else None,
         )
     return found
+
+
+def _churn_candidates_problem(candidates: Any, engine: str) -> str | None:
+    known = CHURN_CANDIDATES[engine]
+    if not isinstance(candidates, Mapping) or not candidates:
+        return f"{candidates!r} must map at least one of {', '.join(known)} to its settings"
+    unknown = sorted(set(candidates) - set(known))
+    return f"unknown model(s) {', '.join(unknown)}; known: {', '.join(known)}" if unknown else None
 
 
 def _candidates_problem(candidates: Any) -> str | None:

@@ -1,8 +1,12 @@
-"""Project datasets: Delta tables (a path or Unity Catalog), invoice CSVs, Spark ML models."""
+"""Project datasets: Delta tables (a path or Unity Catalog), invoice CSVs, MLflow models."""
 
 from cltv.datasets.invoice_csv_dataset import InvoiceCSVDataset
 from cltv.datasets.mlflow_champion_dataset import ChampionModel, MlflowChampionDataset
-from cltv.datasets.mlflow_spark_model_dataset import MlflowSparkModelDataset, SparkModelWithExample
+from cltv.datasets.mlflow_churn_model_dataset import (
+    MlflowChurnModelDataset,
+    ModelWithExample,
+    load_churn_model,
+)
 from cltv.datasets.spark_delta_table_dataset import SparkDeltaTableDataset
 from cltv.datasets.unity_catalog_table_dataset import UnityCatalogTableDataset
 
@@ -10,8 +14,9 @@ __all__ = [
     "ChampionModel",
     "InvoiceCSVDataset",
     "MlflowChampionDataset",
-    "MlflowSparkModelDataset",
+    "MlflowChurnModelDataset",
+    "ModelWithExample",
     "SparkDeltaTableDataset",
-    "SparkModelWithExample",
     "UnityCatalogTableDataset",
+    "load_churn_model",
 ]

@@ -9,17 +9,19 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import mlflow
-import mlflow.spark
 from kedro.io import AbstractDataset, DatasetError
-from pyspark.ml import Transformer
+
+from cltv.datasets.mlflow_churn_model_dataset import load_churn_model
 
 
 @dataclass(frozen=True)
 class ChampionModel:
-    """The Spark ML model behind the alias, its version, and the ``churn_model_selection.json``
-    its training run wrote (threshold, features, whether BTYD features were used)."""
+    """The model behind the alias (a scikit-learn pipeline, or a Spark ML model for a version
+    trained by the ``spark_ml`` engine or before the driver engine existed), its version, and
+    the ``churn_model_selection.json`` its training run wrote (threshold, features, whether
+    BTYD features were used)."""
 
-    model: Transformer
+    model: Any
     version: int
     selection: dict[str, Any]
 
@@ -62,7 +64,7 @@ class MlflowChampionDataset(AbstractDataset[ChampionModel, None]):
                 f"'{self._alias}' in the MLflow registry at {mlflow.get_tracking_uri()}: run "
                 "the training pipelines first (kedro run), which promote one"
             ) from None
-        model = mlflow.spark.load_model(f"models:/{self._registered_model}@{self._alias}")
+        model = load_churn_model(f"models:/{self._registered_model}@{self._alias}")
         with TemporaryDirectory() as folder:
             path = mlflow.artifacts.download_artifacts(
                 run_id=version.run_id, artifact_path=self.SELECTION_ARTIFACT, dst_path=folder

@@ -1,7 +1,10 @@
-"""Nodes of ``churn_modeling``: label, split, fit, select, evaluate and score on Spark ML.
+"""Nodes of ``churn_modeling``: label, split, fit, select, evaluate and score.
 
-Only DataFrame and ``pyspark.ml`` APIs (no RDDs, no SparkContext), so the same code runs over
-Spark Connect. Churn means no purchase in the ``holdout_days`` after ``calibration_end``
+Two engines fit the candidates (``churn_modeling.engine``): ``driver`` (default; scikit-learn
+and XGBoost on the collected model table, :mod:`.driver`) and ``spark_ml`` (:mod:`.spark_ml`).
+Every other step, scoring every customer included, runs in Spark whichever engine trained the
+model, with DataFrame APIs only (no RDDs, no SparkContext), so it runs over Spark Connect.
+Churn means no purchase in the ``holdout_days`` after ``calibration_end``
 (``customer_summary.churned``); features come from ``customer_features``, computed from the
 calibration period alone.
 """
@@ -12,17 +15,15 @@ import logging
 from typing import Any
 
 import mlflow
-import mlflow.spark
 from matplotlib.figure import Figure
-from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.classification import GBTClassifier, LogisticRegression
-from pyspark.ml.feature import OneHotEncoder, StandardScaler, StringIndexer, VectorAssembler
-from pyspark.ml.functions import vector_to_array
+from pyspark.ml import Transformer
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cltv import metrics
-from cltv.datasets.mlflow_spark_model_dataset import SparkModelWithExample
+from cltv.datasets.mlflow_churn_model_dataset import ModelWithExample, load_churn_model
+from cltv.parameters import CHURN_CANDIDATES, CHURN_ENGINES
+from cltv.pipelines.churn_modeling import driver, spark_ml
 from cltv.pipelines.cltv.nodes import MODEL_LABELS, NO_PURCHASE_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -94,114 +95,59 @@ def candidate_features(name: str, modeling: dict[str, Any]) -> dict[str, list[st
 
 
 # ------------------------------------------------------------------ models
-def _pipeline(features: dict[str, list[str]], classifier) -> Pipeline:
-    """Scale numeric features, one-hot the categoricals (unseen values kept apart), classify."""
-    numeric, categorical = features["numeric"], features["categorical"]
-    indexed = [f"{name}_index" for name in categorical]
-    encoded = [f"{name}_onehot" for name in categorical]
-    return Pipeline(
-        stages=[
-            StringIndexer(inputCols=categorical, outputCols=indexed, handleInvalid="keep"),
-            OneHotEncoder(inputCols=indexed, outputCols=encoded, handleInvalid="keep"),
-            VectorAssembler(inputCols=numeric, outputCol="numeric_raw", handleInvalid="error"),
-            StandardScaler(
-                inputCol="numeric_raw", outputCol="numeric_scaled", withMean=True, withStd=True
-            ),
-            VectorAssembler(inputCols=["numeric_scaled", *encoded], outputCol="features"),
-            classifier,
-        ]
-    )
-
-
-def _with_class_weight(train: DataFrame, class_weight: str) -> DataFrame:
-    """``balanced``: each class weighs n / (2 n_class), as scikit-learn's class_weight does."""
-    if class_weight == "none":
-        return train.withColumn("class_weight", F.lit(1.0))
-    if class_weight != "balanced":
-        raise ValueError(
-            f"parameter churn_modeling.class_weight: '{class_weight}' is not balanced or none"
-        )
-    counts = train.groupBy(LABEL).count()
-    total = F.sum("count").over(Window.partitionBy())
-    weights = counts.select(LABEL, (total / (2.0 * F.col("count"))).alias("class_weight"))
-    return train.join(F.broadcast(weights), LABEL)
 
 
 def fit_churn_candidates(
     model_input: DataFrame, modeling: dict[str, Any]
-) -> tuple[dict[str, PipelineModel], dict[str, dict[str, float]]]:
-    """Fit every candidate in ``modeling['candidates']`` on the training split and score each
-    once on the validation split (PR-AUC, ROC-AUC); when ``btyd_features`` are offered, the
-    best of them on validation is fitted again with them (``<name>_with_btyd``), so that the
-    validation split decides whether they help.
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit every candidate of the engine (``modeling['candidates'][engine]``) on the training
+    split and score each once on the validation split (PR-AUC, ROC-AUC); when
+    ``btyd_features`` are offered, the best of them on validation is fitted again with them
+    (``<name>_with_btyd``), so that the validation split decides whether they help.
 
-    Gradient-boosted trees stop adding trees when the validation loss stops improving by
-    ``validation_tol`` (relative; Spark's ``validationTol``), at most ``max_iter``: the
-    validation customers then ride along in the training set, flagged, and only measure.
+    ``engine: driver`` collects the train and validation customers (a seeded stratified sample
+    above ``max_train_customers``) and fits scikit-learn / XGBoost pipelines on the driver;
+    ``spark_ml`` fits Spark ML pipelines. Either way the validation customers are scored in
+    Spark. Returns the fitted models and ``{"validation": scores, "training": rows used}``.
     """
-    # every column some candidate sees
-    features = candidate_features(WITH_BTYD if modeling["btyd_features"] else "", modeling)
-    columns = ["customer_id", *features["numeric"], *features["categorical"], LABEL]
-    in_training = model_input.filter(F.col("split") != "test")
-    train = _with_class_weight(
-        in_training.filter(F.col("split") == "train"), modeling["class_weight"]
-    ).select(*columns, "class_weight", F.lit(False).alias(VALIDATION_FLAG))
-    common = {"featuresCol": "features", "labelCol": LABEL, "weightCol": "class_weight"}
-
-    def gradient_boosted_trees(p: dict[str, Any]) -> GBTClassifier:
-        stopping = {}
-        if p.get("validation_tol") is not None:
-            stopping = {
-                "validationIndicatorCol": VALIDATION_FLAG,
-                "validationTol": p["validation_tol"],
-            }
-        return GBTClassifier(
-            maxIter=p["max_iter"],
-            maxDepth=p["max_depth"],
-            stepSize=p["step_size"],
-            subsamplingRate=p["subsampling_rate"],
-            seed=p["seed"],
-            **stopping,
-            **common,
+    engine = modeling["engine"]
+    if engine not in CHURN_ENGINES:
+        raise ValueError(
+            f"parameter churn_modeling.engine: '{engine}' is not one of {', '.join(CHURN_ENGINES)}"
         )
-
-    builders = {
-        "logistic_regression": lambda p: LogisticRegression(
-            regParam=p["reg_param"],
-            elasticNetParam=p["elastic_net_param"],
-            maxIter=p["max_iter"],
-            standardization=False,  # numeric features are already scaled; one-hots stay 0/1
-            **common,
-        ),
-        "gradient_boosted_trees": gradient_boosted_trees,
-    }
-    unknown = sorted(set(modeling["candidates"]) - set(builders))
+    candidates = modeling["candidates"][engine]
+    unknown = sorted(set(candidates) - set(CHURN_CANDIDATES[engine]))
     if unknown:
         raise ValueError(
-            f"parameter churn_modeling.candidates: unknown model(s) {', '.join(unknown)}; "
-            f"known: {', '.join(builders)}"
+            f"parameter churn_modeling.candidates.{engine}: unknown model(s) "
+            f"{', '.join(unknown)}; known: {', '.join(CHURN_CANDIDATES[engine])}"
         )
-    # validation rows only measure early stopping (weight 1: the loss they report is the
-    # plain validation loss); the scaler and encoders are fitted on the training rows alone
-    with_validation = train.unionByName(
-        in_training.filter(F.col("split") == "validation").select(
-            *columns, F.lit(1.0).alias("class_weight"), F.lit(True).alias(VALIDATION_FLAG)
+    # every column some candidate sees
+    features = candidate_features(WITH_BTYD if modeling["btyd_features"] else "", modeling)
+    columns = ["customer_id", *features["numeric"], *features["categorical"]]
+    if engine == "driver":
+        rows, training = driver.collect_training_rows(
+            model_input, columns, modeling["max_train_customers"], modeling["split"]["seed"]
         )
-    )
 
-    def fit(name: str, suffix: str = "") -> PipelineModel:
-        classifier = builders[name](modeling["candidates"][name])
-        pipeline = _pipeline(candidate_features(name + suffix, modeling), classifier)
-        if not (
-            classifier.hasParam("validationIndicatorCol")
-            and classifier.isSet("validationIndicatorCol")
-        ):
-            return pipeline.fit(train)
-        preparation = Pipeline(stages=pipeline.getStages()[:-1]).fit(train)
-        trees = classifier.fit(preparation.transform(with_validation))
-        return PipelineModel([*preparation.stages, trees])
+        def fit(name: str, suffix: str = "") -> Any:
+            return driver.BUILDERS[name](
+                rows,
+                candidate_features(name + suffix, modeling),
+                candidates[name],
+                modeling["class_weight"],
+            )
+    else:
+        rows = spark_ml.training_rows(model_input, [*columns, LABEL], modeling["class_weight"])
+        available = model_input.filter(F.col("split") != "test").count()
+        training = {"rows_used": available, "rows_available": available}
 
-    fitted = {name: fit(name) for name in modeling["candidates"]}
+        def fit(name: str, suffix: str = "") -> Any:
+            return spark_ml.fit_candidate(
+                name, candidates[name], candidate_features(name + suffix, modeling), rows
+            )
+
+    fitted = {name: fit(name) for name in candidates}
     scores = {name: _validation_scores(model, model_input) for name, model in fitted.items()}
     if modeling["btyd_features"]:
         # offered to the best classifier on validation: one more fit, not one per candidate
@@ -215,30 +161,30 @@ def fit_churn_candidates(
             score["pr_auc"],
             score["roc_auc"],
         )
-    return fitted, scores
+    return fitted, {"validation": scores, "training": {"engine": engine, **training}}
 
 
-# GBT's early stopping reads this flag to tell validation rows from training rows
-VALIDATION_FLAG = "is_validation"
-
-
-def _validation_scores(model: PipelineModel, model_input: DataFrame) -> dict[str, float]:
+def _validation_scores(model: Any, model_input: DataFrame) -> dict[str, float]:
     ranking = metrics.ranking_metrics(
         metrics.score_table(_held_out(model, model_input, "validation"))
     )
     return {"pr_auc": ranking["pr_auc"], "roc_auc": ranking["roc_auc"]}
 
 
-def churn_scores(model: PipelineModel, customers: DataFrame) -> DataFrame:
-    """``customers`` with ``churn_probability``, the model's probability of class 1."""
-    scored = model.transform(customers)
-    return scored.select(
-        *customers.columns,
-        vector_to_array("probability")[1].alias("churn_probability"),
-    )
+def is_spark_model(model: Any) -> bool:
+    """A Spark ML model (engine ``spark_ml``, or a champion registered before ``driver``)."""
+    return isinstance(model, Transformer)
 
 
-def _held_out(model: PipelineModel, model_input: DataFrame, split: str) -> DataFrame:
+def churn_scores(model: Any, customers: DataFrame) -> DataFrame:
+    """``customers`` with ``churn_probability``, the model's probability of class 1, computed
+    in Spark whichever engine trained the model."""
+    if is_spark_model(model):
+        return spark_ml.score_in_spark(model, customers)
+    return driver.score_in_spark(model, customers)
+
+
+def _held_out(model: Any, model_input: DataFrame, split: str) -> DataFrame:
     rows = model_input.filter(F.col("split") == split)
     return churn_scores(model, rows).select(
         F.col(LABEL).alias("label"), F.col("churn_probability").alias("score")
@@ -246,13 +192,14 @@ def _held_out(model: PipelineModel, model_input: DataFrame, split: str) -> DataF
 
 
 def select_churn_model(
-    candidates: dict[str, PipelineModel],
-    scores: dict[str, dict[str, float]],
+    candidates: dict[str, Any],
+    fit_report: dict[str, Any],
     model_input: DataFrame,
     modeling: dict[str, Any],
-) -> tuple[SparkModelWithExample, dict[str, Any]]:
-    """Pick the candidate with the best validation PR-AUC (``scores``, from
+) -> tuple[ModelWithExample, dict[str, Any]]:
+    """Pick the candidate with the best validation PR-AUC (``fit_report``, from
     :func:`fit_churn_candidates`), and its threshold on the validation split."""
+    scores = fit_report["validation"]
     selected = max(scores, key=lambda name: scores[name]["pr_auc"])
     btyd = _btyd_feature_selection(scores, selected, modeling["btyd_features"])
     rule = modeling["threshold"]
@@ -274,9 +221,10 @@ def select_churn_model(
         "threshold": {"rule": rule["rule"], "value": threshold},
         "features": features,
         "btyd_features": btyd,
+        "training": fit_report["training"],
     }
     logger.info("Selected churn model %s, threshold %.4f", selected, threshold)
-    return SparkModelWithExample(candidates[selected], example), selection
+    return ModelWithExample(candidates[selected], example), selection
 
 
 def _btyd_feature_selection(
@@ -308,35 +256,14 @@ def _btyd_feature_selection(
 
 
 # ------------------------------------------------------------------ evaluation
-def _feature_weights(
-    model: PipelineModel, model_input: DataFrame, numeric: list[str]
-) -> list[dict[str, Any]]:
-    """Coefficients (logistic regression) or importances (trees) by expanded feature name,
-    largest magnitude first, zeros left out."""
-    assembled = model.transform(model_input.limit(1)).schema["features"].metadata["ml_attr"]
-    names: dict[int, str] = {}
-    for group in assembled["attrs"].values():
-        for attribute in group:
-            name = attribute["name"]
-            # the scaler's output slots lose their names; they are the numeric inputs in order
-            if name.startswith("numeric_scaled_"):
-                name = numeric[int(name.rsplit("_", 1)[1])]
-            names[attribute["idx"]] = name
-    classifier = model.stages[-1]
-    if hasattr(classifier, "coefficients"):
-        values, kind = classifier.coefficients.toArray(), "coefficient"
-    else:
-        values, kind = classifier.featureImportances.toArray(), "importance"
-    weights = [
-        {"feature": names.get(i, f"feature_{i}"), "kind": kind, "value": float(v)}
-        for i, v in enumerate(values)
-        if v != 0.0
-    ]
-    return sorted(weights, key=lambda w: -abs(w["value"]))
+def _feature_weights(model: Any, model_input: DataFrame, numeric: list[str]) -> list[dict]:
+    if is_spark_model(model):
+        return spark_ml.feature_weights(model, model_input, numeric)
+    return driver.feature_weights(model)
 
 
 def evaluate_churn_model(
-    churn_model: PipelineModel,
+    churn_model: Any,
     model_input: DataFrame,
     selection: dict[str, Any],
     evaluation: dict[str, Any],
@@ -365,6 +292,7 @@ def evaluate_churn_model(
         "confusion_matrix": metrics.confusion_matrix(test, threshold),
         "validation": selection["validation"],
         "btyd_features": selection["btyd_features"],
+        "training": selection["training"],
         "head_to_head": _head_to_head(model_input, ranking, metrics.probability_metrics(test)),
     }
     curves = {
@@ -484,7 +412,7 @@ def plot_churn_evaluation(curves: dict[str, Any], max_features: int = 20) -> dic
 
 # ------------------------------------------------------------------ scoring
 def score_customers(
-    churn_model: PipelineModel,
+    churn_model: Any,
     current_features: DataFrame,
     btyd_scores_current: DataFrame,
     selection: dict[str, Any],
@@ -521,7 +449,7 @@ def score_customers(
 
 # ------------------------------------------------------------------ champion / challenger
 def promote_churn_model(
-    churn_model: PipelineModel, model_input: DataFrame, promotion: dict[str, Any]
+    churn_model: Any, model_input: DataFrame, promotion: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """The run's model (the challenger, the version this run registered) against the model
     behind the registry alias ``promotion.alias`` (the champion), both scored on this run's
@@ -555,15 +483,23 @@ def promote_churn_model(
         "metric": metric,
         "min_gain": min_gain,
         "n_test": challenger["n"],
-        "challenger": {"version": version, "score": challenger_score},
+        "challenger": {
+            "version": version,
+            "score": challenger_score,
+            "flavor": model_flavor(churn_model),
+        },
         "champion": None,
     }
     if champion_version is None:
         promoted, reason = True, f"no model had the alias '{alias}' yet"
     else:
-        champion = mlflow.spark.load_model(f"models:/{name}@{alias}")
+        champion = load_churn_model(f"models:/{name}@{alias}")
         champion_score = _test_ranking(champion, model_input)[metric]
-        decision["champion"] = {"version": champion_version, "score": champion_score}
+        decision["champion"] = {
+            "version": champion_version,
+            "score": champion_score,
+            "flavor": model_flavor(champion),
+        }
         gain = challenger_score - champion_score
         promoted = gain >= min_gain
         reason = (
@@ -571,6 +507,13 @@ def promote_churn_model(
             f"(version {champion_version}): a gain of {gain:+.4f}, "
             f"{'at least' if promoted else 'below'} the {min_gain} required"
         )
+        if decision["champion"]["flavor"] != decision["challenger"]["flavor"]:
+            # e.g. a Spark ML champion from before the driver engine: still scored as it is
+            reason += (
+                f"; the champion is a {decision['champion']['flavor']} model, the challenger "
+                f"a {decision['challenger']['flavor']} one, "
+                + ("which replaces it" if promoted else "and the champion keeps scoring")
+            )
     if promoted:
         client.set_registered_model_alias(name, alias, str(version))
     decision.update(promoted=promoted, reason=reason)
@@ -588,7 +531,12 @@ def promote_churn_model(
     return decision, metrics.as_mlflow_metrics(scores)
 
 
-def _test_ranking(model: PipelineModel, model_input: DataFrame) -> dict[str, Any]:
+def model_flavor(model: Any) -> str:
+    """The MLflow flavor a churn model is logged as: ``spark`` or ``sklearn``."""
+    return "spark" if is_spark_model(model) else "sklearn"
+
+
+def _test_ranking(model: Any, model_input: DataFrame) -> dict[str, Any]:
     """``model``'s ranking metrics on the test customers (``n``: how many)."""
     table = metrics.score_table(_held_out(model, model_input, "test")).cache()
     ranking = metrics.ranking_metrics(table)

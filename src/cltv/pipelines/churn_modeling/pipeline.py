@@ -31,14 +31,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 fit_churn_candidates,
                 inputs=["churn_model_input", "params:churn_modeling"],
-                outputs=["churn_candidates", "churn_candidate_validation"],
+                outputs=["churn_candidates", "churn_candidate_fit_report"],
                 name="fit_churn_candidates",
             ),
             Node(
                 select_churn_model,
                 inputs=[
                     "churn_candidates",
-                    "churn_candidate_validation",
+                    "churn_candidate_fit_report",
                     "churn_model_input",
                     "params:churn_modeling",
                 ],
