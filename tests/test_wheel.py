@@ -192,7 +192,7 @@ def packaged_run(venv, package, tmp_path_factory) -> SimpleNamespace:
 
 def _rows(table: Path) -> int:
     assert (table / "_delta_log").is_dir(), table
-    return DeltaTable(str(table)).to_pyarrow_table().num_rows
+    return DeltaTable(str(table)).to_pyarrow_dataset().count_rows()
 
 
 def test_packaged_run_writes_delta_tables_under_the_working_folder(packaged_run):

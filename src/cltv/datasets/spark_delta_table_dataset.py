@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlparse
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
+from deltalake import DeltaTable, QueryBuilder
 from deltalake import Schema as DeltaSchema
 from deltalake.transaction import AddAction, create_table_with_add_actions
 from kedro.io.core import AbstractDataset, DatasetError
@@ -186,13 +187,20 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
         reader_features = set(table.protocol().reader_features or [])
         if reader_features & {"deletionVectors", "columnMapping"}:
             # Spark's parquet reader would see deleted rows or physical column names: let
-            # delta-rs resolve them, at the cost of passing the table through the driver.
+            # delta-rs's query engine resolve them (pyarrow datasets refuse both features),
+            # at the cost of passing the table through the driver. Not to_pyarrow_table():
+            # with pyarrow 25 a process that called it may abort at exit (apache/arrow#34314)
             logger.warning(
                 "%s uses %s; reading it through the driver with delta-rs",
                 self._filepath,
                 ", ".join(sorted(reader_features)),
             )
-            return spark.createDataFrame(table.to_pyarrow_table(), schema=schema)
+            rows = (
+                QueryBuilder().register("delta_table", table).execute("SELECT * FROM delta_table")
+            )
+            return spark.createDataFrame(
+                pa.RecordBatchReader.from_stream(rows).read_pandas(), schema=schema
+            )
         files = table.file_uris()
         if not files:
             return spark.createDataFrame([], schema)
