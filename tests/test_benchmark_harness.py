@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 
-from tests.benchmarks.bench import measure, table, with_ratios
+from tests.benchmarks.bench import measure, stage_of_nodes, stage_times, table, with_ratios
 
 # a parent that starts a child holding 300 MB, then holds 100 MB itself
 TREE = """
@@ -38,17 +39,52 @@ def test_table_shows_the_project_against_the_floor_and_pandas():
             "floor": {**run, "wall_s": 59.0, "peak_pss_mb": 2282.0},
             "reference": {**run, "wall_s": 55.0, "peak_pss_mb": 3090.0},
             "project": {**run, "wall_s": 118.0, "peak_pss_mb": 3090.0},
+            "job": {**run, "wall_s": 82.5, "peak_pss_mb": 1545.0},
+            "stages": {"start-up": 6.0, "cleaning": 70.8, "other": 41.2},
         }
     )
     assert (result["wall_ratio_floor"], result["wall_ratio_reference"]) == (2.0, 2.15)
     assert (result["memory_ratio_floor"], result["memory_ratio_reference"]) == (1.35, 1.0)
-    row = table([result]).splitlines()[-1]
-    assert row == (
-        "| 10,000,000 | 800 | 59.0 / 2282.0 | 55.0 / 3090.0 | 118.0 / 3090.0 "
-        "| 2.0×, 1.35× | 2.15×, 1.0× |"
+    assert (result["job_wall_ratio_reference"], result["job_memory_ratio_reference"]) == (1.5, 0.5)
+    lines = table([result]).splitlines()
+    assert lines[2] == (
+        "| 10,000,000 | 800 | 59.0 / 2282.0 | 55.0 / 3090.0 | 118.0 / 3090.0 | 82.5 / 1545.0 "
+        "| 2.0×, 1.35× | 2.15×, 1.0× | 1.5×, 0.5× |"
     )
+    # the stages, cleaning against the floor's whole run (70.8 / 59)
+    assert lines[-1] == "| 10,000,000 | 6.0 s | 70.8 s (1.20× floor) | 41.2 s |"
     # a size where only the project ran: no ratios, dashes for the rest
     alone = with_ratios(
         {"rows": 1, "csv_mb": 0, "project": {**run, "wall_s": 1.0, "peak_pss_mb": 1}}
     )
-    assert table([alone]).splitlines()[-1] == "| 1 | 0 | — | — | 1.0 / 1 | — | — |"
+    assert table([alone]).splitlines()[-1] == "| 1 | 0 | — | — | 1.0 / 1 | — | — | — | — |"
+
+
+RUN_LOG = """\
+2026-12-02 01:00:00,100 INFO kedro.framework.session.session: Kedro is sending anonymous data
+2026-12-02 01:00:07,500 INFO kedro.runner.sequential_runner: Running node: standardise_columns
+2026-12-02 01:00:11,500 INFO cltv.hooks: Node standardise_columns took 4.0 s
+2026-12-02 01:00:20,000 INFO cltv.hooks: Node split_clean_and_quarantine took 8.5 s
+2026-12-02 01:00:23,000 INFO cltv.hooks: Node build_customer_features took 3.0 s
+2026-12-02 01:00:30,000 INFO cltv.hooks: Node btyd_churn_scores took 2.0 s
+2026-12-02 01:00:35,000 INFO cltv.hooks: Node fit_churn_candidates took 5.0 s
+2026-12-02 01:00:36,000 INFO cltv.hooks: Node fit_cltv_models took 1.0 s
+2026-12-02 01:00:40,000 INFO cltv.hooks: Node compare_with_previous_run took 4.0 s
+"""
+
+
+def test_stages_add_node_times_by_pipeline_and_time_the_start_up(tmp_path):
+    log = tmp_path / "project_1.log"
+    log.write_text(RUN_LOG)
+    started = datetime.strptime("2026-12-02 01:00:00,000", "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    log.with_suffix(".start").write_text(repr(started))
+    stages = stage_times(log, wall_s=45.0, stages=stage_of_nodes())
+    assert stages == {
+        "start-up": 7.5,  # process start to the first node
+        "cleaning": 12.5,
+        "summaries + features": 3.0,
+        "churn": 7.0,  # the purchase models' churn scores with the classifier
+        "CLV": 1.0,
+        "reporting": 4.0,  # drift included
+        "other": 10.0,
+    }

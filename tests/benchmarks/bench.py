@@ -6,13 +6,17 @@ file), then runs, one after the other on the same file: the Spark floor (``spark
 the least work any Spark design of this pipeline must do: one scan, the clean lines written
 once, the summary; from
 ``../shared/bench`` or ``--floor``), the reference script (``reference_pandas.py``) and the
-project (a copy of its conf, fresh data and MLflow store, the default pipeline). It prints the
+project (a copy of its conf, fresh data and MLflow store, the default pipeline), and the
+project's ``--pipelines data_processing,cltv``, the same job as the pandas script. It prints the
 wall time and the peak memory of each whole process tree (the JVM and Python workers included;
-PSS, so shared pages count once), and the ratios project / floor and project / pandas. Not part
-of ``make test``: ``make bench`` (``ROWS="sample 1000000 10000000"``, "sample" being the
-bundled file; 50M is opt-in).
+PSS, so shared pages count once), the ratios project / floor and project / pandas, and where
+the default run's time went by stage (from its ``Node … took`` lines: cleaning, summaries and
+features, churn, CLV, reporting, and the start-up before the first node). Not part of
+``make test``: ``make bench`` (``ROWS="sample 1000000 10000000"``, "sample" being the bundled
+file; 50M is opt-in).
 
-    python -m tests.benchmarks.bench --rows sample 1000000 10000000 [--only floor|reference|project]
+    python -m tests.benchmarks.bench --rows sample 1000000 10000000 \
+        [--only floor|reference|project|job]
 """
 
 from __future__ import annotations
@@ -20,18 +24,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = Path(__file__).with_name("reference_pandas.py")
 FLOOR = PROJECT_ROOT.parent / "shared" / "bench" / "spark_floor.py"
-RUNS = ("floor", "reference", "project")
+RUNS = ("floor", "reference", "project", "job")
+# the project's run of the same job as the pandas script
+JOB_PIPELINES = "data_processing,cltv"
 
 
 @dataclass
@@ -77,9 +85,11 @@ def tree_memory_bytes(root: int) -> int:
 
 
 def measure(command: list[str], cwd: Path, log: Path, env: dict | None = None) -> Measurement:
-    """Run ``command``, sampling the process tree's memory 10 times a second."""
+    """Run ``command``, sampling the process tree's memory 10 times a second. Its start time
+    (epoch seconds) is written beside the log, for :func:`stage_times`."""
     peak = 0
     with log.open("w") as output:
+        log.with_suffix(".start").write_text(repr(time.time()))
         start = time.perf_counter()
         process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=output)
         done = threading.Event()
@@ -139,46 +149,126 @@ def run_size(rows: int | str, workdir: Path, only: str | None, floor: Path = FLO
             measure([sys.executable, str(REFERENCE), str(csv), str(out)], workdir,
                     workdir / f"reference_{rows}.log")
         )  # fmt: skip
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
     if only in (None, "project"):
         project = project_copy(workdir, rows)
-        env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+        log = workdir / f"project_{rows}.log"
         result["project"] = asdict(
             measure([sys.executable, "-m", "cltv", "--params", f"input_path={csv}"], project,
-                    workdir / f"project_{rows}.log", env)
+                    log, env)
+        )  # fmt: skip
+        result["stages"] = stage_times(log, result["project"]["wall_s"])
+    if only in (None, "job"):
+        project = project_copy(workdir, f"job_{rows}")
+        result["job"] = asdict(
+            measure([sys.executable, "-m", "cltv", "--pipelines", JOB_PIPELINES,
+                     "--params", f"input_path={csv}"], project, workdir / f"job_{rows}.log", env)
         )  # fmt: skip
     return with_ratios(result)
 
 
+NODE_TIME = re.compile(r"^(\S+ \S+) INFO cltv\.hooks: Node (\S+) took ([0-9.]+) s$")
+FIRST_NODE = re.compile(r"^(\S+ \S+) INFO kedro\.runner\.\w+: Running node: ")
+STAGES = ("start-up", "cleaning", "summaries + features", "churn", "CLV", "reporting")
+
+
+def stage_of_nodes() -> dict[str, str]:
+    """Each node of the default pipeline and its stage: cleaning is everything up to the clean
+    and quarantine tables; churn includes the purchase models' churn scores it reads."""
+    from kedro.framework.project import configure_project, pipelines
+
+    configure_project("cltv")
+    data_processing = pipelines["data_processing"]
+    cleaning = data_processing.to_outputs(
+        "transactions_clean", "transactions_quarantine", "quarantine_report"
+    )
+    stages = {node.name: "summaries + features" for node in data_processing.nodes}
+    stages.update({node.name: "cleaning" for node in cleaning.nodes})
+    stages["log_quarantine_metrics"] = "cleaning"
+    stages.update({node.name: "churn" for node in pipelines["churn_modeling"].nodes})
+    for node in pipelines["cltv"].nodes:
+        stages[node.name] = "churn" if node.name.startswith("btyd_churn_scores") else "CLV"
+    stages.update({node.name: "reporting" for node in pipelines["reporting"].nodes})
+    return stages
+
+
+def _log_time(stamp: str) -> float:
+    # the run log's local time, as logging's default format writes it
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def stage_times(log: Path, wall_s: float, stages: dict[str, str] | None = None) -> dict:
+    """Seconds per stage of a default run, from its log: the ``Node … took`` lines summed by
+    stage; ``start-up`` from the process start to the first node; ``other`` the rest of the
+    wall time (closing the MLflow run, stopping Spark)."""
+    stages = stages if stages is not None else stage_of_nodes()
+    totals = dict.fromkeys(STAGES, 0.0)
+    first_node = None
+    for line in log.read_text().splitlines():
+        if first_node is None and (found := FIRST_NODE.match(line)):
+            first_node = _log_time(found.group(1))
+        if found := NODE_TIME.match(line):
+            totals[stages.get(found.group(2), "other")] = totals.get(
+                stages.get(found.group(2), "other"), 0.0
+            ) + float(found.group(3))
+    start = log.with_suffix(".start")
+    if first_node is not None and start.exists():
+        totals["start-up"] = first_node - float(start.read_text())
+    totals["other"] = wall_s - sum(totals.values())
+    return {stage: round(seconds, 1) for stage, seconds in totals.items()}
+
+
 def with_ratios(result: dict) -> dict:
     """``result`` with the project's wall time and peak PSS over the floor's and the pandas
-    script's, where both ran."""
-    for baseline in ("floor", "reference"):
-        if baseline in result and "project" in result:
-            project, other = result["project"], result[baseline]
-            result[f"wall_ratio_{baseline}"] = round(project["wall_s"] / other["wall_s"], 2)
-            result[f"memory_ratio_{baseline}"] = round(
-                project["peak_pss_mb"] / other["peak_pss_mb"], 2
+    script's, where both ran; and the data_processing + cltv job's over the pandas script's
+    (the same job)."""
+    pairs = [("project", "floor"), ("project", "reference"), ("job", "reference")]
+    for run, baseline in pairs:
+        if baseline in result and run in result:
+            ours, other = result[run], result[baseline]
+            prefix = "" if run == "project" else f"{run}_"
+            result[f"{prefix}wall_ratio_{baseline}"] = round(ours["wall_s"] / other["wall_s"], 2)
+            result[f"{prefix}memory_ratio_{baseline}"] = round(
+                ours["peak_pss_mb"] / other["peak_pss_mb"], 2
             )
     return result
 
 
 def table(results: list[dict]) -> str:
+    """The runs side by side, then each size's default run by stage."""
     lines = [
         "| rows | CSV MB | floor wall s / PSS MB | pandas wall s / PSS MB "
-        "| project wall s / PSS MB | project ÷ floor (wall, PSS) | project ÷ pandas (wall, PSS) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| project wall s / PSS MB | data_processing,cltv wall s / PSS MB "
+        "| project ÷ floor (wall, PSS) | project ÷ pandas (wall, PSS) "
+        "| data_processing,cltv ÷ pandas (wall, PSS) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         cells = [
             f"{r[run]['wall_s']} / {r[run]['peak_pss_mb']}" if run in r else "—" for run in RUNS
         ]
         ratios = [
-            f"{r[f'wall_ratio_{b}']}×, {r[f'memory_ratio_{b}']}×" if f"wall_ratio_{b}" in r else "—"
-            for b in ("floor", "reference")
+            f"{r[f'{p}wall_ratio_{b}']}×, {r[f'{p}memory_ratio_{b}']}×"
+            if f"{p}wall_ratio_{b}" in r
+            else "—"
+            for p, b in (("", "floor"), ("", "reference"), ("job_", "reference"))
         ]
-        size = f"{r['rows']:,}" if isinstance(r["rows"], int) else r["rows"]
-        lines.append(f"| {size} | {r['csv_mb']} | " + " | ".join(cells + ratios) + " |")
+        lines.append(f"| {_size(r)} | {r['csv_mb']} | " + " | ".join(cells + ratios) + " |")
+    staged = [r for r in results if "stages" in r]
+    if staged:
+        names = list(staged[0]["stages"])
+        lines += ["", "| rows | " + " | ".join(names) + " |", "|---:" * (len(names) + 1) + "|"]
+        for r in staged:
+            floor = r.get("floor", {}).get("wall_s")
+            cells = [f"{r['stages'].get(name, 0.0)} s" for name in names]
+            if floor:  # cleaning against the floor's whole run: the same scan and write
+                cells[names.index("cleaning")] += f" ({r['stages']['cleaning'] / floor:.2f}× floor)"
+            lines.append(f"| {_size(r)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _size(result: dict) -> str:
+    return f"{result['rows']:,}" if isinstance(result["rows"], int) else result["rows"]
 
 
 def main(argv: list[str] | None = None) -> None:
