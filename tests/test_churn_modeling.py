@@ -45,6 +45,7 @@ from cltv.pipelines.data_processing.nodes import (
     build_current_customer_summary,
     build_customer_features,
     build_customer_summary,
+    build_purchase_days,
     resolve_analysis_period,
 )
 from cltv.synthetic import write_csv
@@ -72,9 +73,10 @@ def generated(spark, tmp_path_factory, parameters):
     truth = write_csv(150_000, csv, seed=3, latent=True)
     clean, _, _ = clean_csv(csv)
     clean = clean.cache()
-    period = resolve_analysis_period(clean, None, None, 90)
-    summary = build_customer_summary(clean, period, "W").cache()
-    features = build_customer_features(clean, period, parameters["features"])
+    days = build_purchase_days(clean).cache()
+    period = resolve_analysis_period(days, None, None, 90)
+    summary = build_customer_summary(days, period, "W").cache()
+    features = build_customer_features(days, period, parameters["features"])
     modeling = parameters["churn_modeling"]
     models = ("bgnbd", "pnbd", "gamma_gamma")
     cltv = {"candidates": ["bgnbd", "pnbd"], **{m: {"penalizer": 0.0} for m in models}}
@@ -84,6 +86,7 @@ def generated(spark, tmp_path_factory, parameters):
     candidates, validation = fit_churn_candidates(model_input, modeling)
     selected, selection = select_churn_model(candidates, validation, model_input, modeling)
     return {
+        "days": days,
         "csv": csv,
         "truth": truth,
         "candidates": candidates,
@@ -125,12 +128,13 @@ def test_transactions_after_calibration_end_change_no_feature(generated, paramet
     )
     assert tampered.filter(after).count() != later_rows.count()  # the tampering happened
     features = parameters["features"]
-    original = _sorted_rows(build_customer_features(clean, period, features))
-    changed = _sorted_rows(build_customer_features(tampered, period, features))
+    days, tampered_days = build_purchase_days(clean), build_purchase_days(tampered)
+    original = _sorted_rows(build_customer_features(days, period, features))
+    changed = _sorted_rows(build_customer_features(tampered_days, period, features))
     pd.testing.assert_frame_equal(original, changed)
     # ... while the features as of observation_end (used for scoring) do see them
-    assert not _sorted_rows(build_current_customer_features(clean, period, features)).equals(
-        _sorted_rows(build_current_customer_features(tampered, period, features))
+    assert not _sorted_rows(build_current_customer_features(days, period, features)).equals(
+        _sorted_rows(build_current_customer_features(tampered_days, period, features))
     )
 
 
@@ -320,9 +324,9 @@ def test_selection_evaluation_and_scoring(generated):
     }
 
     current = build_current_customer_features(
-        generated["clean"], generated["period"], {"windows_days": [30, 90, 180], "rfm_segments": []}
+        generated["days"], generated["period"], {"windows_days": [30, 90, 180], "rfm_segments": []}
     )
-    current_summary = build_current_customer_summary(generated["clean"], generated["period"], "W")
+    current_summary = build_current_customer_summary(generated["days"], generated["period"], "W")
     btyd_current = btyd_churn_scores(
         current_summary, generated["calibration_fit"], generated["period"]
     )

@@ -30,7 +30,11 @@ from cltv.pipelines.cltv.nodes import (
     predict_customer_value,
     validate_on_holdout,
 )
-from cltv.pipelines.data_processing.nodes import build_customer_summary, resolve_analysis_period
+from cltv.pipelines.data_processing.nodes import (
+    build_customer_summary,
+    build_purchase_days,
+    resolve_analysis_period,
+)
 from cltv.synthetic import write_csv
 
 from .cltv_coverage import UNCERTAINTY, value_every_draw
@@ -186,8 +190,9 @@ def generated(spark, tmp_path_factory):
     truth = write_csv(300_000, csv, seed=21)
     clean, _, _ = clean_csv(csv)
     clean = clean.cache()
-    period = resolve_analysis_period(clean, None, None, 90)
-    summary = build_customer_summary(clean, period, "W").cache()
+    days = build_purchase_days(clean)
+    period = resolve_analysis_period(days, None, None, 90)
+    summary = build_customer_summary(days, period, "W").cache()
     return {
         "truth": truth,
         "clean": clean,

@@ -10,6 +10,8 @@ from lifetimes.utils import calibration_and_holdout_data
 
 from cltv.pipelines.data_processing.nodes import (
     build_customer_summary,
+    build_purchase_days,
+    compute_rfm_features,
     resolve_analysis_period,
 )
 from cltv.synthetic import write_csv
@@ -18,16 +20,18 @@ from .test_cleaning import clean_csv
 
 CLEAN_SCHEMA = (
     "invoice string, stock_code string, description string, quantity bigint, "
-    "invoice_date timestamp, price double, customer_id string, country string, revenue double"
+    "returned_quantity bigint, invoice_date timestamp, price double, customer_id string, "
+    "country string, revenue double"
 )
 
 
 def _clean_frame(spark, lines):
+    """Clean lines, as the purchase days the summaries read."""
     rows = [
-        (f"I{n}", "S", "D", qty, dt.datetime.fromisoformat(ts), price, cid, "UK", qty * price)
+        (f"I{n}", "S", "D", qty, 0, dt.datetime.fromisoformat(ts), price, cid, "UK", qty * price)
         for n, (cid, ts, qty, price) in enumerate(lines)
     ]
-    return spark.createDataFrame(rows, CLEAN_SCHEMA)
+    return build_purchase_days(spark.createDataFrame(rows, CLEAN_SCHEMA))
 
 
 def test_hand_computed_summary(spark):
@@ -76,8 +80,9 @@ def test_summary_matches_lifetimes_on_generated_data(spark, tmp_path, time_unit)
     csv = tmp_path / "generated.csv"
     write_csv(20_000, csv, seed=7)
     clean, _, _ = clean_csv(csv)
-    period = resolve_analysis_period(clean, None, None, 90)
-    ours = build_customer_summary(clean, period, time_unit).toPandas().set_index("customer_id")
+    days = build_purchase_days(clean)
+    period = resolve_analysis_period(days, None, None, 90)
+    ours = build_customer_summary(days, period, time_unit).toPandas().set_index("customer_id")
 
     lines = clean.select("customer_id", "invoice_date", "revenue").toPandas()
     # lifetimes compares timestamps with midnight of calibration_end; the SPEC's ends are whole
@@ -107,3 +112,48 @@ def test_summary_matches_lifetimes_on_generated_data(spark, tmp_path, time_unit)
     )
     np.testing.assert_allclose(ours["duration_holdout"], expected["duration_holdout"] / scale)
     assert (ours["churned"] == (expected["frequency_holdout"] == 0).astype(int)).all()
+
+
+def test_purchase_days_and_features_by_hand(spark):
+    """The purchase days hold what the features count: distinct invoices and products of sold
+    lines up to a cutoff, sold lines and units, the main country; a line returned in full
+    sells nothing (its day is no occasion)."""
+    line = dt.datetime.fromisoformat
+    lines = spark.createDataFrame(
+        [
+            ("a", "A1", "S1", "UK", line("2011-01-02 10:00"), 2, 0, 20.0),
+            ("a", "A1", "S2", "UK", line("2011-01-02 10:00"), 1, 0, 5.0),
+            ("a", "A2", "S2", "UK", line("2011-01-05 11:00"), 1, 0, 5.0),
+            ("a", "A2", "S3", "France", line("2011-01-05 11:00"), 3, 1, 20.0),  # 2 kept
+            ("a", "A3", "S4", "France", line("2011-01-09 09:00"), 2, 2, 0.0),  # all returned
+            ("a", "A5", "S1", "France", line("2011-02-10 09:00"), 1, 0, 10.0),  # after cutoff
+            ("b", "B1", "S1", "UK", line("2011-01-03 09:00"), 1, 0, 3.0),
+            ("b", "B2", "S1", "Germany", line("2011-01-04 09:00"), 1, 0, 4.0),
+        ],
+        "customer_id string, invoice string, stock_code string, country string, "
+        "invoice_date timestamp, quantity bigint, returned_quantity bigint, revenue double",
+    )
+    days = build_purchase_days(lines).toPandas().set_index(["customer_id", "day"]).sort_index()
+    a = days.loc["a"]
+    assert a["revenue"].tolist() == [25.0, 25.0, 0.0, 10.0]
+    assert a["sold_lines"].tolist() == [2, 2, 0, 1]
+    assert a["sold_items"].tolist() == [3, 3, 0, 1]
+    assert a["new_invoices"].tolist() == [1, 1, 0, 1]  # A3 sold nothing
+    assert a["new_products"].tolist() == [2, 1, 0, 0]  # S2 and S1 seen before
+    features = (
+        compute_rfm_features(build_purchase_days(lines), "2011-01-31", [30])
+        .toPandas()
+        .set_index("customer_id")
+    )
+    first = features.loc["a"]
+    assert (first["n_purchase_days"], first["monetary_total"]) == (2, 50.0)
+    assert (first["recency_days"], first["tenure_days"]) == (26, 29)
+    assert (first["n_invoices"], first["distinct_products"]) == (2, 3)
+    assert (first["avg_lines_per_invoice"], first["avg_items_per_invoice"]) == (2.0, 3.0)
+    assert (first["purchases_last_30d"], first["revenue_last_30d"]) == (2, 50.0)
+    assert first["country"] == "UK"  # 3 sold lines from the UK, 1 from France
+    # a tie (one line each): the last name, as before
+    assert features.loc["b", "country"] == "UK"
+    later = compute_rfm_features(build_purchase_days(lines), "2011-02-28", [30]).toPandas()
+    later = later.set_index("customer_id").loc["a"]
+    assert (later["n_invoices"], later["distinct_products"], later["country"]) == (3, 3, "UK")

@@ -17,9 +17,11 @@ import plotly.io as pio
 import pytest
 import sqlglot
 from deltalake import DeltaTable
+from pyspark.sql import functions as F
 
 from cltv import lakeview
 from cltv.datasets import SparkDeltaTableDataset
+from cltv.pipelines.data_processing.nodes import build_purchase_days
 from cltv.pipelines.reporting.nodes import (
     churn_risk_by_country,
     cohort_retention,
@@ -231,17 +233,21 @@ def test_the_headline_kpis_recomputed_from_the_tables(default_run):
     assert kpis["high_risk_customers"] == (churn["churn_probability"] >= 0.7).sum() > 0
 
 
-def _clean_lines(spark, rows):
-    return spark.createDataFrame(
+def _purchase_days(spark, rows):
+    """The purchase days of hand-made clean lines (one product, one country)."""
+    lines = spark.createDataFrame(
         rows,
         "customer_id string, invoice string, invoice_date timestamp, quantity int, "
         "returned_quantity int, revenue double",
+    )
+    return build_purchase_days(
+        lines.withColumn("stock_code", F.lit("S")).withColumn("country", F.lit("UK"))
     )
 
 
 def test_revenue_by_month_and_cohort_retention_by_hand(spark):
     day = dt.datetime.fromisoformat
-    clean = _clean_lines(
+    days = _purchase_days(
         spark,
         [
             ("a", "1", day("2011-01-05 10:00"), 2, 0, 10.0),
@@ -253,10 +259,10 @@ def test_revenue_by_month_and_cohort_retention_by_hand(spark):
             ("b", "6", day("2011-02-25 08:00"), 5, 5, 0.0),  # returned in full: no sale
         ],
     )
-    revenue = revenue_by_month(clean).set_index("month")
+    revenue = revenue_by_month(days).set_index("month")
     assert revenue["revenue"].to_dict() == {"2011-01": 55.0, "2011-02": 7.0, "2011-03": 28.0}
     assert revenue["invoices"].to_dict() == {"2011-01": 2, "2011-02": 1, "2011-03": 2}
-    cohorts = cohort_retention(clean, 12)
+    cohorts = cohort_retention(days, 12)
     found = {
         (row.cohort, row.months_since): (row.customers, row.retention)
         for row in cohorts.itertuples()
@@ -269,7 +275,7 @@ def test_revenue_by_month_and_cohort_retention_by_hand(spark):
         ("2011-02", 0): (1, 1.0),
         ("2011-02", 1): (1, 1.0),
     }
-    assert set(cohort_retention(clean, 1)["months_since"]) == {0, 1}
+    assert set(cohort_retention(days, 1)["months_since"]) == {0, 1}
 
 
 def test_segments_and_churn_by_country_by_hand(spark):

@@ -13,7 +13,11 @@ import pyarrow.csv
 import pytest
 from pyspark.sql import functions as F
 
-from cltv.pipelines.data_processing.nodes import is_non_product, purchase_occasions
+from cltv.pipelines.data_processing.nodes import (
+    build_purchase_days,
+    is_non_product,
+    purchase_occasions,
+)
 from cltv.synthetic import (
     RAW_COLUMNS,
     RAW_SCHEMA,
@@ -91,7 +95,7 @@ def test_occasions_after_cleaning_are_the_drawn_ones(spark, tmp_path, regimes):
     clean, quarantine, report = clean_csv(path, latest="2030-01-01")
     found = {
         (r["customer_id"], r["day"], round(r["revenue"] * 100))
-        for r in purchase_occasions(clean, "2100-01-01").collect()
+        for r in purchase_occasions(build_purchase_days(clean), "2100-01-01").collect()
     }
     assert found == drawn
     assert report["clean_rows"] == expected.pop("clean")

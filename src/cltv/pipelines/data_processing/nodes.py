@@ -560,25 +560,16 @@ def _returns_report(tally: dict[str, Any], returns: dict[str, Any]) -> dict[str,
     }
 
 
-def sold_lines(clean: DataFrame) -> DataFrame:
-    """The clean lines with units left after returns: a fully returned line sold nothing, so
-    it counts as no invoice, item, product or active customer."""
-    return clean.filter(F.col("quantity") > F.col("returned_quantity"))
-
-
 # ------------------------------------------------------------------ periods
 def resolve_analysis_period(
-    clean: DataFrame,
+    purchase_days: DataFrame,
     observation_end: str | None,
     calibration_end: str | None,
     holdout_days: int,
 ) -> dict[str, Any]:
     """Fix the observation and calibration ends (SPEC defaults: last transaction day, and
     ``observation_end - holdout_days``)."""
-    bounds = clean.agg(
-        F.min(F.to_date("invoice_date")).alias("first"),
-        F.max(F.to_date("invoice_date")).alias("last"),
-    ).first()
+    bounds = purchase_days.agg(F.min("day").alias("first"), F.max("day").alias("last")).first()
     if bounds is None or bounds["last"] is None:
         raise InputDataError("transactions_clean is empty: no clean rows to analyse")
     obs_end = date.fromisoformat(str(observation_end)) if observation_end else bounds["last"]
@@ -602,20 +593,78 @@ def resolve_analysis_period(
     return period
 
 
-def purchase_occasions(clean: DataFrame, until: str) -> DataFrame:
-    """One row per (customer, calendar day) up to ``until`` whose summed revenue is positive."""
-    return (
-        clean.withColumn("day", F.to_date("invoice_date"))
-        .filter(F.col("day") <= F.lit(until).cast("date"))
-        .groupBy("customer_id", "day")
-        .agg(F.sum("revenue").alias("revenue"))
-        .filter(F.col("revenue") > 0)
+def build_purchase_days(clean: DataFrame) -> DataFrame:
+    """One row per (customer, calendar day) with clean lines, holding the sums that every
+    per-customer table and report needs, so each of them reads this table once instead of
+    the lines (which grow with the input; this grows with purchase days).
+
+    * ``revenue``: the day's net revenue (a purchase occasion when positive, SPEC);
+    * ``sold_lines``, ``sold_items``: lines with units left after returns, and those units;
+    * ``new_invoices``, ``new_products``: invoices and stock codes of sold lines first seen
+      for the customer that day, so their sum up to any day counts the distinct ones (an
+      invoice has one date; were it spread over days, it counts on its first);
+    * ``country_lines``: sold lines per country (``country``, ``n``), for the main country.
+    """
+    units = F.col("quantity") - F.col("returned_quantity")
+    lines = clean.select(
+        "customer_id",
+        F.to_date("invoice_date").alias("day"),
+        "invoice",
+        "stock_code",
+        "country",
+        "revenue",
+        units.alias("units"),
     )
+    sold = lines.filter(F.col("units") > 0)
+    by_country = lines.groupBy("customer_id", "day", "country").agg(
+        F.sum("revenue").alias("revenue"),
+        F.count(F.when(F.col("units") > 0, 1)).alias("n"),
+        F.sum(F.when(F.col("units") > 0, F.col("units"))).alias("units"),
+    )
+    days = by_country.groupBy("customer_id", "day").agg(
+        F.sum("revenue").alias("revenue"),
+        F.sum("n").alias("sold_lines"),
+        F.coalesce(F.sum("units"), F.lit(0)).alias("sold_items"),
+        F.filter(F.collect_list(F.struct("country", "n")), lambda c: c["n"] > 0).alias(
+            "country_lines"
+        ),
+    )
+
+    def first_seen(key: str, name: str) -> DataFrame:
+        return (
+            sold.groupBy("customer_id", key)
+            .agg(F.min("day").alias("day"))
+            .groupBy("customer_id", "day")
+            .agg(F.count(F.lit(1)).alias(name))
+        )
+
+    return (
+        days.join(first_seen("invoice", "new_invoices"), ["customer_id", "day"], "left")
+        .join(first_seen("stock_code", "new_products"), ["customer_id", "day"], "left")
+        .fillna(0, subset=["new_invoices", "new_products"])
+        .select(
+            "customer_id",
+            "day",
+            "revenue",
+            "sold_lines",
+            "sold_items",
+            "new_invoices",
+            "new_products",
+            "country_lines",
+        )
+    )
+
+
+def purchase_occasions(purchase_days: DataFrame, until: str) -> DataFrame:
+    """One row per (customer, calendar day) up to ``until`` whose summed revenue is positive."""
+    return purchase_days.filter(
+        (F.col("day") <= F.lit(until).cast("date")) & (F.col("revenue") > 0)
+    ).select("customer_id", "day", "revenue")
 
 
 # ------------------------------------------------------------------ summary
 def build_customer_summary(
-    clean: DataFrame, analysis_period: dict[str, Any], time_unit: str
+    purchase_days: DataFrame, analysis_period: dict[str, Any], time_unit: str
 ) -> DataFrame:
     """Calibration/holdout summary per customer, as lifetimes' ``calibration_and_holdout_data``.
 
@@ -626,7 +675,7 @@ def build_customer_summary(
     """
     unit_days = days_per_unit(time_unit)
     cal_end = F.lit(analysis_period["calibration_end"]).cast("date")
-    occasions = purchase_occasions(clean, analysis_period["observation_end"])
+    occasions = purchase_occasions(purchase_days, analysis_period["observation_end"])
     calibration = (
         occasions.filter(F.col("day") <= cal_end)
         .groupBy("customer_id")
@@ -667,12 +716,12 @@ def build_customer_summary(
 
 
 def build_current_customer_summary(
-    clean: DataFrame, analysis_period: dict[str, Any], time_unit: str
+    purchase_days: DataFrame, analysis_period: dict[str, Any], time_unit: str
 ) -> DataFrame:
     """frequency, recency, T and monetary_value as of ``observation_end``: the history the CLV
     models predict from (``customer_summary`` stops at ``calibration_end`` for validation)."""
     as_of_end = {**analysis_period, "calibration_end": analysis_period["observation_end"]}
-    return build_customer_summary(clean, as_of_end, time_unit).select(
+    return build_customer_summary(purchase_days, as_of_end, time_unit).select(
         "customer_id", "frequency", "recency", "T", "monetary_value"
     )
 
@@ -687,22 +736,20 @@ def days_per_unit(time_unit: str) -> float:
 
 
 # ------------------------------------------------------------------ features
-def compute_rfm_features(clean: DataFrame, cutoff: str, windows_days: list[int]) -> DataFrame:
-    """RFM and behaviour features per customer from the lines up to ``cutoff`` only."""
+def compute_rfm_features(
+    purchase_days: DataFrame, cutoff: str, windows_days: list[int]
+) -> DataFrame:
+    """RFM and behaviour features per customer from the days up to ``cutoff`` only."""
     cutoff_day = F.lit(cutoff).cast("date")
-    lines = (
-        sold_lines(clean)
-        .withColumn("day", F.to_date("invoice_date"))
-        .filter(F.col("day") <= cutoff_day)
-    )
-    occasions = purchase_occasions(clean, cutoff)
+    days = purchase_days.filter(F.col("day") <= cutoff_day)
+    occasions = purchase_occasions(purchase_days, cutoff)
     recent = []
-    for days in sorted(windows_days):
-        in_window = F.col("day") > F.date_sub(cutoff_day, days)
+    for window in sorted(windows_days):
+        in_window = F.col("day") > F.date_sub(cutoff_day, window)
         recent += [
-            F.count(F.when(in_window, 1)).alias(f"purchases_last_{days}d"),
+            F.count(F.when(in_window, 1)).alias(f"purchases_last_{window}d"),
             F.coalesce(F.sum(F.when(in_window, F.col("revenue"))), F.lit(0.0)).alias(
-                f"revenue_last_{days}d"
+                f"revenue_last_{window}d"
             ),
         ]
     trend_window = max(windows_days)
@@ -717,15 +764,22 @@ def compute_rfm_features(clean: DataFrame, cutoff: str, windows_days: list[int])
         *recent,
         F.coalesce(F.sum(F.when(previous, F.col("revenue"))), F.lit(0.0)).alias("revenue_prev"),
     )
-    per_line = lines.groupBy("customer_id").agg(
-        F.countDistinct("invoice").alias("n_invoices"),
-        F.count(F.lit(1)).alias("n_lines"),
-        F.sum(F.col("quantity") - F.col("returned_quantity")).alias("n_items"),
-        F.countDistinct("stock_code").alias("distinct_products"),
+    # customers with sold lines (units left after returns) up to the cutoff
+    per_line = (
+        days.groupBy("customer_id")
+        .agg(
+            F.sum("new_invoices").alias("n_invoices"),
+            F.sum("sold_lines").alias("n_lines"),
+            F.sum("sold_items").alias("n_items"),
+            F.sum("new_products").alias("distinct_products"),
+        )
+        .filter(F.col("n_lines") > 0)
     )
+    # the country most of the customer's sold lines came from (ties: the last name)
     country = (
-        lines.groupBy("customer_id", "country")
-        .agg(F.count(F.lit(1)).alias("n"))
+        days.select("customer_id", F.explode("country_lines").alias("c"))
+        .groupBy("customer_id", F.col("c.country").alias("country"))
+        .agg(F.sum("c.n").alias("n"))
         .groupBy("customer_id")
         .agg(F.max(F.struct("n", "country"))["country"].alias("country"))
     )
@@ -751,8 +805,8 @@ def compute_rfm_features(clean: DataFrame, cutoff: str, windows_days: list[int])
             .alias("mean_days_between_purchases"),
             *[
                 c
-                for days in sorted(windows_days)
-                for c in (f"purchases_last_{days}d", f"revenue_last_{days}d")
+                for window in sorted(windows_days)
+                for c in (f"purchases_last_{window}d", f"revenue_last_{window}d")
             ],
             # in [-1, 1]: last window against the one before it, 0 when both are empty
             F.when(
@@ -802,24 +856,26 @@ def add_rfm_segments(features: DataFrame, segments: list[dict[str, Any]]) -> Dat
     ).withColumn("rfm_segment", segment)
 
 
-def _customer_features_at(clean: DataFrame, cutoff: str, features: dict[str, Any]) -> DataFrame:
-    rfm = compute_rfm_features(clean, cutoff, features["windows_days"])
+def _customer_features_at(
+    purchase_days: DataFrame, cutoff: str, features: dict[str, Any]
+) -> DataFrame:
+    rfm = compute_rfm_features(purchase_days, cutoff, features["windows_days"])
     return add_rfm_segments(rfm, features["rfm_segments"])
 
 
 def build_customer_features(
-    clean: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
+    purchase_days: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
 ) -> DataFrame:
     """Churn-model training features from calibration-period data only (nothing after
     ``calibration_end`` is read), with RFM scores and segments."""
-    return _customer_features_at(clean, analysis_period["calibration_end"], features)
+    return _customer_features_at(purchase_days, analysis_period["calibration_end"], features)
 
 
 def build_current_customer_features(
-    clean: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
+    purchase_days: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
 ) -> DataFrame:
     """The same features as of ``observation_end``: what the churn model scores today."""
-    return _customer_features_at(clean, analysis_period["observation_end"], features)
+    return _customer_features_at(purchase_days, analysis_period["observation_end"], features)
 
 
 def quarantine_metrics(quarantine_report: dict[str, Any]) -> dict[str, dict[str, float]]:

@@ -1,4 +1,5 @@
-"""``data_processing``: clean, quarantine and net returns, then the per-customer tables."""
+"""``data_processing``: clean, quarantine and net returns; the purchase days, then the
+per-customer tables from them."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -7,6 +8,7 @@ from cltv.pipelines.data_processing.nodes import (
     build_current_customer_summary,
     build_customer_features,
     build_customer_summary,
+    build_purchase_days,
     label_transactions,
     mark_duplicate_lines,
     match_returns,
@@ -62,9 +64,15 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="split_clean_and_quarantine",
             ),
             Node(
+                build_purchase_days,
+                inputs="transactions_clean",
+                outputs="purchase_days",
+                name="build_purchase_days",
+            ),
+            Node(
                 resolve_analysis_period,
                 inputs=[
-                    "transactions_clean",
+                    "purchase_days",
                     "params:observation_end",
                     "params:calibration_end",
                     "params:holdout_days",
@@ -74,25 +82,25 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 build_customer_summary,
-                inputs=["transactions_clean", "analysis_period", "params:time_unit"],
+                inputs=["purchase_days", "analysis_period", "params:time_unit"],
                 outputs="customer_summary",
                 name="build_customer_summary",
             ),
             Node(
                 build_current_customer_summary,
-                inputs=["transactions_clean", "analysis_period", "params:time_unit"],
+                inputs=["purchase_days", "analysis_period", "params:time_unit"],
                 outputs="customer_summary_current",
                 name="build_current_customer_summary",
             ),
             Node(
                 build_customer_features,
-                inputs=["transactions_clean", "analysis_period", "params:features"],
+                inputs=["purchase_days", "analysis_period", "params:features"],
                 outputs="customer_features",
                 name="build_customer_features",
             ),
             Node(
                 build_current_customer_features,
-                inputs=["transactions_clean", "analysis_period", "params:features"],
+                inputs=["purchase_days", "analysis_period", "params:features"],
                 outputs="customer_features_current",
                 name="build_current_customer_features",
             ),

@@ -25,7 +25,6 @@ from pyspark.sql import functions as F
 from cltv import metrics
 from cltv.parameters import TARGET_RANKINGS
 from cltv.pipelines.cltv.nodes import MODEL_LABELS, candidate_names
-from cltv.pipelines.data_processing.nodes import sold_lines
 
 CLV_BINS = 20
 
@@ -33,15 +32,20 @@ logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ tables (Spark → small pandas)
-def revenue_by_month(clean: DataFrame) -> pd.DataFrame:
+def _sold_days(purchase_days: DataFrame) -> DataFrame:
+    """Days with a sale: lines returned in full are no sale."""
+    return purchase_days.filter(F.col("sold_lines") > 0)
+
+
+def revenue_by_month(purchase_days: DataFrame) -> pd.DataFrame:
     """Net revenue, invoices and active customers per calendar month (lines returned in full
     are no sale)."""
     return (
-        sold_lines(clean)
-        .groupBy(F.date_format("invoice_date", "yyyy-MM").alias("month"))
+        _sold_days(purchase_days)
+        .groupBy(F.date_format("day", "yyyy-MM").alias("month"))
         .agg(
             F.sum("revenue").alias("revenue"),
-            F.countDistinct("invoice").alias("invoices"),
+            F.sum("new_invoices").alias("invoices"),
             F.countDistinct("customer_id").alias("active_customers"),
         )
         .orderBy("month")
@@ -49,10 +53,10 @@ def revenue_by_month(clean: DataFrame) -> pd.DataFrame:
     )
 
 
-def cohort_retention(clean: DataFrame, max_months: int) -> pd.DataFrame:
+def cohort_retention(purchase_days: DataFrame, max_months: int) -> pd.DataFrame:
     """Share of each monthly acquisition cohort buying again k months after its first month."""
-    month = F.trunc(F.to_date("invoice_date"), "month")
-    active = sold_lines(clean).select("customer_id", month.alias("month")).distinct()
+    month = F.trunc("day", "month")
+    active = _sold_days(purchase_days).select("customer_id", month.alias("month")).distinct()
     first = active.groupBy("customer_id").agg(F.min("month").alias("cohort"))
     since = F.months_between("month", "cohort").cast("int")
     counts = (
@@ -219,7 +223,7 @@ def retention_targets(
 
 
 def headline_kpis(
-    clean: DataFrame,
+    purchase_days: DataFrame,
     customer_cltv: DataFrame,
     churn_predictions: DataFrame,
     analysis_period: dict[str, Any],
@@ -234,11 +238,11 @@ def headline_kpis(
     measure; empty when there is nothing to say) and, in ``churn_head_to_head``, how the churn
     classifier compares with the purchase models' own probability of no purchase."""
     sales = (
-        sold_lines(clean)
+        _sold_days(purchase_days)
         .agg(
             F.sum("revenue").alias("revenue"),
             F.countDistinct("customer_id").alias("customers"),
-            F.countDistinct("invoice").alias("invoices"),
+            F.sum("new_invoices").alias("invoices"),
         )
         .first()
     )

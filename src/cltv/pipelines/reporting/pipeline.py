@@ -25,10 +25,10 @@ from cltv.pipelines.reporting.nodes import (
 
 def create_pipeline(**kwargs) -> Pipeline:
     tables = [
-        Node(revenue_by_month, "transactions_clean", "report_revenue_by_month"),
+        Node(revenue_by_month, "purchase_days", "report_revenue_by_month"),
         Node(
             cohort_retention,
-            ["transactions_clean", "params:reporting.cohort_months"],
+            ["purchase_days", "params:reporting.cohort_months"],
             "report_cohort_retention",
         ),
         Node(
@@ -76,7 +76,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         Node(
             headline_kpis,
             [
-                "transactions_clean",
+                "purchase_days",
                 "customer_cltv",
                 "churn_predictions",
                 "analysis_period",
