@@ -45,8 +45,8 @@ from cltv.pipelines.data_processing.nodes import (
     build_current_customer_summary,
     build_customer_features,
     build_customer_summary,
-    build_purchase_days,
     resolve_analysis_period,
+    summarise_purchase_days,
 )
 from cltv.synthetic import write_csv
 
@@ -72,8 +72,11 @@ def generated(spark, tmp_path_factory, parameters):
     csv = tmp_path_factory.mktemp("churn") / "generated.csv"
     truth = write_csv(150_000, csv, seed=3, latent=True)
     clean, _, _ = clean_csv(csv)
-    clean = clean.cache()
-    days = build_purchase_days(clean).cache()
+    # checkpointed, as the pipeline's Delta tables are: every node below reads the days
+    # several times, and with the cleaning plan under each read the plans of a few queries
+    # filled the test session's 3 GB heap (700k plan nodes)
+    clean = clean.localCheckpoint()
+    days = summarise_purchase_days(clean).localCheckpoint()
     period = resolve_analysis_period(days, None, None, 90)
     summary = build_customer_summary(days, period, "W").cache()
     features = build_customer_features(days, period, parameters["features"])
@@ -128,7 +131,7 @@ def test_transactions_after_calibration_end_change_no_feature(generated, paramet
     )
     assert tampered.filter(after).count() != later_rows.count()  # the tampering happened
     features = parameters["features"]
-    days, tampered_days = build_purchase_days(clean), build_purchase_days(tampered)
+    days, tampered_days = summarise_purchase_days(clean), summarise_purchase_days(tampered)
     original = _sorted_rows(build_customer_features(days, period, features))
     changed = _sorted_rows(build_customer_features(tampered_days, period, features))
     pd.testing.assert_frame_equal(original, changed)

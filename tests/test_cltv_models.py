@@ -32,8 +32,8 @@ from cltv.pipelines.cltv.nodes import (
 )
 from cltv.pipelines.data_processing.nodes import (
     build_customer_summary,
-    build_purchase_days,
     resolve_analysis_period,
+    summarise_purchase_days,
 )
 from cltv.synthetic import write_csv
 
@@ -189,8 +189,9 @@ def generated(spark, tmp_path_factory):
     csv = tmp_path_factory.mktemp("cltv") / "generated.csv"
     truth = write_csv(300_000, csv, seed=21)
     clean, _, _ = clean_csv(csv)
-    clean = clean.cache()
-    days = build_purchase_days(clean)
+    # checkpointed, as the pipeline's Delta tables are: the plans stay small
+    clean = clean.localCheckpoint()
+    days = summarise_purchase_days(clean).localCheckpoint()
     period = resolve_analysis_period(days, None, None, 90)
     summary = build_customer_summary(days, period, "W").cache()
     return {

@@ -10,9 +10,9 @@ from lifetimes.utils import calibration_and_holdout_data
 
 from cltv.pipelines.data_processing.nodes import (
     build_customer_summary,
-    build_purchase_days,
     compute_rfm_features,
     resolve_analysis_period,
+    summarise_purchase_days,
 )
 from cltv.synthetic import write_csv
 
@@ -31,7 +31,7 @@ def _clean_frame(spark, lines):
         (f"I{n}", "S", "D", qty, 0, dt.datetime.fromisoformat(ts), price, cid, "UK", qty * price)
         for n, (cid, ts, qty, price) in enumerate(lines)
     ]
-    return build_purchase_days(spark.createDataFrame(rows, CLEAN_SCHEMA))
+    return summarise_purchase_days(spark.createDataFrame(rows, CLEAN_SCHEMA))
 
 
 def test_hand_computed_summary(spark):
@@ -80,7 +80,7 @@ def test_summary_matches_lifetimes_on_generated_data(spark, tmp_path, time_unit)
     csv = tmp_path / "generated.csv"
     write_csv(20_000, csv, seed=7)
     clean, _, _ = clean_csv(csv)
-    days = build_purchase_days(clean)
+    days = summarise_purchase_days(clean)
     period = resolve_analysis_period(days, None, None, 90)
     ours = build_customer_summary(days, period, time_unit).toPandas().set_index("customer_id")
 
@@ -133,7 +133,7 @@ def test_purchase_days_and_features_by_hand(spark):
         "customer_id string, invoice string, stock_code string, country string, "
         "invoice_date timestamp, quantity bigint, returned_quantity bigint, revenue double",
     )
-    days = build_purchase_days(lines).toPandas().set_index(["customer_id", "day"]).sort_index()
+    days = summarise_purchase_days(lines).toPandas().set_index(["customer_id", "day"]).sort_index()
     a = days.loc["a"]
     assert a["revenue"].tolist() == [25.0, 25.0, 0.0, 10.0]
     assert a["sold_lines"].tolist() == [2, 2, 0, 1]
@@ -141,7 +141,7 @@ def test_purchase_days_and_features_by_hand(spark):
     assert a["new_invoices"].tolist() == [1, 1, 0, 1]  # A3 sold nothing
     assert a["new_products"].tolist() == [2, 1, 0, 0]  # S2 and S1 seen before
     features = (
-        compute_rfm_features(build_purchase_days(lines), "2011-01-31", [30])
+        compute_rfm_features(summarise_purchase_days(lines), "2011-01-31", [30])
         .toPandas()
         .set_index("customer_id")
     )
@@ -154,6 +154,6 @@ def test_purchase_days_and_features_by_hand(spark):
     assert first["country"] == "UK"  # 3 sold lines from the UK, 1 from France
     # a tie (one line each): the last name, as before
     assert features.loc["b", "country"] == "UK"
-    later = compute_rfm_features(build_purchase_days(lines), "2011-02-28", [30]).toPandas()
+    later = compute_rfm_features(summarise_purchase_days(lines), "2011-02-28", [30]).toPandas()
     later = later.set_index("customer_id").loc["a"]
     assert (later["n_invoices"], later["distinct_products"], later["country"]) == (3, 3, "UK")

@@ -27,8 +27,8 @@ from cltv.pipelines.cltv.nodes import (
 from cltv.pipelines.data_processing.nodes import (
     build_current_customer_summary,
     build_customer_summary,
-    build_purchase_days,
     resolve_analysis_period,
+    summarise_purchase_days,
 )
 from cltv.synthetic import write_csv
 
@@ -142,7 +142,7 @@ def test_the_fits_see_what_each_regime_did(regime_run):
 def test_the_bundled_sample_gets_valid_values(spark):
     sample = PROJECT_ROOT / "data" / "01_raw" / "online_retail_ii_sample.csv"
     clean, _, _ = clean_csv(sample)
-    days = build_purchase_days(clean)
+    days = summarise_purchase_days(clean)
     period = resolve_analysis_period(days, None, None, 90)
     summary = build_current_customer_summary(days, period, "W")
     fit = fit_cltv_models(summary, cltv_params(), "W")

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from cltv import lakeview
 from cltv.datasets import SparkDeltaTableDataset
-from cltv.pipelines.data_processing.nodes import build_purchase_days
+from cltv.pipelines.data_processing.nodes import summarise_purchase_days
 from cltv.pipelines.reporting.nodes import (
     churn_risk_by_country,
     cohort_retention,
@@ -240,7 +240,7 @@ def _purchase_days(spark, rows):
         "customer_id string, invoice string, invoice_date timestamp, quantity int, "
         "returned_quantity int, revenue double",
     )
-    return build_purchase_days(
+    return summarise_purchase_days(
         lines.withColumn("stock_code", F.lit("S")).withColumn("country", F.lit("UK"))
     )
 

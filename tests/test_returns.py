@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cltv.parameters import problems
-from cltv.pipelines.data_processing.nodes import build_purchase_days, purchase_occasions
+from cltv.pipelines.data_processing.nodes import purchase_occasions, summarise_purchase_days
 
 from .test_cleaning import HEADER, NET, clean_csv
 
@@ -64,7 +64,7 @@ def test_fully_returned_order_is_no_purchase_occasion(spark, tmp_path):
     assert sales["2"] == (80995, 80995, 0.0)
     assert returns == {"C3": ("cancellation", 80995)}
     assert report["returns"]["sale_lines_fully_returned"] == 1
-    occasions = purchase_occasions(build_purchase_days(clean), "2100-01-01").collect()
+    occasions = purchase_occasions(summarise_purchase_days(clean), "2100-01-01").collect()
     assert [(str(r["day"]), r["revenue"]) for r in occasions] == [("2010-05-02", 2.9)]
 
 

@@ -14,9 +14,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from cltv.pipelines.data_processing.nodes import (
-    build_purchase_days,
     is_non_product,
     purchase_occasions,
+    summarise_purchase_days,
 )
 from cltv.synthetic import (
     RAW_COLUMNS,
@@ -95,7 +95,7 @@ def test_occasions_after_cleaning_are_the_drawn_ones(spark, tmp_path, regimes):
     clean, quarantine, report = clean_csv(path, latest="2030-01-01")
     found = {
         (r["customer_id"], r["day"], round(r["revenue"] * 100))
-        for r in purchase_occasions(build_purchase_days(clean), "2100-01-01").collect()
+        for r in purchase_occasions(summarise_purchase_days(clean), "2100-01-01").collect()
     }
     assert found == drawn
     assert report["clean_rows"] == expected.pop("clean")

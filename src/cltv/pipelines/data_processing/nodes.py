@@ -593,7 +593,7 @@ def resolve_analysis_period(
     return period
 
 
-def build_purchase_days(clean: DataFrame) -> DataFrame:
+def summarise_purchase_days(clean: DataFrame) -> DataFrame:
     """One row per (customer, calendar day) with clean lines, holding the sums that every
     per-customer table and report needs, so each of them reads this table once instead of
     the lines (which grow with the input; this grows with purchase days).

@@ -8,7 +8,6 @@ from cltv.pipelines.data_processing.nodes import (
     build_current_customer_summary,
     build_customer_features,
     build_customer_summary,
-    build_purchase_days,
     label_transactions,
     mark_duplicate_lines,
     match_returns,
@@ -16,6 +15,7 @@ from cltv.pipelines.data_processing.nodes import (
     resolve_analysis_period,
     split_clean_and_quarantine,
     standardise_columns,
+    summarise_purchase_days,
 )
 
 
@@ -64,10 +64,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="split_clean_and_quarantine",
             ),
             Node(
-                build_purchase_days,
+                summarise_purchase_days,
                 inputs="transactions_clean",
                 outputs="purchase_days",
-                name="build_purchase_days",
+                name="summarise_purchase_days",
             ),
             Node(
                 resolve_analysis_period,

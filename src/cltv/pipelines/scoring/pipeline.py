@@ -21,6 +21,9 @@ CLTV_NODES = ("btyd_churn_scores_current", "predict_customer_value")
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    # check_champion needs nothing but the registry, so it is ready first, and Kedro runs the
+    # ready nodes in name order: a run without a champion stops before any Spark work
+    # (test_scoring_without_a_champion_stops_with_one_line)
     current = (
         data_processing.create_pipeline().from_inputs("transactions_clean").to_outputs(*CURRENT)
     )
