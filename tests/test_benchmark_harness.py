@@ -60,10 +60,13 @@ def test_table_shows_the_project_against_the_floor_and_pandas():
     assert table([alone]).splitlines()[-1] == "| 1 | 0 | — | — | 1.0 / 1 | — | — | — | — |"
 
 
+# lines as a real run writes them (kedro 1.7, conf/logging.yml; the long ones cut short)
 RUN_LOG = """\
-2026-12-02 01:00:00,100 INFO kedro.framework.session.session: Kedro is sending anonymous data
-2026-12-02 01:00:07,500 INFO kedro.runner.sequential_runner: Running node: standardise_columns
+2026-12-02 01:00:00,100 INFO kedro.framework.session.session: Kedro project cltv
+2026-12-02 01:00:07,000 INFO kedro.runner.sequential_runner: Using synchronous mode for loading
+2026-12-02 01:00:07,500 INFO kedro.pipeline.node: Running node: standardise_columns: standard…
 2026-12-02 01:00:11,500 INFO cltv.hooks: Node standardise_columns took 4.0 s
+2026-12-02 01:00:11,600 INFO kedro.pipeline.node: Running node: label_transactions: label_transact…
 2026-12-02 01:00:20,000 INFO cltv.hooks: Node split_clean_and_quarantine took 8.5 s
 2026-12-02 01:00:23,000 INFO cltv.hooks: Node build_customer_features took 3.0 s
 2026-12-02 01:00:30,000 INFO cltv.hooks: Node btyd_churn_scores took 2.0 s
@@ -80,7 +83,7 @@ def test_stages_add_node_times_by_pipeline_and_time_the_start_up(tmp_path):
     log.with_suffix(".start").write_text(repr(started))
     stages = stage_times(log, wall_s=45.0, stages=stage_of_nodes())
     assert stages == {
-        "start-up": 7.5,  # process start to the first node
+        "start-up": 7.5,  # process start to the first node's start (11.5 s less its 4 s)
         "cleaning": 12.5,
         "summaries + features": 3.0,
         "churn": 7.0,  # the purchase models' churn scores with the classifier

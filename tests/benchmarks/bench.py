@@ -168,7 +168,6 @@ def run_size(rows: int | str, workdir: Path, only: str | None, floor: Path = FLO
 
 
 NODE_TIME = re.compile(r"^(\S+ \S+) INFO cltv\.hooks: Node (\S+) took ([0-9.]+) s$")
-FIRST_NODE = re.compile(r"^(\S+ \S+) INFO kedro\.runner\.\w+: Running node: ")
 STAGES = ("start-up", "cleaning", "summaries + features", "churn", "CLV", "reporting")
 
 
@@ -199,15 +198,16 @@ def _log_time(stamp: str) -> float:
 
 def stage_times(log: Path, wall_s: float, stages: dict[str, str] | None = None) -> dict:
     """Seconds per stage of a default run, from its log: the ``Node … took`` lines summed by
-    stage; ``start-up`` from the process start to the first node; ``other`` the rest of the
-    wall time (closing the MLflow run, stopping Spark)."""
+    stage; ``start-up`` from the process start to the first node's start (its ``took`` span
+    begins when its first input starts loading); ``other`` the rest of the wall time (closing
+    the MLflow run, stopping Spark)."""
     stages = stages if stages is not None else stage_of_nodes()
     totals = dict.fromkeys(STAGES, 0.0)
     first_node = None
     for line in log.read_text().splitlines():
-        if first_node is None and (found := FIRST_NODE.match(line)):
-            first_node = _log_time(found.group(1))
         if found := NODE_TIME.match(line):
+            if first_node is None:
+                first_node = _log_time(found.group(1)) - float(found.group(3))
             totals[stages.get(found.group(2), "other")] = totals.get(
                 stages.get(found.group(2), "other"), 0.0
             ) + float(found.group(3))
