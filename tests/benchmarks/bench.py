@@ -118,8 +118,14 @@ def input_file(rows: int | str, workdir: Path) -> Path:
         return SAMPLE
     csv = workdir / f"lines_{rows}.csv"
     if not csv.exists():
-        command = ["-m", "cltv.synthetic", "--rows", str(rows), "--seed", "7", "--out", str(csv)]
+        # written under another name and renamed when complete: a run stopped while generating
+        # must not leave a partial file that the next run would take as the input
+        partial = workdir / f"lines_{rows}.partial.csv"
+        command = ["-m", "cltv.synthetic", "--rows", str(rows), "--seed", "7"]
+        command += ["--out", str(partial)]
         subprocess.run([sys.executable, *command], check=True)
+        Path(f"{partial}.truth.json").replace(f"{csv}.truth.json")
+        partial.replace(csv)
     return csv
 
 
