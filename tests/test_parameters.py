@@ -78,6 +78,7 @@ def test_each_bad_run_parameter_is_named(base_params, override, message):
             "reporting.drift.changed_share_warning",
         ),
         ("churn_modeling", ["promotion", "metric"], "f1", "churn_modeling.promotion.metric"),
+        ("churn_modeling", ["class_weight"], "inverse", "churn_modeling.class_weight"),
         ("churn_modeling", ["promotion", "min_gain"], -0.1, "churn_modeling.promotion.min_gain"),
     ],
 )

@@ -26,6 +26,8 @@ CHURN_CANDIDATES = {
     "spark_ml": ("logistic_regression", "gradient_boosted_trees"),
 }
 CHURN_ENGINES = tuple(CHURN_CANDIDATES)
+# balanced: each class weighs n / (2 n_class), as scikit-learn's class_weight does
+CLASS_WEIGHTS = ("balanced", "none")
 
 
 class ParameterError(ValueError):
@@ -197,6 +199,12 @@ def problems(params: Mapping[str, Any]) -> list[str]:
                     (modeling.get("candidates") or {}).get(engine), engine
                 ),
             )
+    if "class_weight" in modeling:
+        _check(
+            found,
+            "churn_modeling.class_weight",
+            lambda: _one_of(modeling["class_weight"], CLASS_WEIGHTS),
+        )
     if "max_train_customers" in modeling:
         _check(
             found,

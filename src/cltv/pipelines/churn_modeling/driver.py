@@ -25,6 +25,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 logger = logging.getLogger(__name__)
 
+# the churn label of the model input (1: no purchase in the holdout), for both engines
 LABEL = "churned"
 
 
@@ -96,13 +97,9 @@ def _inputs(features: dict[str, list[str]]) -> list[str]:
 
 
 def _sample_weights(labels: pd.Series, class_weight: str) -> np.ndarray:
-    """``balanced``: each class weighs n / (2 n_class), as scikit-learn's class_weight does."""
+    """``balanced`` (checked in :mod:`cltv.parameters`): n / (2 n_class); ``none``: 1."""
     if class_weight == "none":
         return np.ones(len(labels))
-    if class_weight != "balanced":
-        raise ValueError(
-            f"parameter churn_modeling.class_weight: '{class_weight}' is not balanced or none"
-        )
     counts = labels.value_counts()
     return (len(labels) / (2.0 * labels.map(counts))).to_numpy()
 

@@ -24,11 +24,11 @@ from cltv import metrics
 from cltv.datasets.mlflow_churn_model_dataset import ModelWithExample, load_churn_model
 from cltv.parameters import CHURN_CANDIDATES, CHURN_ENGINES
 from cltv.pipelines.churn_modeling import driver, spark_ml
+from cltv.pipelines.churn_modeling.driver import LABEL
 from cltv.pipelines.cltv.nodes import MODEL_LABELS, NO_PURCHASE_PREFIX
 
 logger = logging.getLogger(__name__)
 
-LABEL = "churned"
 SPLITS = ("train", "validation", "test")
 INPUT_EXAMPLE_ROWS = 5
 

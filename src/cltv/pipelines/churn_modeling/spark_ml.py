@@ -16,7 +16,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-LABEL = "churned"
+from .driver import LABEL
+
 # GBT's early stopping reads this flag to tell validation rows from training rows
 VALIDATION_FLAG = "is_validation"
 
@@ -41,13 +42,9 @@ def _pipeline(features: dict[str, list[str]], classifier) -> Pipeline:
 
 
 def with_class_weight(train: DataFrame, class_weight: str) -> DataFrame:
-    """``balanced``: each class weighs n / (2 n_class), as scikit-learn's class_weight does."""
+    """``balanced`` (checked in :mod:`cltv.parameters`): n / (2 n_class); ``none``: 1."""
     if class_weight == "none":
         return train.withColumn("class_weight", F.lit(1.0))
-    if class_weight != "balanced":
-        raise ValueError(
-            f"parameter churn_modeling.class_weight: '{class_weight}' is not balanced or none"
-        )
     counts = train.groupBy(LABEL).count()
     total = F.sum("count").over(Window.partitionBy())
     weights = counts.select(LABEL, (total / (2.0 * F.col("count"))).alias("class_weight"))
