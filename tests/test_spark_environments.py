@@ -122,6 +122,45 @@ def test_over_a_remote_spark_connect_server_only_runtime_settings_are_sent(conne
     assert "Java for the driver" not in done.stdout  # no driver JVM here
 
 
+def test_a_session_started_in_the_background_is_the_one_used_and_its_failure_is_raised():
+    """``kedro run`` starts its local session while MLflow and the catalog are set up: it is
+    built in another thread, then active where the nodes run, with the project's settings.
+    A start that fails raises where the session is needed, and again on the next call rather
+    than a default session being built behind it."""
+    done = _python(
+        """
+        import logging, sys
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                            format="%(threadName)s %(name)s: %(message)s")
+        from pyspark.sql import SparkSession
+        from cltv.spark import spark_session, start_spark_session
+        start_spark_session({"spark.master": "local[1]", "spark.ui.enabled": "false",
+                             "spark.sql.shuffle.partitions": "3"})
+        spark = spark_session()
+        print("RESULT", SparkSession.getActiveSession() is spark,
+              spark.conf.get("spark.sql.shuffle.partitions"), spark.range(4).count())
+        """
+    )
+    _, active, partitions, rows = _result(done)
+    assert (active, partitions, rows) == ("True", "3", "4")
+    (built,) = [line for line in done.stdout.splitlines() if "session on local[1]" in line]
+    assert built.startswith("spark-session_0 cltv.spark: Spark 4")
+
+    failed = _python(
+        """
+        from cltv.spark import spark_session, start_spark_session
+        start_spark_session({"spark.master": "local[1]", "spark.driver.memory": "lots"})
+        for attempt in range(2):
+            try:
+                spark_session()
+            except Exception as error:
+                print("RAISED", type(error).__name__)
+        """
+    )
+    assert failed.stdout.split() == ["RAISED", "PySparkRuntimeError"] * 2, failed.stderr[-3000:]
+    assert "Invalid maximum heap size: -Xmxlots" in failed.stderr
+
+
 def test_a_wheel_task_in_a_repl_raises_instead_of_exiting(project_root, tmp_path):
     """Databricks runs a python_wheel_task's entry point inside a REPL (``sys.ps1`` is set):
     click's SystemExit would end the task as failed even after a success, so there errors

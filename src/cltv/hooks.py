@@ -15,7 +15,7 @@ from kedro.pipeline import Node
 from pyspark.sql import SparkSession
 
 from cltv.parameters import validate_parameters
-from cltv.spark import get_or_create_spark_session
+from cltv.spark import spark_session, start_spark_session
 
 logger = logging.getLogger(__name__)
 # how a node's failure is marked on its exception (read back by ``kedro run``, cltv.cli)
@@ -31,11 +31,20 @@ class ParameterCheckHook:
 
 
 class SparkHooks:
-    """Creates (or reuses) the one SparkSession of a Kedro session, from ``spark.yml``."""
+    """Creates (or reuses) the one SparkSession of a Kedro session, from ``spark.yml``.
+
+    A local session starts in the background as soon as the context exists (after the
+    parameter check and before kedro-mlflow's set-up: see the order of ``HOOKS``), and the run
+    waits for it just before its first node.
+    """
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: KedroContext) -> None:
+        start_spark_session(context.config_loader["spark"])
 
     @hook_impl
-    def after_context_created(self, context: KedroContext) -> None:
-        get_or_create_spark_session(context.config_loader["spark"])
+    def before_pipeline_run(self) -> None:
+        spark_session()
 
     @hook_impl
     def after_pipeline_run(self) -> None:

@@ -10,10 +10,13 @@ from cltv.hooks import (
     SparkHooks,
 )
 
+# Hooks marked tryfirst run in the reverse of this order, before the plugins' (kedro-mlflow's):
+# the parameters are checked, MLflow's store is chosen, then Spark starts in the background
+# while kedro-mlflow sets up.
 HOOKS = (
-    ParameterCheckHook(),
-    MlflowStoreHook(),
     SparkHooks(),
+    MlflowStoreHook(),
+    ParameterCheckHook(),
     CltvFitTagHook(),
     NodeTimingHook(),
 )

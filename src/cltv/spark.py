@@ -18,6 +18,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,47 @@ def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> 
         spark.sparkContext.setLogLevel(conf.get("cltv.log_level", "WARN"))
         _quiet_known_warnings(spark)
     logger.info("Spark %s session %s; Delta tables via %s", spark.version, where, delta_source)
+    return spark
+
+
+class _Starting:
+    """The local session being built in the background (start_spark_session), until
+    spark_session() has it."""
+
+    session: Future[SparkSession] | None = None
+
+
+def start_spark_session(spark_conf: Mapping[str, Any] | None = None) -> None:
+    """Build the run's local session in a background thread, and return at once.
+
+    A local driver JVM takes seconds to start. Until the first node needs Spark, the run only
+    sets up MLflow, builds the catalog and starts its MLflow run, so those happen meanwhile.
+    :func:`spark_session` waits for it. A Spark Connect session, a Databricks session or an
+    active one is returned quickly, so those are handled at once, in this thread.
+    """
+    remote_or_cluster = os.environ.get("SPARK_REMOTE") or os.environ.get(
+        "DATABRICKS_RUNTIME_VERSION"
+    )
+    if _Starting.session is not None:
+        return
+    if remote_or_cluster or SparkSession.getActiveSession():
+        get_or_create_spark_session(spark_conf)
+        return
+    starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-session")
+    _Starting.session = starter.submit(get_or_create_spark_session, spark_conf)
+    starter.shutdown(wait=False)
+
+
+def spark_session() -> SparkSession:
+    """The project's session: the one being started in the background once it is ready (its
+    error, if it failed), or the one Spark already has. It becomes this thread's active session.
+    """
+    if _Starting.session is None:
+        return SparkSession.builder.getOrCreate()
+    spark = _Starting.session.result()
+    _Starting.session = None
+    # Spark keeps the active session per thread: it was the starting thread's only
+    spark._jvm.SparkSession.setActiveSession(spark._jsparkSession)
     return spark
 
 

@@ -11,6 +11,8 @@ from kedro.io.core import AbstractDataset, DatasetError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StringType, StructField, StructType
 
+from cltv.spark import spark_session
+
 logger = logging.getLogger(__name__)
 
 CORRUPT_RECORD_COLUMN = "_corrupt_record"
@@ -85,7 +87,7 @@ class InvoiceCSVDataset(AbstractDataset[DataFrame, None]):
         return columns
 
     def load(self) -> DataFrame:
-        spark = SparkSession.builder.getOrCreate()
+        spark = spark_session()
         columns = self.header(spark)
         schema = StructType(
             [StructField(name, StringType()) for name in columns]

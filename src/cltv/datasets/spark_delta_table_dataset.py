@@ -24,7 +24,7 @@ from kedro_datasets._typing import TablePreview
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
-from cltv.spark import session_has_delta
+from cltv.spark import session_has_delta, spark_session
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
 
     @staticmethod
     def _spark() -> SparkSession:
-        return SparkSession.builder.getOrCreate()
+        return spark_session()
 
     def _resolve_engine(self, spark: SparkSession) -> str:
         has_delta = session_has_delta(spark)
