@@ -35,15 +35,10 @@ format: install-dev
 	$(BIN)/ruff check --fix src tests
 	$(BIN)/ruff format src tests
 
-# two pytest workers (pytest-xdist), one per core: much of a test's time is one Python thread
-# (planning, start-up, subprocess runs) while the other core waits; TEST_WORKERS=0 runs one
-TEST_WORKERS ?= 2
-
 # the dashboard test draws in headless Chrome/Chromium: found, or installed where the machine
 # can (Debian/Ubuntu as root or with passwordless sudo), or one line saying what to install
 test: lint
-	@browser=$$(sh tools/ensure-browser.sh) && CLTV_BROWSER="$$browser" $(BIN)/pytest -m "not slow" \
-		-n $(TEST_WORKERS) --dist loadgroup
+	@browser=$$(sh tools/ensure-browser.sh) && CLTV_BROWSER="$$browser" $(BIN)/pytest -m "not slow"
 
 # 20 runs with failures injected at random (tests marked slow, minutes)
 soak: install-dev

@@ -22,24 +22,6 @@ from cltv.synthetic import write_csv
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def pytest_collection_modifyitems(config, items):
-    """One xdist group per test file, and one for all the files that use the shared default run.
-
-    ``make test`` runs two workers (``-n 2 --dist loadgroup``) and a group runs whole on one of
-    them, so each file's module fixtures and the session's default run are built once. That
-    group is the longest (the default run and the runs that start from it), so it goes first,
-    where the other worker can balance it.
-    """
-    shared = {item.module.__name__ for item in items if "default_run" in item.fixturenames}
-
-    def group(item) -> str:
-        return "default_run" if item.module.__name__ in shared else item.module.__name__
-
-    items.sort(key=lambda item: group(item) != "default_run")  # stable: file order kept
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group(item)))
-
-
 @pytest.fixture(scope="session")
 def spark():
     conf = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "spark.yml").read_text())
