@@ -58,6 +58,22 @@ def project_root() -> Path:
     return PROJECT_ROOT
 
 
+def project_registry(project: Path) -> mlflow.MlflowClient:
+    """A client of ``project``'s MLflow store, tracking and registry both (MLflow's global
+    URIs are left alone: kedro-mlflow set them for the run in this process)."""
+    store = f"sqlite:///{project / 'mlflow.db'}"
+    return mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
+
+
+def registered_model(project: Path, name: str, version: int | None = None):
+    """``name`` at ``version`` (default: the version holding ``champion``) in ``project``'s
+    registry, as ``mlflow.pyfunc.load_model`` gives it."""
+    client = project_registry(project)
+    if version is None:
+        version = int(client.get_model_version_by_alias(name, "champion").version)
+    return mlflow.pyfunc.load_model(client.get_model_version_download_uri(name, str(version)))
+
+
 def copy_project(root: Path, destination: Path) -> Path:
     """A runnable copy of the project: its conf and pyproject (the package is installed)."""
     shutil.copytree(root / "conf", destination / "conf", ignore=shutil.ignore_patterns("local"))
@@ -129,10 +145,32 @@ def default_run(spark, project_root, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def scored_again(default_run, tmp_path_factory):
-    """The default run's project, then ``kedro run --pipelines scoring`` on it with nothing
-    changed (the champion and the CLV fit of that run); its log."""
-    project = tmp_path_factory.mktemp("scored") / "project"
+def trained_twice(default_run, tmp_path_factory):
+    """The default run's project after a second default run on the same input: each model
+    has a second version, which meets the first (the champion) on the same data; its log."""
+    project = tmp_path_factory.mktemp("twice") / "project"
     shutil.copytree(default_run.project, project)
+    log = run_cli(project, "--params", f"input_path={default_run.csv}")
+    return SimpleNamespace(project=project, log=log)
+
+
+# what a scoring run needs of data/: the clean lines, and the current tables it replaces
+SCORING_INPUTS = (
+    "02_intermediate/transactions_clean",
+    "04_feature/customer_features_current",
+    "07_model_output/churn_predictions",
+    "07_model_output/customer_cltv",
+)
+
+
+@pytest.fixture(scope="session")
+def scored_again(trained_twice, tmp_path_factory):
+    """``kedro run --pipelines scoring`` with nothing changed, in a project holding the
+    registry of :func:`trained_twice` and, of its ``data/``, only :data:`SCORING_INPUTS`:
+    everything else comes from the registry's champions; its log."""
+    project = copy_project(PROJECT_ROOT, tmp_path_factory.mktemp("scored") / "project")
+    shutil.copy(trained_twice.project / "mlflow.db", project)
+    for table in SCORING_INPUTS:
+        shutil.copytree(trained_twice.project / "data" / table, project / "data" / table)
     log = run_cli(project, "--pipelines", "scoring")
     return SimpleNamespace(project=project, log=log)

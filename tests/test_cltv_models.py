@@ -20,6 +20,7 @@ from scipy.special import gammaln
 from cltv import metrics
 from cltv.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
 from cltv.models.pareto_nbd import power_integral
+from cltv.models.value_model import CustomerValueModel
 from cltv.pipelines.cltv.nodes import (
     _choose,
     customer_values,
@@ -261,7 +262,12 @@ def test_customer_value_matches_lifetimes_clv(generated, spark):
     valuation = {"horizon_months": 6, "discount_rate": 0.01, "margin": 1.0, "value_tiers": []}
     naive = naive_baseline(summary, generated["period"])
     values = (
-        predict_customer_value(summary, fit, naive, valuation, generated["period"], UNCERTAINTY)[0]
+        predict_customer_value(
+            summary,
+            CustomerValueModel(fit, naive, valuation, UNCERTAINTY),
+            valuation["value_tiers"],
+            generated["period"],
+        )[0]
         .toPandas()
         .set_index("customer_id")
         .sort_index()
@@ -290,6 +296,11 @@ def test_customer_value_matches_lifetimes_clv(generated, spark):
     )
     assert values["clv"].to_numpy() == pytest.approx(expected.to_numpy(), rel=RELATIVE)
     assert (values["value_tier"] == "rest").all()
+    # the MLflow pyfunc's predict, on a pandas frame, agrees with the oracle too
+    model = CustomerValueModel(fit, naive, valuation, UNCERTAINTY)
+    predicted = model.predict(None, frame[["frequency", "recency", "T", "monetary_value"]])
+    assert predicted["clv"].to_numpy() == pytest.approx(expected.to_numpy(), rel=RELATIVE)
+    assert list(predicted.index) == list(frame.index)
 
 
 def test_the_customer_table_carries_intervals_and_the_total_its_own(generated):
@@ -299,7 +310,10 @@ def test_the_customer_table_carries_intervals_and_the_total_its_own(generated):
     valuation = {"horizon_months": 12, "discount_rate": 0.01, "margin": 0.3, "value_tiers": []}
     naive = naive_baseline(generated["summary"], generated["period"])
     table, total = predict_customer_value(
-        summary, fit, naive, valuation, generated["period"], UNCERTAINTY
+        summary,
+        CustomerValueModel(fit, naive, valuation, UNCERTAINTY),
+        valuation["value_tiers"],
+        generated["period"],
     )
     values = table.toPandas().set_index("customer_id").sort_index()
     frame = summary.toPandas().set_index("customer_id").sort_index().reset_index()
@@ -326,9 +340,12 @@ def test_prices_in_pence_multiply_money_by_100_and_change_nothing_else(generated
     for table in (summary, in_pence):
         fit = fit_cltv_models(table, cltv_params(penalizer), "W")
         naive = naive_baseline(table, period)
-        values = predict_customer_value(table, fit, naive, valuation, period, UNCERTAINTY)[
-            0
-        ].toPandas()
+        values = predict_customer_value(
+            table,
+            CustomerValueModel(fit, naive, valuation, UNCERTAINTY),
+            valuation["value_tiers"],
+            period,
+        )[0].toPandas()
         results.append((fit, values.set_index("customer_id").sort_index()))
     (pounds_fit, pounds), (pence_fit, pence) = results
     for name in ("r", "alpha", "a", "b"):
@@ -463,9 +480,12 @@ def test_a_forced_model_values_the_customers(generated):
         "value_tiers": [{"name": "top_10pct", "share": 0.1}],
     }
     naive = naive_baseline(summary, period)
-    values = predict_customer_value(summary, fit, naive, valuation, period, UNCERTAINTY)[
-        0
-    ].toPandas()
+    values = predict_customer_value(
+        summary,
+        CustomerValueModel(fit, naive, valuation, UNCERTAINTY),
+        valuation["value_tiers"],
+        period,
+    )[0].toPandas()
     one_time = values[values["frequency"] == 0]
     # MBG/NBD, unlike BG/NBD, lets one-time buyers have left: some are not surely alive
     assert (one_time["p_alive"] < 1).all()
@@ -518,9 +538,12 @@ def test_value_tiers_and_naive_clv_by_hand(spark):
         ],
     }
     period = {"observation_end": "2011-12-09"}
-    values = predict_customer_value(summary, fit, naive, valuation, period, UNCERTAINTY)[
-        0
-    ].toPandas()
+    values = predict_customer_value(
+        summary,
+        CustomerValueModel(fit, naive, valuation, UNCERTAINTY),
+        valuation["value_tiers"],
+        period,
+    )[0].toPandas()
     tiers = values.sort_values("clv_rank")["value_tier"].tolist()
     assert tiers == ["top_1pct"] * 2 + ["top_5pct"] * 8 + ["top_20pct"] * 30 + ["rest"] * 160
     row = values.set_index("customer_id").loc["c3"]  # 3 repeats over T = 13 weeks, spend 20

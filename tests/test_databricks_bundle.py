@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import tomllib
 import yaml
 from click.testing import CliRunner
-from databricks.sdk.service import jobs
+from databricks.sdk.service import jobs, serving
 from kedro.config import OmegaConfigLoader
 from kedro.framework.project import settings
 from kedro.io import DataCatalog, DatasetError
@@ -20,7 +22,9 @@ from cltv.datasets import UnityCatalogTableDataset
 from cltv.deploy.bundle import (
     JOB_RESOURCE,
     RUNTIME_PARAMS,
+    SERVING_RESOURCE,
     bundle_job_resource,
+    bundle_serving_resource,
     check_cross_task_datasets,
     pipeline_dependencies,
 )
@@ -282,3 +286,55 @@ def test_table_names_and_primary_keys_are_validated():
         )
     with pytest.raises(DatasetError, match="upsert' needs a primary_key"):
         UnityCatalogTableDataset(table="t", database="s", write_mode="upsert")
+
+
+# ---------------------------------------------------------------- serving endpoints
+def test_serving_endpoints_are_what_the_serving_api_accepts(project_root):
+    text = bundle_serving_resource(project_root, enabled=True)
+    endpoints = yaml.safe_load(text)["resources"]["model_serving_endpoints"]
+    assert set(endpoints) == {"cltv_value", "cltv_churn"}
+    accepted = set(inspect.signature(serving.ServingEndpointsAPI.create).parameters) - {"self"}
+    declared = yaml.safe_load((project_root / "databricks.yml").read_text())["variables"]
+    for key, endpoint in endpoints.items():
+        assert set(endpoint) <= accepted, set(endpoint) - accepted
+        request = {"name": endpoint["name"], **endpoint["config"]}
+        # the SDK's request model keeps every field: none is unknown or misnamed
+        assert serving.EndpointCoreConfigInput.from_dict(request).as_dict() == request
+        (entity,) = endpoint["config"]["served_entities"]
+        assert entity == {
+            "name": key,
+            "entity_name": f"${{var.catalog}}.${{resources.schemas.cltv_churn.name}}.{key}",
+            "entity_version": f"${{var.{key}_version}}",
+            "workload_size": "Small",
+            "scale_to_zero_enabled": True,
+        }
+        assert f"{key}_version" in declared
+    assert endpoints["cltv_value"]["name"] == "cltv-value-${bundle.target}"
+
+
+def test_serving_is_off_by_default_and_the_bundle_command_adds_and_removes_it(
+    project_root, tmp_path, monkeypatch
+):
+    assert bundle_serving_resource(project_root) is None
+    assert not (project_root / SERVING_RESOURCE).exists()
+    project = tmp_path / "project"
+    shutil.copytree(project_root / "conf", project / "conf")
+    shutil.copytree(project_root / "resources", project / "resources")
+    for name in ("pyproject.toml", "databricks.yml"):
+        shutil.copy(project_root / name, project)
+    (project / "src").mkdir()  # the package itself is installed
+    globals_file = project / "conf/databricks/globals.yml"
+    settings_text = globals_file.read_text()
+    monkeypatch.chdir(project)
+    globals_file.write_text(settings_text.replace("enabled: false", "enabled: true"))
+    result = CliRunner().invoke(cli, ["cltv", "bundle"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"wrote: {SERVING_RESOURCE}"
+    assert (project / SERVING_RESOURCE).read_text() == bundle_serving_resource(project)
+    # and every reference in the bundle, the new file's included, still resolves
+    test_bundle_files_parse_and_every_reference_resolves(project)
+    globals_file.write_text(settings_text)
+    result = CliRunner().invoke(cli, ["cltv", "bundle", "--check"])
+    assert result.exit_code == 1 and f"differs: {SERVING_RESOURCE}" in result.output
+    CliRunner().invoke(cli, ["cltv", "bundle"])
+    assert not (project / SERVING_RESOURCE).exists()

@@ -15,6 +15,10 @@ from cltv.synthetic import ProcessParameters, write_csv
 from .conftest import run_cli
 
 DRIFT = {"bins": 10, "psi_warning": 0.25, "changed_share_warning": 0.2}
+VERSIONS = {
+    "produced_by": "scoring",
+    "models": {"cltv_churn": {"version": 3, "holds_alias": True}, "cltv_value": {"version": 2}},
+}
 
 
 def _psi(pairs):
@@ -74,8 +78,11 @@ def test_drift_report_by_hand(spark, caplog):
         ]
     )
     report, mlflow_metrics = drift_report(
-        now[0], before[0], now[1], before[1], now[2], before[2], {**DRIFT, "bins": 2}
+        now[0], before[0], now[1], before[1], now[2], before[2], {**DRIFT, "bins": 2}, VERSIONS
     )
+    # the report names the versions that wrote the tables
+    assert report["produced_by"] == "scoring"
+    assert report["models"] == {"cltv_churn": {"version": 3}, "cltv_value": {"version": 2}}
     predictions = report["tables"]["churn_predictions"]
     assert predictions["customers"] == {"now": 4, "before": 4, "in_both": 3, "new": 1, "gone": 1}
     assert predictions["risk_band_changed"] == pytest.approx(1 / 3)

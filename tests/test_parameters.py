@@ -80,6 +80,8 @@ def test_each_bad_run_parameter_is_named(base_params, override, message):
         ("churn_modeling", ["promotion", "metric"], "f1", "churn_modeling.promotion.metric"),
         ("churn_modeling", ["class_weight"], "inverse", "churn_modeling.class_weight"),
         ("churn_modeling", ["promotion", "min_gain"], -0.1, "churn_modeling.promotion.min_gain"),
+        ("cltv", ["promotion", "metric"], "pr_auc", "cltv.promotion.metric"),
+        ("cltv", ["promotion", "min_gain"], -0.01, "cltv.promotion.min_gain"),
     ],
 )
 def test_bad_nested_parameters_are_named(base_params, section, path, value, name):

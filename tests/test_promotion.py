@@ -1,5 +1,6 @@
-"""Champion / challenger (issue 19): the first run's churn model takes the registry alias; a
-later, worse model is registered but does not, and the alias stays where it was."""
+"""Champion / challenger (issues 19, 30): the first run's churn and CLV models take the
+registry alias; a later model that is not better is registered but does not, and the alias
+stays where it was. Scoring reads both champions from the registry and nothing else."""
 
 from __future__ import annotations
 
@@ -7,20 +8,23 @@ import json
 import shutil
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from deltalake import DeltaTable
 
-from .conftest import cli_run, run_cli
+from cltv.models.value_model import INPUT_COLUMNS, OUTPUT_COLUMNS
+
+from .conftest import cli_run, project_registry, registered_model, run_cli
 
 
-def _promotion(project) -> dict:
-    return json.loads((project / "data/08_reporting/model_promotion.json").read_text())
+def _promotion(project, model: str = "cltv_churn") -> dict:
+    return json.loads((project / "data/08_reporting/model_promotion.json").read_text())[model]
 
 
 def _client(project) -> mlflow.MlflowClient:
-    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    return project_registry(project)
 
 
 def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_path):
@@ -86,20 +90,122 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
     assert run.data.metrics["promotion.challenger"] == pytest.approx(second["challenger"]["score"])
 
 
-def test_scoring_reproduces_the_training_run_with_its_champion(default_run, scored_again):
+def test_two_default_runs_leave_both_models_with_the_first_as_champion(default_run, trained_twice):
+    client = _client(trained_twice.project)
+    for model in ("cltv_churn", "cltv_value"):
+        first, second = (
+            _promotion(default_run.project, model),
+            _promotion(trained_twice.project, model),
+        )
+        assert first["registered_model"] == second["registered_model"] == model
+        assert first["promoted"] is True and first["champion"] is None
+        version = first["challenger"]["version"]
+        # the same data and settings: the same model, so no gain, and the champion stays
+        assert second["challenger"]["version"] == version + 1
+        assert second["champion"]["version"] == version
+        assert second["champion"]["score"] == pytest.approx(first["challenger"]["score"], rel=1e-9)
+        assert second["challenger"]["score"] == pytest.approx(
+            first["challenger"]["score"], rel=1e-9
+        )
+        assert second["promoted"] is False
+        assert "a gain of +0.0000, below the 0.005 required" in second["reason"]
+        assert int(client.get_model_version_by_alias(model, "champion").version) == version
+    versions = json.loads(
+        (trained_twice.project / "data/08_reporting/model_versions.json").read_text()
+    )
+    assert versions["produced_by"] == "training"
+    assert versions["models"]["cltv_value"] == {
+        "registered_model": "cltv_value",
+        "version": 2,
+        "alias": "champion",
+        "holds_alias": False,
+        "champion_version": 1,
+    }
+    # the drift report and the dashboard name the versions that wrote the tables
+    drift = json.loads((trained_twice.project / "data/08_reporting/drift_report.json").read_text())
+    assert drift["models"]["cltv_churn"]["version"] == versions["models"]["cltv_churn"]["version"]
+    page = (trained_twice.project / "data/08_reporting/dashboard.html").read_text()
+    assert "tables by cltv_churn version 2 and cltv_value version 2 (training)" in page
+
+
+def test_the_clv_decision_scores_the_holdout_revenue_the_top_fifth_spent(default_run):
+    """The challenger's score, recomputed in pandas from the calibration summary and the
+    registered model's own predictions: the top 20% of customers by CLV (a fraction of a
+    customer counted in proportion), and their share of the holdout's revenue."""
+    decision = _promotion(default_run.project, "cltv_value")
+    assert (decision["metric"], decision["min_gain"]) == ("holdout_revenue_top_20pct", 0.005)
+    summary = DeltaTable(str(default_run.project / "data/03_primary/customer_summary")).to_pandas()
+    model = registered_model(default_run.project, "cltv_value", 1)
+    revenue = summary["frequency_holdout"] * summary["monetary_value_holdout"]
+
+    def top_fifth_share(score: pd.Series) -> float:
+        # customers tied on score (one-time buyers with the same T) enter the top fifth
+        # together, each counted in the share of the group that fits
+        groups = (
+            pd.DataFrame({"score": score, "revenue": revenue})
+            .groupby("score")["revenue"]
+            .agg(["size", "sum"])
+            .sort_index(ascending=False)
+        )
+        room, captured = 0.2 * len(score), 0.0
+        for size, total in groups.itertuples(index=False):
+            taken = min(size, room)
+            captured += total * taken / size
+            room -= taken
+            if room <= 0:
+                break
+        return captured / revenue.sum()
+
+    clv = model.predict(summary[list(INPUT_COLUMNS)])["clv"]
+    assert decision["n_customers"] == len(summary)
+    assert decision["challenger"]["score"] == pytest.approx(top_fifth_share(clv), rel=1e-9)
+    assert decision["challenger"]["purchase_model"] in ("bgnbd", "mbgnbd", "pnbd")
+    # the naive baseline is scored alike, and the report says which ranks better
+    naive = decision["naive_baseline"]
+    assert naive["beats_challenger"] == (naive["score"] > decision["challenger"]["score"])
+    assert 0 < naive["score"] < 1
+
+
+def test_the_registered_clv_model_predicts_the_customer_cltv_table(trained_twice):
+    model = registered_model(trained_twice.project, "cltv_value", 1)
+    signature = model.metadata.signature
+    assert signature.inputs.input_names() == ["frequency", "recency", "T", "monetary_value"]
+    assert signature.outputs.input_names() == list(OUTPUT_COLUMNS)
+    assert model.metadata.metadata["time_unit"] == "W"
+    assert model.metadata.metadata["horizon_months"] == 12
+    assert model.metadata.metadata["interval_draws"] == 200
+    summary = _table(trained_twice.project, "customer_summary_current")
+    table = _table(trained_twice.project, "customer_cltv")
+    predicted = model.predict(summary[list(INPUT_COLUMNS)])
+    assert len(predicted) == len(table) > 1000
+    np.testing.assert_allclose(
+        predicted[list(OUTPUT_COLUMNS)].to_numpy(),
+        table[list(OUTPUT_COLUMNS)].to_numpy(),
+        rtol=1e-9,
+        atol=1e-12,
+    )
+
+
+def test_scoring_reproduces_the_training_run_from_the_registry_alone(trained_twice, scored_again):
     project = scored_again.project
     for table in ("churn_predictions", "customer_cltv"):
-        trained = _table(default_run.project, table)
+        trained = _table(trained_twice.project, table)
         scored = _table(project, table)
-        # nothing changed, so the same model and fit give the same rows, to the last bit
+        # nothing changed, so the same models give the same rows, to the last bit
         pd.testing.assert_frame_equal(scored, trained)
-    # and no training: no new model version, no new fit
+    # no training and no file of the training run: no new model version, no fit in data/
     client = _client(project)
-    assert len(client.search_model_versions("name='cltv_churn'")) == 1
-    fit = project / "data/06_models/cltv_model_fit.json"
-    assert (
-        fit.read_text() == (default_run.project / "data/06_models/cltv_model_fit.json").read_text()
-    )
+    for model in ("cltv_churn", "cltv_value"):
+        assert len(client.search_model_versions(f"name='{model}'")) == 2
+    assert not (project / "data/06_models").exists()
+    versions = json.loads((project / "data/08_reporting/model_versions.json").read_text())
+    assert versions["produced_by"] == "scoring"
+    assert {name: entry["version"] for name, entry in versions["models"].items()} == {
+        "cltv_churn": 1,
+        "cltv_value": 1,
+    }
+    assert "Scoring with churn model version 1" in scored_again.log
+    assert "CLV model version 1" in scored_again.log
 
 
 def test_scoring_without_a_champion_stops_with_one_line(default_run, tmp_path):
@@ -118,6 +224,10 @@ def test_scoring_without_a_champion_stops_with_one_line(default_run, tmp_path):
 
 
 def _table(project, name) -> pd.DataFrame:
-    layer = {"churn_predictions": "07_model_output", "customer_cltv": "07_model_output"}[name]
+    layer = {
+        "churn_predictions": "07_model_output",
+        "customer_cltv": "07_model_output",
+        "customer_summary_current": "03_primary",
+    }[name]
     frame = DeltaTable(str(project / "data" / layer / name)).to_pandas()
     return frame.sort_values("customer_id").reset_index(drop=True)

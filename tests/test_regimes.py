@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
+from cltv.models.value_model import CustomerValueModel
 from cltv.pipelines.cltv.nodes import (
     fit_cltv_models,
     naive_baseline,
@@ -147,9 +148,12 @@ def test_the_bundled_sample_gets_valid_values(spark):
     summary = build_current_customer_summary(days, period, "W")
     fit = fit_cltv_models(summary, cltv_params(), "W")
     naive = naive_baseline(build_customer_summary(days, period, "W"), period)
-    values = predict_customer_value(summary, fit, naive, VALUATION, period, UNCERTAINTY)[
-        0
-    ].toPandas()
+    values = predict_customer_value(
+        summary,
+        CustomerValueModel(fit, naive, VALUATION, UNCERTAINTY),
+        VALUATION["value_tiers"],
+        period,
+    )[0].toPandas()
     assert_valid_customer_values(values)
     for model in ("bgnbd", "mbgnbd", "gamma_gamma"):
         assert fit[model]["boundary"] == []

@@ -6,11 +6,16 @@ so a user fixes ``--params`` or the YAML once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from cltv.pipelines.cltv.nodes import BTYD_CHURN_FEATURES, PURCHASE_MODELS, SELECTION_RULES
+from cltv.pipelines.cltv.nodes import (
+    BTYD_CHURN_FEATURES,
+    PROMOTION_METRICS,
+    PURCHASE_MODELS,
+    SELECTION_RULES,
+)
 from cltv.pipelines.data_processing.nodes import (
     DAYS_PER_UNIT,
     RETURN_MODES,
@@ -177,6 +182,7 @@ def problems(params: Mapping[str, Any]) -> list[str]:
             "cltv.valuation.margin",
             lambda: "must be positive" if _number(valuation["margin"]) <= 0 else None,
         )
+    found += _promotion_problems(cltv.get("promotion") or {}, "cltv", PROMOTION_METRICS)
     btyd_features = (params.get("churn_modeling") or {}).get("btyd_features")
     if btyd_features is not None:
         _check(
@@ -213,17 +219,20 @@ def problems(params: Mapping[str, Any]) -> list[str]:
                 "must be at least 100" if _number(modeling["max_train_customers"]) < 100 else None
             ),
         )
-    promotion = modeling.get("promotion") or {}
+    found += _promotion_problems(
+        modeling.get("promotion") or {}, "churn_modeling", ("pr_auc", "roc_auc")
+    )
+    return found
+
+
+def _promotion_problems(promotion: Mapping, section: str, metrics: Sequence[str]) -> list[str]:
+    found: list[str] = []
     if "metric" in promotion:
-        _check(
-            found,
-            "churn_modeling.promotion.metric",
-            lambda: _one_of(promotion["metric"], ("pr_auc", "roc_auc")),
-        )
+        _check(found, f"{section}.promotion.metric", lambda: _one_of(promotion["metric"], metrics))
     if "min_gain" in promotion:
         _check(
             found,
-            "churn_modeling.promotion.min_gain",
+            f"{section}.promotion.min_gain",
             lambda: "must not be negative" if _number(promotion["min_gain"]) < 0 else None,
         )
     return found

@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> None:
         frames += [table, shifted]
     customers = frames[0].count()
     started = time.perf_counter()
-    report, _ = drift_report(*frames, params["reporting"]["drift"])
+    report, _ = drift_report(
+        *frames, params["reporting"]["drift"], {"produced_by": "training", "models": {}}
+    )
     elapsed = time.perf_counter() - started
     warnings = len(report["warnings"])
     print(f"drift_report: {customers:,} customers, {elapsed:.1f} s, {warnings} warnings")

@@ -7,6 +7,7 @@ from cltv.datasets.mlflow_churn_model_dataset import (
     ModelWithExample,
     load_churn_model,
 )
+from cltv.datasets.mlflow_cltv_model_dataset import MlflowCltvModelDataset, load_value_model
 from cltv.datasets.spark_delta_table_dataset import SparkDeltaTableDataset
 from cltv.datasets.unity_catalog_table_dataset import UnityCatalogTableDataset
 
@@ -15,8 +16,10 @@ __all__ = [
     "InvoiceCSVDataset",
     "MlflowChampionDataset",
     "MlflowChurnModelDataset",
+    "MlflowCltvModelDataset",
     "ModelWithExample",
     "SparkDeltaTableDataset",
     "UnityCatalogTableDataset",
     "load_churn_model",
+    "load_value_model",
 ]

@@ -1,4 +1,5 @@
-"""``MlflowChampionDataset``: the churn model behind a registry alias, with how it was chosen."""
+"""``MlflowChampionDataset``: a registered model behind a registry alias, with how it was
+chosen."""
 
 from __future__ import annotations
 
@@ -12,14 +13,25 @@ import mlflow
 from kedro.io import AbstractDataset, DatasetError
 
 from cltv.datasets.mlflow_churn_model_dataset import load_churn_model
+from cltv.datasets.mlflow_cltv_model_dataset import load_value_model
+
+# what a champion is: how to load it, how errors name it, which artifact of its training run
+# says how it was chosen (None: the model carries all it needs)
+KINDS = {
+    "churn": (load_churn_model, "the churn model", "churn_model_selection.json"),
+    "cltv": (load_value_model, "the CLV model", None),
+}
 
 
 @dataclass(frozen=True)
 class ChampionModel:
-    """The model behind the alias (a scikit-learn pipeline, or a Spark ML model for a version
-    trained by the ``spark_ml`` engine or before the driver engine existed), its version, and
-    the ``churn_model_selection.json`` its training run wrote (threshold, features, whether
-    BTYD features were used)."""
+    """The model behind the alias, its version, and how its training run chose it.
+
+    For ``kind: churn``: a scikit-learn pipeline (or a Spark ML model for a version trained by
+    the ``spark_ml`` engine or before the driver engine existed) and the
+    ``churn_model_selection.json`` its run wrote (threshold, features, whether BTYD features
+    were used). For ``kind: cltv``: the :class:`cltv.models.value_model.CustomerValueModel`,
+    which carries its fit and settings itself (``selection`` is empty)."""
 
     model: Any
     version: int
@@ -27,13 +39,15 @@ class ChampionModel:
 
 
 class MlflowChampionDataset(AbstractDataset[ChampionModel, None]):
-    """Loads the version of ``registered_model`` that holds ``alias`` (read-only).
+    """Loads the version of ``registered_model`` that holds ``alias`` (read-only); ``kind``
+    is ``churn`` (default) or ``cltv``.
 
-    Scoring without training needs the model and the threshold and features it was chosen
-    with; both come from the registry, so a scoring run uses exactly what training promoted.
-    No version with the alias is one line that says what to run.
+    Scoring without training needs the models and what they were chosen with (the churn
+    model's threshold and features); all of it comes from the registry, so a scoring run uses
+    exactly what training promoted. No version with the alias is one line that says what to
+    run.
 
-    Example catalog entry:
+    Example catalog entries:
 
     .. code-block:: yaml
 
@@ -41,18 +55,30 @@ class MlflowChampionDataset(AbstractDataset[ChampionModel, None]):
           type: cltv.datasets.MlflowChampionDataset
           registered_model: cltv_churn
           alias: champion
+
+        cltv_champion:
+          type: cltv.datasets.MlflowChampionDataset
+          registered_model: cltv_value
+          kind: cltv
     """
 
-    SELECTION_ARTIFACT = "churn_model_selection.json"
-
     def __init__(
-        self, *, registered_model: str, alias: str = "champion", metadata: dict | None = None
+        self,
+        *,
+        registered_model: str,
+        alias: str = "champion",
+        kind: str = "churn",
+        metadata: dict | None = None,
     ) -> None:
+        if kind not in KINDS:
+            raise DatasetError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
         self._registered_model = registered_model
         self._alias = alias
+        self._kind = kind
         self.metadata = metadata
 
     def load(self) -> ChampionModel:
+        load_model, what, selection_artifact = KINDS[self._kind]
         client = mlflow.MlflowClient()
         try:
             version = client.get_model_version_by_alias(self._registered_model, self._alias)
@@ -60,20 +86,26 @@ class MlflowChampionDataset(AbstractDataset[ChampionModel, None]):
             # not chained: this line is the whole story (the run's last line shows the
             # innermost error)
             raise DatasetError(
-                f"no version of the churn model {self._registered_model} has the alias "
+                f"no version of {what} {self._registered_model} has the alias "
                 f"'{self._alias}' in the MLflow registry at {mlflow.get_tracking_uri()}: run "
                 "the training pipelines first (kedro run), which promote one"
             ) from None
-        model = load_churn_model(f"models:/{self._registered_model}@{self._alias}")
-        with TemporaryDirectory() as folder:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=version.run_id, artifact_path=self.SELECTION_ARTIFACT, dst_path=folder
-            )
-            selection = json.loads(Path(path).read_text())
+        model = load_model(f"models:/{self._registered_model}@{self._alias}")
+        selection: dict[str, Any] = {}
+        if selection_artifact is not None:
+            with TemporaryDirectory() as folder:
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=version.run_id, artifact_path=selection_artifact, dst_path=folder
+                )
+                selection = json.loads(Path(path).read_text())
         return ChampionModel(model=model, version=int(version.version), selection=selection)
 
     def save(self, data: None) -> None:
         raise DatasetError("MlflowChampionDataset is read-only: training promotes the champion")
 
     def _describe(self) -> dict[str, Any]:
-        return {"registered_model": self._registered_model, "alias": self._alias}
+        return {
+            "registered_model": self._registered_model,
+            "alias": self._alias,
+            "kind": self._kind,
+        }

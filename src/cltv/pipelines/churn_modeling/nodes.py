@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import mlflow
 from matplotlib.figure import Figure
 from pyspark.ml import Transformer
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cltv import metrics
+from cltv import promotion as promotion_in_registry
 from cltv.datasets.mlflow_churn_model_dataset import ModelWithExample, load_churn_model
 from cltv.parameters import CHURN_CANDIDATES, CHURN_ENGINES
 from cltv.pipelines.churn_modeling import driver, spark_ml
@@ -451,84 +451,56 @@ def score_customers(
 def promote_churn_model(
     churn_model: Any, model_input: DataFrame, promotion: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """The run's model (the challenger, the version this run registered) against the model
-    behind the registry alias ``promotion.alias`` (the champion), both scored on this run's
-    test customers by ``promotion.metric``: the challenger takes the alias when it is better
-    by ``promotion.min_gain``, or when there is no champion yet.
+    """The run's model (the challenger, the version of ``promotion.registered_model`` this
+    run registered) against the version behind the alias ``promotion.alias`` (the
+    champion), both scored on this run's test customers by ``promotion.metric``
+    (:mod:`cltv.promotion`).
 
-    Returns the decision (``model_promotion.json``) and its scores as MLflow metrics. Works
-    with any MLflow registry that has aliases (the local SQLite one, Unity Catalog).
+    Returns the decision (the ``cltv_churn`` entry of ``model_promotion.json``) and its
+    scores as MLflow metrics.
     """
-    client = mlflow.MlflowClient()
-    run = mlflow.active_run()
-    if run is None:
-        raise RuntimeError("promote_churn_model needs the run's MLflow run (kedro-mlflow)")
-    registered = client.search_model_versions(f"run_id='{run.info.run_id}'")
-    if not registered:
-        raise RuntimeError(
-            f"MLflow run {run.info.run_id} registered no churn model version: set "
-            "save_args.registered_model_name on the churn_model catalog entry"
-        )
-    name, version = registered[0].name, int(registered[0].version)
-    alias, metric, min_gain = promotion["alias"], promotion["metric"], promotion["min_gain"]
+    name, version = promotion_in_registry.registered_in_this_run(promotion["registered_model"])
+    alias, metric = promotion["alias"], promotion["metric"]
     challenger = _test_ranking(churn_model, model_input)
-    challenger_score = challenger[metric]
-    try:
-        champion_version = int(client.get_model_version_by_alias(name, alias).version)
-    except mlflow.exceptions.MlflowException:
-        champion_version = None  # no model has the alias yet
-    decision: dict[str, Any] = {
-        "registered_model": name,
-        "alias": alias,
-        "metric": metric,
-        "min_gain": min_gain,
-        "n_test": challenger["n"],
-        "challenger": {
-            "version": version,
-            "score": challenger_score,
-            "flavor": model_flavor(churn_model),
-        },
-        "champion": None,
-    }
-    if champion_version is None:
-        promoted, reason = True, f"no model had the alias '{alias}' yet"
-    else:
-        champion = load_churn_model(f"models:/{name}@{alias}")
-        champion_score = _test_ranking(champion, model_input)[metric]
-        decision["champion"] = {
+    champion = None
+    found = promotion_in_registry.load_champion(name, alias, load_churn_model)
+    if found:
+        champion_version, champion_model = found
+        champion = {
             "version": champion_version,
-            "score": champion_score,
-            "flavor": model_flavor(champion),
+            "score": _test_ranking(champion_model, model_input)[metric],
+            "flavor": model_flavor(champion_model),
         }
-        gain = challenger_score - champion_score
-        promoted = gain >= min_gain
-        reason = (
-            f"{metric} {challenger_score:.4f} vs the champion's {champion_score:.4f} "
-            f"(version {champion_version}): a gain of {gain:+.4f}, "
-            f"{'at least' if promoted else 'below'} the {min_gain} required"
-        )
-        if decision["champion"]["flavor"] != decision["challenger"]["flavor"]:
-            # e.g. a Spark ML champion from before the driver engine: still scored as it is
-            reason += (
-                f"; the champion is a {decision['champion']['flavor']} model, the challenger "
-                f"a {decision['challenger']['flavor']} one, "
-                + ("which replaces it" if promoted else "and the champion keeps scoring")
-            )
-    if promoted:
-        client.set_registered_model_alias(name, alias, str(version))
-    decision.update(promoted=promoted, reason=reason)
-    logger.info(
-        "Churn model %s version %d %s '%s': %s",
+    decision = promotion_in_registry.challenge(
         name,
         version,
-        "takes" if promoted else "does not take",
-        alias,
-        reason,
+        promotion,
+        {"score": challenger[metric], "flavor": model_flavor(churn_model)},
+        champion,
     )
-    scores = {"challenger": challenger_score, "promoted": float(promoted)}
-    if decision["champion"]:
-        scores["champion"] = decision["champion"]["score"]
+    decision["n_test"] = challenger["n"]
+    if champion and champion["flavor"] != decision["challenger"]["flavor"]:
+        # e.g. a Spark ML champion from before the driver engine: still scored as it is
+        decision["reason"] += (
+            f"; the champion is a {champion['flavor']} model, the challenger "
+            f"a {decision['challenger']['flavor']} one, "
+            + ("which replaces it" if decision["promoted"] else "and the champion keeps scoring")
+        )
+    scores = promotion_in_registry.settle(decision, "Churn model")
     return decision, metrics.as_mlflow_metrics(scores)
+
+
+def record_model_promotion(
+    churn_promotion: dict[str, Any], cltv_promotion: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``model_promotion.json``: the decision for each registered model, by its name in the
+    SPEC (``cltv_churn``, ``cltv_value``); and ``model_versions.json``: which version of each
+    wrote this run's tables, and which holds the alias now."""
+    decisions = {"cltv_churn": churn_promotion, "cltv_value": cltv_promotion}
+    versions = {
+        name: promotion_in_registry.produced_by(decision) for name, decision in decisions.items()
+    }
+    return decisions, {"produced_by": "training", "models": versions}
 
 
 def model_flavor(model: Any) -> str:

@@ -9,6 +9,7 @@ from cltv.pipelines.churn_modeling.nodes import (
     fit_churn_candidates,
     plot_churn_evaluation,
     promote_churn_model,
+    record_model_promotion,
     score_customers,
     select_churn_model,
 )
@@ -71,8 +72,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 promote_churn_model,
                 inputs=["churn_model", "churn_model_input", "params:churn_modeling.promotion"],
-                outputs=["model_promotion", "promotion_mlflow_metrics"],
+                outputs=["churn_model_promotion", "promotion_mlflow_metrics"],
                 name="promote_churn_model",
+            ),
+            Node(
+                record_model_promotion,
+                inputs=["churn_model_promotion", "cltv_model_promotion"],
+                outputs=["model_promotion", "model_versions"],
+                name="record_model_promotion",
             ),
             Node(
                 score_customers,

@@ -17,35 +17,31 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from scipy.special import expit
+from pyspark.sql.types import DoubleType, StructField, StructType
 
 from cltv import metrics
+from cltv import promotion as promotion_in_registry
+from cltv.datasets.mlflow_cltv_model_dataset import load_value_model
 from cltv.models import (
-    BetaGeoModel,
     ConvergenceError,
     GammaGammaModel,
-    ModifiedBetaGeoModel,
-    ParetoNBDModel,
 )
-from cltv.models.gamma_gamma import average_order_value
-from cltv.models.uncertainty import (
-    LinearisedDraws,
-    central_interval,
-    parameter_draws,
-    randomised_coverage,
-    spend_draws,
+from cltv.models.uncertainty import central_interval, randomised_coverage
+from cltv.models.value_model import (
+    INPUT_COLUMNS,
+    PURCHASE_MODELS,
+    VALUED_CUSTOMERS_SCHEMA,
+    CustomerValueModel,
+    naive_rate,
+    purchase_model,
 )
 from cltv.pipelines.data_processing.nodes import days_per_unit
 
 logger = logging.getLogger(__name__)
 
-# purchase models that can value customers, by the name their parameters have in ``cltv``
-PURCHASE_MODELS = {"bgnbd": BetaGeoModel, "mbgnbd": ModifiedBetaGeoModel, "pnbd": ParetoNBDModel}
 MODEL_LABELS = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "pnbd": "Pareto/NBD", "naive": "naive"}
 # rules of cltv.model_selection besides naming a candidate: the lowest holdout error of counts
 SELECTION_RULES = {"lowest_mae": "mae", "lowest_rmse": "rmse"}
-# time units in a month, as lifetimes' customer_lifetime_value counts them
-MONTH_IN_UNITS = {"W": 4.345, "D": 30.0}
 FREQUENCY_BUCKETS = 7  # calibration table rows: 0, 1, ..., 6 and "7+"
 # |corr(frequency, spend)| above this questions Gamma-Gamma's independence assumption
 INDEPENDENCE_WARNING = 0.3
@@ -150,13 +146,6 @@ def fit_chosen_model(
     return {**fit, "purchase_model": chosen}
 
 
-def purchase_model(fit: dict[str, Any], name: str | None = None):
-    """The fitted purchase model ``name`` of a fit (default: the one that values customers),
-    ready to predict."""
-    name = name or fit.get("purchase_model", "bgnbd")
-    return PURCHASE_MODELS[name].from_params(fit[name])
-
-
 def model_parameters(fit: dict[str, Any]) -> dict[str, Any]:
     """``cltv_model_params.json`` as the SPEC defines it, plus ``purchase_model``: which model
     values the customers (its parameters too when it is not BG/NBD)."""
@@ -199,112 +188,17 @@ def naive_baseline(summary: DataFrame, analysis_period: dict[str, Any]) -> dict[
     }
 
 
-def _naive_rate(frequency: np.ndarray, big_t: np.ndarray) -> np.ndarray:
-    """Repeat purchases per time unit so far: the rate a no-dropout model extrapolates."""
-    return np.where(big_t > 0, frequency / np.where(big_t > 0, big_t, 1.0), 0.0)
-
-
 # ------------------------------------------------------------------ prediction
-VALUE_COLUMNS = ("p_alive", "expected_purchases", "expected_average_order_value", "clv")
-# each of VALUE_COLUMNS has <column>_lower and <column>_upper: its central interval over the
-# parameter draws (cltv.uncertainty)
-CLTV_COLUMNS = ", ".join(
-    [
-        "customer_id string, frequency long, recency double, T double, monetary_value double",
-        *(
-            f"{column} double, {column}_lower double, {column}_upper double"
-            for column in VALUE_COLUMNS
-        ),
-        "naive_clv double",
-        # the batch's sum of CLV at each draw, on one row per batch (else null): the total's
-        # interval, which is not a sum of the customers' bounds
-        "clv_draw_sums array<double>",
-    ]
-)
-
-
-def _purchase_terms(model, x, t_x, big_t, valuation: dict[str, Any], month: float) -> np.ndarray:
-    """What the purchase model says about each customer, on scales where it is near linear in
-    the log-parameters (see :class:`LinearisedDraws`): the log-odds of being alive, and the
-    logs of the purchases expected over the horizon, and of the same discounted by month
-    (lifetimes' customer_lifetime_value: each month's purchases / (1 + rate)^month), if
-    alive. Multiplied by P(alive), the last two are the expected and discounted purchases."""
-    months, rate = valuation["horizon_months"], valuation["discount_rate"]
-    discounted = np.zeros(len(x))
-    previous = np.zeros(len(x))
-    for i in range(1, months + 1):
-        cumulative = model.predict_purchases_if_alive(i * month, x, big_t)
-        discounted += (cumulative - previous) / (1.0 + rate) ** i
-        previous = cumulative
-    return np.stack(
-        [model.predict_log_odds_alive(x, t_x, big_t), np.log(previous), np.log(discounted)]
-    )
-
-
-class _Valuation:
-    """The chosen purchase model and Gamma-Gamma at the estimate and at ``uncertainty.draws``
-    seeded parameter draws from each fit's covariance, ready to value batches of customers."""
-
-    def __init__(self, fit, naive, valuation, uncertainty, month) -> None:
-        name = fit.get("purchase_model", "bgnbd")
-        draws = parameter_draws(
-            PURCHASE_MODELS[name], fit[name], uncertainty["draws"], uncertainty["seed"]
-        )
-        self.purchases = LinearisedDraws(PURCHASE_MODELS[name], fit[name], draws)
-        self.spend = GammaGammaModel.from_params(fit["gamma_gamma"])
-        # independent fits: independent draws (a seed of its own)
-        self.spend_draws = spend_draws(
-            fit["gamma_gamma"], uncertainty["draws"], uncertainty["seed"] + 1
-        )
-        self.valuation, self.month, self.level = valuation, month, uncertainty["interval"]
-        self.naive_order_value = naive["mean_repeat_order_value"]
-        self.lifespan = min(
-            valuation["horizon_months"], naive["expected_lifespan_months"] or math.inf
-        )
-
-    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        margin = self.valuation["margin"]
-        for batch in batches:
-            if batch.empty:
-                continue
-            x, t_x, big_t, m = (
-                batch[c].to_numpy(float) for c in ("frequency", "recency", "T", "monetary_value")
-            )
-            terms, term_draws = self.purchases(
-                _purchase_terms, x, t_x, big_t, self.valuation, self.month
-            )
-            p_alive, p_alive_draws = expit(terms[0]), expit(term_draws[0])
-            order_value = self.spend.predict_average_order_value(x, m)
-            order_value_draws = average_order_value(
-                *(self.spend_draws[k][None, :] for k in ("p", "q", "population_mean")),
-                x[:, None],
-                m[:, None],
-            )
-            clv_draws = margin * order_value_draws * p_alive_draws * np.exp(term_draws[2])
-            estimates = {
-                "p_alive": (p_alive, p_alive_draws),
-                "expected_purchases": (
-                    p_alive * np.exp(terms[1]),
-                    p_alive_draws * np.exp(term_draws[1]),
-                ),
-                "expected_average_order_value": (order_value, order_value_draws),
-                "clv": (margin * order_value * p_alive * np.exp(terms[2]), clv_draws),
-            }
-            values = batch[["customer_id", "frequency", "recency", "T", "monetary_value"]].copy()
-            for column, (estimate, column_draws) in estimates.items():
-                lower, upper = central_interval(column_draws, self.level)
-                # the bounds enclose the estimate (they can miss it by rounding when the
-                # draws hardly spread, e.g. P(alive) of 1 - 1e-17)
-                values[column] = estimate
-                values[f"{column}_lower"] = np.minimum(lower, estimate)
-                values[f"{column}_upper"] = np.maximum(upper, estimate)
-            own_order_value = np.where(x > 0, m, self.naive_order_value)
-            values["naive_clv"] = (
-                margin * own_order_value * _naive_rate(x, big_t) * self.month * self.lifespan
-            )
-            values["clv_draw_sums"] = [list(clv_draws.sum(axis=0)), *([None] * (len(batch) - 1))]
-            _stop_on_invalid(values)
-            yield values
+def cltv_value_model(
+    fit: dict[str, Any],
+    naive: dict[str, Any],
+    valuation: dict[str, Any],
+    uncertainty: dict[str, Any],
+) -> CustomerValueModel:
+    """The CLV model that values customers: the fit up to observation_end, the naive
+    baseline and the valuation and interval settings, as one MLflow pyfunc model (logged and
+    registered by the ``cltv_value_model`` catalog entry)."""
+    return CustomerValueModel(fit, naive, valuation, uncertainty)
 
 
 def customer_values(
@@ -317,42 +211,26 @@ def customer_values(
     """:func:`predict_customer_value`'s per-customer values and intervals for a summary that is
     already a pandas frame (a notebook's sample, a study over many generated data sets),
     without tiers and the total."""
-    month = MONTH_IN_UNITS[fit["time_unit"]]
-    value_customers = _Valuation(fit, naive, valuation, uncertainty, month)
-    columns = summary[["customer_id", "frequency", "recency", "T", "monetary_value"]]
-    return pd.concat(value_customers(iter([columns])), ignore_index=True).drop(
+    model = CustomerValueModel(fit, naive, valuation, uncertainty)
+    return pd.concat(model.value_batches(iter([summary])), ignore_index=True).drop(
         columns="clv_draw_sums"
     )
 
 
-def _stop_on_invalid(values: pd.DataFrame) -> None:
-    """No table gets a negative, NaN or infinite value: stop, naming the first customer."""
-    columns = [f"{c}{suffix}" for c in VALUE_COLUMNS for suffix in ("", "_lower", "_upper")]
-    numbers = values[columns].to_numpy()
-    invalid = ~np.isfinite(numbers) | (numbers < 0)
-    if invalid.any():
-        row, column = np.argwhere(invalid)[0]
-        customer = values.iloc[row]
-        raise ValueError(
-            f"customer {customer['customer_id']} (frequency {customer['frequency']}, recency "
-            f"{customer['recency']}, T {customer['T']}, monetary_value "
-            f"{customer['monetary_value']}): {columns[column]} = {numbers[row, column]}; "
-            "no table is written with such a value (see cltv_model_fit.json)"
-        )
-
-
 def predict_customer_value(
     summary_current: DataFrame,
-    fit: dict[str, Any],
-    naive: dict[str, Any],
-    valuation: dict[str, Any],
+    value_model: CustomerValueModel,
+    value_tiers: list[dict[str, Any]],
     analysis_period: dict[str, Any],
-    uncertainty: dict[str, Any],
 ) -> tuple[DataFrame, dict[str, Any]]:
     """``customer_cltv``: P(alive), expected purchases, order value, discounted CLV over
     ``horizon_months``, each with its central ``uncertainty.interval`` interval over the
     parameters' uncertainty; the naive CLV; value tiers, for every customer at
     observation_end. And the total CLV with its interval (``cltv_total_value``).
+
+    ``value_model`` is this run's CLV model (training) or the registry's champion (scoring):
+    its own code values each batch of customers in Spark, the code its MLflow ``predict``
+    runs.
 
     Intervals: ``uncertainty.draws`` seeded draws of the chosen purchase model's parameters
     and of Gamma-Gamma's, from each fit's covariance (:func:`parameter_draws`). Gamma-Gamma's
@@ -361,14 +239,12 @@ def predict_customer_value(
     one per draw), and the CLV of a draw is their product. A boundary fit holds its
     unidentified parameters, so their part of the interval is empty, not NaN.
 
-    Tiers (``valuation.value_tiers``, largest CLV first): a customer ranked within the top
-    ``share`` of customers gets the first tier whose share covers their rank; else ``rest``.
+    Tiers (``value_tiers``, largest CLV first): a customer ranked within the top ``share`` of
+    customers gets the first tier whose share covers their rank; else ``rest``.
     """
-    month = MONTH_IN_UNITS[fit["time_unit"]]
-    value_customers = _Valuation(fit, naive, valuation, uncertainty, month)
     values = (
-        summary_current.select("customer_id", "frequency", "recency", "T", "monetary_value")
-        .mapInPandas(value_customers, schema=CLTV_COLUMNS)
+        summary_current.select("customer_id", *INPUT_COLUMNS)
+        .mapInPandas(value_model.value_batches, schema=VALUED_CUSTOMERS_SCHEMA)
         .persist()
     )
     sums = values.filter(F.col("clv_draw_sums").isNotNull()).select("clv_draw_sums").collect()
@@ -377,7 +253,7 @@ def predict_customer_value(
     n_customers = summary_current.count()
     rank = F.row_number().over(Window.orderBy(F.desc("clv"), "customer_id"))
     tier = F.lit("rest")
-    for rule in sorted(valuation["value_tiers"], key=lambda r: -r["share"]):
+    for rule in sorted(value_tiers, key=lambda r: -r["share"]):
         tier = F.when(
             F.col("clv_rank") <= math.ceil(rule["share"] * n_customers), rule["name"]
         ).otherwise(tier)
@@ -385,14 +261,15 @@ def predict_customer_value(
         values.drop("clv_draw_sums")
         .withColumn("clv_rank", rank)
         .withColumn("value_tier", tier)
-        .withColumn("horizon_months", F.lit(valuation["horizon_months"]))
+        .withColumn("horizon_months", F.lit(value_model.valuation["horizon_months"]))
         .withColumn("scored_at", F.lit(analysis_period["observation_end"]).cast("date"))
     )
-    return customers, _total_value(values, totals, fit, valuation, uncertainty)
+    return customers, _total_value(values, totals, value_model)
 
 
-def _total_value(values, totals, fit, valuation, uncertainty) -> dict[str, Any]:
+def _total_value(values, totals, value_model: CustomerValueModel) -> dict[str, Any]:
     """All customers' CLV, with the central interval of its sum over the draws."""
+    valuation, uncertainty = value_model.valuation, value_model.uncertainty
     level = uncertainty["interval"]
     lower, upper = central_interval(totals, level) if len(totals) else (0.0, 0.0)
     clv = values.agg(F.sum("clv")).first()[0] or 0.0
@@ -404,7 +281,7 @@ def _total_value(values, totals, fit, valuation, uncertainty) -> dict[str, Any]:
         "draws": uncertainty["draws"],
         "seed": uncertainty["seed"],
         "horizon_months": valuation["horizon_months"],
-        "purchase_model": fit.get("purchase_model", "bgnbd"),
+        "purchase_model": value_model.purchase_model_name,
         "method": (
             "parameter draws from each fit's covariance; Gamma-Gamma at every draw, the "
             "purchase model to first order in its log-parameters"
@@ -420,6 +297,91 @@ def _total_value(values, totals, fit, valuation, uncertainty) -> dict[str, Any]:
         uncertainty["draws"],
     )
     return total
+
+
+# ------------------------------------------------------------------ champion / challenger
+# cltv.promotion.metric: "holdout_revenue_" + a key of metrics.value_ranking
+PROMOTION_METRICS = (
+    "holdout_revenue_top_20pct",
+    "holdout_revenue_top_10pct",
+    "holdout_revenue_gini",
+)
+
+
+def _holdout_ranking(value_model: CustomerValueModel, summary: DataFrame) -> dict[str, Any]:
+    """How well the model's CLV, and the naive baseline's, computed from the calibration
+    period's histories, rank customers by the revenue they spent in the holdout
+    (:func:`metrics.value_ranking`, keyed as :data:`PROMOTION_METRICS`)."""
+    histories = summary.select(
+        *INPUT_COLUMNS,
+        (F.col("frequency_holdout") * F.col("monetary_value_holdout")).alias("holdout_revenue"),
+    )
+    scored = histories.mapInPandas(
+        value_model.score_batches,
+        schema=StructType(
+            [
+                *histories.schema.fields,
+                *(StructField(c, DoubleType()) for c in ("clv", "naive_clv")),
+            ]
+        ),
+    ).cache()
+    ranking = {
+        name: {
+            f"holdout_revenue_{key}": value
+            for key, value in metrics.value_ranking(scored, score, "holdout_revenue").items()
+        }
+        for name, score in (("model", "clv"), ("naive", "naive_clv"))
+    }
+    ranking["n_customers"] = scored.count()
+    scored.unpersist()
+    return ranking
+
+
+def promote_cltv_model(
+    value_model: CustomerValueModel, summary: DataFrame, promotion: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The run's CLV model (the challenger, the version of ``promotion.registered_model`` this
+    run registered) against the version behind ``promotion.alias`` (the champion), both
+    valuing the calibration period's customers and scored by ``promotion.metric``: how much of
+    the holdout's revenue the customers they rank highest spent (default: the top 20%).
+
+    The naive baseline is scored the same way. A model it beats is still registered and may
+    still be promoted (the rule is the same for every challenger), but the decision says so.
+    Returns the decision (the ``cltv_value`` entry of ``model_promotion.json``) and its scores
+    as MLflow metrics.
+    """
+    name, version = promotion_in_registry.registered_in_this_run(promotion["registered_model"])
+    alias, metric = promotion["alias"], promotion["metric"]
+    challenger = _holdout_ranking(value_model, summary)
+    champion = None
+    found = promotion_in_registry.load_champion(name, alias, load_value_model)
+    if found:
+        champion_version, champion_model = found
+        champion = {
+            "version": champion_version,
+            "score": _holdout_ranking(champion_model, summary)["model"][metric],
+            "purchase_model": champion_model.purchase_model_name,
+        }
+    score, naive = challenger["model"][metric], challenger["naive"][metric]
+    decision = promotion_in_registry.challenge(
+        name,
+        version,
+        promotion,
+        {"score": score, "purchase_model": value_model.purchase_model_name},
+        champion,
+    )
+    naive_wins = naive is not None and score is not None and naive > score
+    decision.update(
+        n_customers=challenger["n_customers"],
+        naive_baseline={"score": naive, "beats_challenger": naive_wins},
+    )
+    if naive_wins:
+        decision["reason"] += (
+            f"; the naive baseline ranks better ({metric} {naive:.4f} vs {score:.4f}): "
+            "this model is registered, but a simple extrapolation values customers better here"
+        )
+    scores = promotion_in_registry.settle(decision, "CLV model")
+    return decision, metrics.as_mlflow_metrics({**scores, "naive": naive or 0.0})
 
 
 # ------------------------------------------------------------------ churn
@@ -499,7 +461,7 @@ def _holdout_predictions(
             )
             for name, model in models.items()
         }
-        naive = _naive_rate(x, big_t) * horizon
+        naive = naive_rate(x, big_t) * horizon
         yield pd.DataFrame(
             {
                 "frequency": batch["frequency"],

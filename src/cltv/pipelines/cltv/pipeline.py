@@ -7,12 +7,14 @@ from kedro.pipeline import Node, Pipeline
 from cltv.pipelines.cltv.nodes import (
     btyd_churn_scores,
     cltv_mlflow_metrics,
+    cltv_value_model,
     fit_chosen_model,
     fit_cltv_models,
     model_parameters,
     naive_baseline,
     plot_cltv_validation,
     predict_customer_value,
+    promote_cltv_model,
     validate_on_holdout,
 )
 
@@ -68,14 +70,29 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="estimate_naive_baseline",
             ),
             Node(
-                predict_customer_value,
+                cltv_value_model,
                 inputs=[
-                    "customer_summary_current",
                     "cltv_model_fit",
                     "cltv_naive_baseline",
                     "params:cltv.valuation",
-                    "analysis_period",
                     "params:cltv.uncertainty",
+                ],
+                outputs="cltv_value_model",
+                name="register_cltv_value_model",
+            ),
+            Node(
+                promote_cltv_model,
+                inputs=["cltv_value_model", "customer_summary", "params:cltv.promotion"],
+                outputs=["cltv_model_promotion", "cltv_promotion_mlflow_metrics"],
+                name="promote_cltv_model",
+            ),
+            Node(
+                predict_customer_value,
+                inputs=[
+                    "customer_summary_current",
+                    "cltv_value_model",
+                    "params:cltv.valuation.value_tiers",
+                    "analysis_period",
                 ],
                 outputs=["customer_cltv", "cltv_total_value"],
                 name="predict_customer_value",

@@ -330,8 +330,10 @@ def drift_report(
     customer_cltv: DataFrame,
     customer_cltv_before: DataFrame,
     drift: dict[str, Any],
+    model_versions: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """This run's customer tables against the versions they replaced (Delta time travel).
+    """This run's customer tables against the versions they replaced (Delta time travel), and
+    which registered model versions wrote them (``model_versions``).
 
     Per table: customers now, before, in both, new and gone; the population stability index
     (:func:`cltv.metrics.population_stability`) of every feature, of the churn probability and
@@ -385,12 +387,27 @@ def drift_report(
         "changed_share_warning": drift["changed_share_warning"],
         "tables": tables,
         "warnings": warnings,
+        "produced_by": model_versions["produced_by"],
+        "models": {
+            name: {key: entry[key] for key in ("registered_model", "version") if key in entry}
+            for name, entry in model_versions["models"].items()
+        },
     }
     measures = {
         name: {key: entry[key] for key in entry if key == "psi" or key.endswith("_changed")}
         for name, entry in compared.items()
     }
     return report, metrics.as_mlflow_metrics(measures)
+
+
+def _versions_line(drift: dict[str, Any]) -> str:
+    """Which registered versions wrote the tables, e.g. "tables by cltv_churn version 2 and
+    cltv_value version 2 (training)"."""
+    models = drift.get("models") or {}
+    if not models:
+        return "registered model versions not recorded"
+    listed = " and ".join(f"{name} version {entry['version']}" for name, entry in models.items())
+    return f"tables by {listed} ({drift.get('produced_by', 'training')})"
 
 
 def _table_drift(
@@ -728,7 +745,8 @@ table.targets td, table.targets th {{ border: 1px solid #ddd; padding: 4px 8px; 
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
 <h1>Customer lifetime value and churn</h1>
-<p>Generated {generated}; churn model: {html.escape(str(kpis["churn_model"]))}.</p>
+<p>Generated {generated}; churn model: {html.escape(str(kpis["churn_model"]))};
+{html.escape(_versions_line(drift))}.</p>
 {notes}
 <div class="kpis">{cards}</div>
 {charts}

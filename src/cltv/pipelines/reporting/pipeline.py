@@ -69,6 +69,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "customer_cltv",
                 "previous_customer_cltv",
                 "params:reporting.drift",
+                "model_versions",
             ],
             ["drift_report", "drift_mlflow_metrics"],
             name="compare_with_previous_run",

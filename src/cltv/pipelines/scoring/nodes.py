@@ -1,4 +1,4 @@
-"""Nodes of ``scoring``: what the champion churn model needs to score the current customers."""
+"""Nodes of ``scoring``: what the champion models need to score the current customers."""
 
 from __future__ import annotations
 
@@ -6,20 +6,40 @@ import logging
 from typing import Any
 
 from cltv.datasets import ChampionModel
+from cltv.models.value_model import CustomerValueModel
 from cltv.pipelines.churn_modeling.nodes import model_flavor
 
 logger = logging.getLogger(__name__)
 
 
-def unpack_champion(champion: ChampionModel) -> tuple[Any, dict[str, Any]]:
-    """The champion's model, and how it was chosen (its training run's
-    ``churn_model_selection.json``) with its version: what ``score_customers`` takes. Loaded
-    once, first, so a run without a champion stops before any work."""
+def unpack_champions(
+    churn: ChampionModel, cltv: ChampionModel
+) -> tuple[Any, dict[str, Any], CustomerValueModel, dict[str, Any], dict[str, Any]]:
+    """Both champions from the registry, loaded once, first, so that a run without one stops
+    before any work: the churn model and how it was chosen (its training run's
+    ``churn_model_selection.json``, with its version); the CLV model and its fit (for the
+    BG/NBD churn features); and ``model_versions.json``: which versions score this run."""
     logger.info(
-        "Scoring with churn model version %d (%s, a %s model, threshold %.4f)",
-        champion.version,
-        champion.selection["selected"],
-        model_flavor(champion.model),
-        champion.selection["threshold"]["value"],
+        "Scoring with churn model version %d (%s, a %s model, threshold %.4f) and CLV model "
+        "version %d (%s)",
+        churn.version,
+        churn.selection["selected"],
+        model_flavor(churn.model),
+        churn.selection["threshold"]["value"],
+        cltv.version,
+        cltv.model.purchase_model_name,
     )
-    return champion.model, {**champion.selection, "version": champion.version}
+    versions = {
+        "produced_by": "scoring",
+        "models": {
+            name: {"version": champion.version, "alias": "champion", "holds_alias": True}
+            for name, champion in (("cltv_churn", churn), ("cltv_value", cltv))
+        },
+    }
+    return (
+        churn.model,
+        {**churn.selection, "version": churn.version},
+        cltv.model,
+        cltv.model.fit,
+        versions,
+    )

@@ -3,18 +3,20 @@
     kedro run --pipelines scoring
 
 From the clean transactions already in ``transactions_clean`` (e.g. after
-``ingest_increment``): the current features and summary, then the churn model behind the
-registry alias ``champion`` (:class:`cltv.datasets.MlflowChampionDataset`) writes
-``churn_predictions``, and the last saved CLV fit (``cltv_model_fit.json``, with its
-covariance for the intervals) writes ``customer_cltv``. ``drift_report`` then compares the
-three customer tables with what they held before (``drift_report.json``).
+``ingest_increment``): the current features and summary, then the models behind the registry
+alias ``champion`` (:class:`cltv.datasets.MlflowChampionDataset`): ``cltv_churn`` writes
+``churn_predictions`` and ``cltv_value`` (the fit, with its covariance for the intervals)
+writes ``customer_cltv``, distributed, with the model's own code in a pandas UDF. Nothing is
+read from ``data/`` but the clean lines and the current tables. ``drift_report`` then compares
+the three customer tables with what they held before (``drift_report.json``) and names the
+versions that scored them (``model_versions.json``).
 """
 
-from kedro.pipeline import Node, Pipeline
+from kedro.pipeline import Node, Pipeline, pipeline
 
 from cltv.pipelines import cltv, data_processing, reporting
 from cltv.pipelines.churn_modeling.nodes import score_customers
-from cltv.pipelines.scoring.nodes import unpack_champion
+from cltv.pipelines.scoring.nodes import unpack_champions
 
 CURRENT = ("analysis_period", "customer_features_current", "customer_summary_current")
 CLTV_NODES = ("btyd_churn_scores_current", "predict_customer_value")
@@ -22,7 +24,7 @@ CLTV_NODES = ("btyd_churn_scores_current", "predict_customer_value")
 
 def create_pipeline(**kwargs) -> Pipeline:
     # check_champion needs nothing but the registry, so it is ready first, and Kedro runs the
-    # ready nodes in name order: a run without a champion stops before any Spark work
+    # ready nodes in name order: a run without the champions stops before any Spark work
     # (test_scoring_without_a_champion_stops_with_one_line)
     current = (
         data_processing.create_pipeline().from_inputs("transactions_clean").to_outputs(*CURRENT)
@@ -31,9 +33,15 @@ def create_pipeline(**kwargs) -> Pipeline:
         Pipeline(
             [
                 Node(
-                    unpack_champion,
-                    inputs="churn_champion",
-                    outputs=["champion_churn_model", "champion_selection"],
+                    unpack_champions,
+                    inputs=["churn_champion", "cltv_champion"],
+                    outputs=[
+                        "champion_churn_model",
+                        "champion_selection",
+                        "champion_cltv_model",
+                        "champion_cltv_fit",
+                        "model_versions",
+                    ],
                     name="check_champion",
                 ),
                 Node(
@@ -52,6 +60,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ]
         )
         + current
-        + cltv.create_pipeline().only_nodes(*CLTV_NODES)
+        + pipeline(
+            cltv.create_pipeline().only_nodes(*CLTV_NODES),
+            inputs={
+                "cltv_model_fit": "champion_cltv_fit",
+                "cltv_value_model": "champion_cltv_model",
+            },
+        )
         + reporting.create_pipeline().only_nodes("compare_with_previous_run")
     )
