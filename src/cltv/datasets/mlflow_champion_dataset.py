@@ -15,10 +15,12 @@ from kedro.io import AbstractDataset, DatasetError
 from cltv.datasets.mlflow_churn_model_dataset import load_churn_model
 from cltv.datasets.mlflow_cltv_model_dataset import load_value_model
 
+# the churn model's training run says how it was chosen in this artifact
+SELECTION_ARTIFACT = "churn_model_selection.json"
 # what a champion is: how to load it, how errors name it, which artifact of its training run
 # says how it was chosen (None: the model carries all it needs)
 KINDS = {
-    "churn": (load_churn_model, "the churn model", "churn_model_selection.json"),
+    "churn": (load_churn_model, "the churn model", SELECTION_ARTIFACT),
     "cltv": (load_value_model, "the CLV model", None),
 }
 
@@ -61,6 +63,8 @@ class MlflowChampionDataset(AbstractDataset[ChampionModel, None]):
           registered_model: cltv_value
           kind: cltv
     """
+
+    SELECTION_ARTIFACT = SELECTION_ARTIFACT
 
     def __init__(
         self,

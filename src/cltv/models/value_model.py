@@ -155,7 +155,8 @@ class CustomerValueModel(mlflow.pyfunc.PythonModel):
         if context.model_config:
             self.__init__(**context.model_config)
 
-    # the draws are recomputed from the seed where the model is loaded, not pickled
+    # Spark ships the model to its Python workers pickled: the draws are rebuilt there from
+    # the seed, not shipped
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_draws": None}
 
