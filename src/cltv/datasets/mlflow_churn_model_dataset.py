@@ -10,7 +10,8 @@ from typing import Any
 import mlflow
 import mlflow.sklearn
 import pandas as pd
-from kedro_mlflow.io.models import MlflowModelTrackingDataset
+
+from cltv.datasets.logged_model_dataset import LoggedModelDataset
 
 SPARK_FLAVOR, SKLEARN_FLAVOR = "mlflow.spark", "mlflow.sklearn"
 XGBOOST_TYPES = ["xgboost.core.Booster", "xgboost.sklearn.XGBClassifier"]
@@ -41,7 +42,7 @@ def load_churn_model(model_uri: str) -> Any:
     return mlflow.sklearn.load_model(model_uri)
 
 
-class MlflowChurnModelDataset(MlflowModelTrackingDataset):
+class MlflowChurnModelDataset(LoggedModelDataset):
     """kedro-mlflow's model dataset for the churn model, in the flavor of the engine that
     trained it: ``mlflow.sklearn`` for a scikit-learn pipeline (its pyfunc predicts
     ``predict_proba``: column 1 is the churn probability), ``mlflow.spark`` for Spark ML.
@@ -82,16 +83,12 @@ class MlflowChurnModelDataset(MlflowModelTrackingDataset):
         super().__init__(
             flavor=SKLEARN_FLAVOR, save_args=save_args, load_args=load_args, metadata=metadata
         )
-        self._saved_model: Any = None
 
-    def _load(self) -> Any:
-        if self._user_defined_model_uri is None and self._saved_model is not None:
-            return self._saved_model
-        return load_churn_model(self.model_uri)
+    def _load_from_uri(self, model_uri: str) -> Any:
+        return load_churn_model(model_uri)
 
     def _save(self, data: ModelWithExample) -> None:
-        configured = self._save_args
-        arguments = {**configured, "input_example": data.input_example}
+        arguments = {**self._save_args, "input_example": data.input_example}
         self._flavor = _flavor_of(data.model)
         # given, so that MLflow does not infer them by reloading the model in a subprocess
         # (for Spark ML a second Spark start, ~20 s)
@@ -113,9 +110,4 @@ class MlflowChurnModelDataset(MlflowModelTrackingDataset):
                     f"pandas=={version('pandas')}",
                 ],
             )
-        self._save_args = arguments
-        try:
-            super()._save(data.model)
-        finally:
-            self._save_args = configured
-        self._saved_model = data.model
+        self._log(data.model, data.model, arguments)

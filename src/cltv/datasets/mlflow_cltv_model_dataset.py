@@ -8,9 +8,9 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from kedro_mlflow.io.models import MlflowModelTrackingDataset
 
 import cltv
+from cltv.datasets.logged_model_dataset import LoggedModelDataset
 from cltv.models import value_model
 from cltv.models.value_model import CustomerValueModel, model_signature
 
@@ -42,7 +42,7 @@ def input_example(time_unit: str) -> pd.DataFrame:
     return example
 
 
-class MlflowCltvModelDataset(MlflowModelTrackingDataset):
+class MlflowCltvModelDataset(LoggedModelDataset):
     """kedro-mlflow's model dataset for the CLV model (:class:`CustomerValueModel`), logged in
     the active run as an ``mlflow.pyfunc`` model from code (:mod:`cltv.models.value_model_code`
     with the model's settings as ``model_config``: nothing pickled) with its signature, an
@@ -87,16 +87,12 @@ class MlflowCltvModelDataset(MlflowModelTrackingDataset):
             load_args=load_args,
             metadata=metadata,
         )
-        self._saved_model: CustomerValueModel | None = None
 
-    def _load(self) -> CustomerValueModel:
-        if self._user_defined_model_uri is None and self._saved_model is not None:
-            return self._saved_model
-        return load_value_model(self.model_uri)
+    def _load_from_uri(self, model_uri: str) -> CustomerValueModel:
+        return load_value_model(model_uri)
 
     def _save(self, data: CustomerValueModel) -> None:
-        configured = self._save_args
-        self._save_args = {
+        arguments = {
             # models from code: MLflow stores this file and the settings, not a pickle
             "model_config": data.model_config(),
             "signature": model_signature(),
@@ -108,10 +104,6 @@ class MlflowCltvModelDataset(MlflowModelTrackingDataset):
                 for package in ("mlflow", "numpy", "scipy", "pandas")
             ],
             "metadata": data.describe(),
-            **configured,
+            **self._save_args,
         }
-        try:
-            super()._save(str(MODEL_CODE))
-        finally:
-            self._save_args = configured
-        self._saved_model = data
+        self._log(str(MODEL_CODE), data, arguments)
