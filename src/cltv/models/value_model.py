@@ -100,6 +100,17 @@ def _purchase_terms(model, x, t_x, big_t, valuation: dict[str, Any], month: floa
     )
 
 
+def _expected_values(terms: np.ndarray, order_value: np.ndarray, margin: float) -> dict:
+    """P(alive), the expected purchases and the discounted CLV from :func:`_purchase_terms`
+    and the expected order value: at the estimate, or at every parameter draw alike."""
+    p_alive = expit(terms[0])
+    return {
+        "p_alive": p_alive,
+        "expected_purchases": p_alive * np.exp(terms[1]),
+        "clv": margin * order_value * p_alive * np.exp(terms[2]),
+    }
+
+
 class InvalidCustomers(ValueError):
     """Input the model cannot value (a negative T, recency beyond T, ...); the message names
     the first offending row and column."""
@@ -199,27 +210,27 @@ class CustomerValueModel(mlflow.pyfunc.PythonModel):
         }
 
     # ------------------------------------------------------------------ valuing
-    def _values(self, batch: pd.DataFrame, with_draw_sums: bool) -> pd.DataFrame:
+    def _values(self, batch: pd.DataFrame, table_columns: bool) -> pd.DataFrame:
         purchases, spend = self._parameter_draws()
         margin, level = self.valuation["margin"], self.uncertainty["interval"]
         x, t_x, big_t, m = (batch[c].to_numpy(float) for c in INPUT_COLUMNS)
         terms, term_draws = purchases(_purchase_terms, x, t_x, big_t, self.valuation, self.month)
-        p_alive, p_alive_draws = expit(terms[0]), expit(term_draws[0])
         order_value = GammaGammaModel.from_params(
             self.fit["gamma_gamma"]
         ).predict_average_order_value(x, m)
         order_value_draws = average_order_value(
             *(spend[k][None, :] for k in ("p", "q", "population_mean")), x[:, None], m[:, None]
         )
-        clv_draws = margin * order_value_draws * p_alive_draws * np.exp(term_draws[2])
+        at_estimate = _expected_values(terms, order_value, margin)
+        at_draws = _expected_values(term_draws, order_value_draws, margin)
         estimates = {
-            "p_alive": (p_alive, p_alive_draws),
+            "p_alive": (at_estimate["p_alive"], at_draws["p_alive"]),
             "expected_purchases": (
-                p_alive * np.exp(terms[1]),
-                p_alive_draws * np.exp(term_draws[1]),
+                at_estimate["expected_purchases"],
+                at_draws["expected_purchases"],
             ),
             "expected_average_order_value": (order_value, order_value_draws),
-            "clv": (margin * order_value * p_alive * np.exp(terms[2]), clv_draws),
+            "clv": (at_estimate["clv"], at_draws["clv"]),
         }
         values = batch.copy()
         for column, (estimate, column_draws) in estimates.items():
@@ -229,9 +240,10 @@ class CustomerValueModel(mlflow.pyfunc.PythonModel):
             values[column] = estimate
             values[f"{column}_lower"] = np.minimum(lower, estimate)
             values[f"{column}_upper"] = np.maximum(upper, estimate)
-        if with_draw_sums:
+        if table_columns:  # what customer_cltv has besides predict's columns
             values["naive_clv"] = self._naive_clv(x, big_t, m)
-            values["clv_draw_sums"] = [list(clv_draws.sum(axis=0)), *([None] * (len(batch) - 1))]
+            draw_sums = at_draws["clv"].sum(axis=0)
+            values["clv_draw_sums"] = [list(draw_sums), *([None] * (len(batch) - 1))]
         _stop_on_invalid(values)
         return values
 
@@ -241,7 +253,7 @@ class CustomerValueModel(mlflow.pyfunc.PythonModel):
         CLV, and the CLV's sums over the batch at each draw."""
         for batch in batches:
             if not batch.empty:
-                yield self._values(batch[["customer_id", *INPUT_COLUMNS]], with_draw_sums=True)
+                yield self._values(batch[["customer_id", *INPUT_COLUMNS]], table_columns=True)
 
     def score_batches(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         """Batches with :data:`INPUT_COLUMNS` (and any others, kept) plus ``clv`` and
@@ -255,7 +267,7 @@ class CustomerValueModel(mlflow.pyfunc.PythonModel):
             terms = _purchase_terms(model, x, t_x, big_t, self.valuation, self.month)
             order_value = spend.predict_average_order_value(x, m)
             yield batch.assign(
-                clv=margin * order_value * expit(terms[0]) * np.exp(terms[2]),
+                clv=_expected_values(terms, order_value, margin)["clv"],
                 naive_clv=self._naive_clv(x, big_t, m),
             )
 
@@ -281,7 +293,7 @@ class CustomerValueModel(mlflow.pyfunc.PythonModel):
             raise mlflow.exceptions.MlflowException.invalid_parameter_value(str(exc)) from None
         if histories.empty:
             return pd.DataFrame(columns=list(OUTPUT_COLUMNS), dtype=float)
-        return self._values(histories, with_draw_sums=False)[list(OUTPUT_COLUMNS)]
+        return self._values(histories, table_columns=False)[list(OUTPUT_COLUMNS)]
 
 
 def check_histories(frame: pd.DataFrame) -> pd.DataFrame:
