@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip
 # constraints.txt pins the whole dependency tree to versions that resolve together.
 INSTALL := $(PIP) install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: run test lint format install install-dev clean-data bench soak
+.PHONY: run test test-quick lint format install install-dev clean-data bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ format: install-dev
 # can (Debian/Ubuntu as root or with passwordless sudo), or one line saying what to install
 test: lint
 	@browser=$$(sh tools/ensure-browser.sh) && CLTV_BROWSER="$$browser" $(BIN)/pytest -m "not slow"
+
+# the inner loop: every test that starts no whole `kedro run` and no server (the tests using
+# a run fixture are marked whole_run by tests/conftest.py), in about 3 minutes; no lint
+test-quick: install-dev
+	$(BIN)/pytest -m "not slow and not whole_run"
 
 # 20 runs with failures injected at random (tests marked slow, minutes)
 soak: install-dev

@@ -1,11 +1,24 @@
-"""One SparkSession for the whole test run, built the way the project builds it."""
+"""One SparkSession for the whole test run, built the way the project builds it; the shared
+whole runs; and the ``whole_run`` marker that keeps them out of ``make test-quick``.
+
+A test that starts a whole ``kedro run`` (in this process or another) or a server gets the
+marker by construction: every fixture that starts one is declared with
+:func:`whole_run_fixture`, and a test that calls :func:`run_kedro` or :func:`cli_run` itself
+requests the ``whole_run`` fixture. Calling them from a test without the marker fails at once,
+with a line that says so.
+"""
 
 from __future__ import annotations
 
+import atexit
+import functools
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +33,59 @@ from cltv.spark import get_or_create_spark_session
 from cltv.synthetic import write_csv
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# the fixtures that start a whole run or a server: a test using any of them, directly or
+# through another fixture, is marked ``whole_run`` (filled by :func:`whole_run_fixture`)
+WHOLE_RUN_FIXTURES: set[str] = set()
+
+
+def whole_run_fixture(*args, **kwargs):
+    """``pytest.fixture`` for a fixture that starts a whole run or a server: every test that
+    uses it is marked ``whole_run``, so ``make test-quick`` leaves it out."""
+
+    def declare(function):
+        WHOLE_RUN_FIXTURES.add(kwargs.get("name", function.__name__))
+        return pytest.fixture(**kwargs)(function)
+
+    if len(args) == 1 and callable(args[0]) and not kwargs:  # used bare: @whole_run_fixture
+        return declare(args[0])
+    return declare
+
+
+@whole_run_fixture
+def whole_run():
+    """Requested by a test that starts a run itself (:func:`run_kedro`, :func:`cli_run`)."""
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if WHOLE_RUN_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.whole_run)
+
+
+_running_tests: list = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running_tests.append(item)
+    try:
+        yield
+    finally:
+        _running_tests.pop()
+
+
+def _require_whole_run_marker(what: str) -> None:
+    """Fails a test that starts ``what`` without being marked ``whole_run``: it would slow
+    ``make test-quick`` down unseen."""
+    item = _running_tests[-1] if _running_tests else None
+    if item is not None and item.get_closest_marker("whole_run") is None:
+        pytest.fail(
+            f"{item.nodeid} starts {what} but is not marked whole_run: request the "
+            "`whole_run` fixture, or declare the fixture that starts it with "
+            "whole_run_fixture (tests/conftest.py)",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -74,12 +140,32 @@ def registered_model(project: Path, name: str, version: int | None = None):
     return mlflow.pyfunc.load_model(client.get_model_version_download_uri(name, str(version)))
 
 
-def copy_project(root: Path, destination: Path) -> Path:
-    """A runnable copy of the project: its conf and pyproject (the package is installed)."""
+@functools.cache
+def _migrated_mlflow_store() -> Path:
+    """An empty MLflow store (tracking and registry) with every migration applied, made once.
+
+    A new ``mlflow.db`` replays all of MLflow's alembic migrations, about 5 s here: each
+    project the tests create starts from a copy of this one instead (as MLflow's own suite
+    does, mlflow/mlflow#24672)."""
+    folder = Path(tempfile.mkdtemp(prefix="cltv-mlflow-store-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    store = folder / "mlflow.db"
+    uri = f"sqlite:///{store}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.search_experiments()
+    client.search_registered_models()
+    return store
+
+
+def copy_project(root: Path, destination: Path, mlflow_store: bool = True) -> Path:
+    """A runnable copy of the project: its conf and pyproject (the package is installed), and
+    an empty, migrated MLflow store unless ``mlflow_store`` is False."""
     shutil.copytree(root / "conf", destination / "conf", ignore=shutil.ignore_patterns("local"))
     (destination / "conf" / "local").mkdir()
     shutil.copy(root / "pyproject.toml", destination)
     (destination / "src").mkdir()
+    if mlflow_store:
+        shutil.copy(_migrated_mlflow_store(), destination / "mlflow.db")
     return destination
 
 
@@ -89,6 +175,7 @@ def cli_run(project: Path, *args: str, memory: str = "2g", **env: str):
     The run gets a small Spark (``conf/local/spark.yml``): the CI box has 2 cores and this
     suite's own session already runs.
     """
+    _require_whole_run_marker("a `kedro run` process")
     (project / "conf" / "local" / "spark.yml").write_text(
         yaml.safe_dump({"spark.driver.memory": memory, "spark.sql.shuffle.partitions": 2})
     )
@@ -113,25 +200,68 @@ def run_cli(project: Path, *args: str, memory: str = "2g", **env: str) -> str:
     return log
 
 
+class _LogLines(logging.Handler):
+    """What a run logs at INFO and above, one line a record, as its console shows it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
+
+
 def run_kedro(
     project: Path, pipeline: str = "__default__", to_outputs: list[str] | None = None, **params
-) -> None:
-    """``kedro run`` through a real KedroSession, from inside the project folder."""
+) -> str:
+    """``kedro run`` through a real KedroSession, from inside the project folder, on this
+    process's SparkSession: its log. ``pipeline`` may name several, comma-separated."""
+    _require_whole_run_marker("a `kedro run`")
     previous = Path.cwd()
     os.chdir(project)
+    log = _LogLines()
+    logging.getLogger().addHandler(log)
     try:
         bootstrap_project(project)
         with KedroSession.create(project_path=project, runtime_params=params) as session:
-            session.run(pipeline_names=[pipeline], to_outputs=to_outputs)
+            session.run(pipeline_names=pipeline.split(","), to_outputs=to_outputs)
     finally:
+        logging.getLogger().removeHandler(log)
         os.chdir(previous)
         # kedro-mlflow 2.0.3 leaves its run open after a session in the same process; the
         # next session would log into it
         while mlflow.active_run():
             mlflow.end_run()
+    return "\n".join(log.lines)
 
 
-@pytest.fixture(scope="session")
+def run_cli_in_process(project: Path, *args: str) -> str:
+    """``kedro run ARGS`` as the command line parses them (the project's ``run`` command, its
+    one-line failure included), in this process and on its SparkSession: its log. For the
+    checks of what the options do; :func:`cli_run` where the process itself is tested."""
+    from click.testing import CliRunner
+
+    from cltv.cli import run
+
+    _require_whole_run_marker("a `kedro run`")
+    previous = Path.cwd()
+    os.chdir(project)
+    log = _LogLines()
+    logging.getLogger().addHandler(log)
+    try:
+        bootstrap_project(project)
+        result = CliRunner().invoke(run, list(args))
+    finally:
+        logging.getLogger().removeHandler(log)
+        os.chdir(previous)
+        while mlflow.active_run():
+            mlflow.end_run()
+    text = "\n".join([*log.lines, result.output])
+    assert result.exit_code == 0, text[-5000:]
+    return text
+
+
+@whole_run_fixture(scope="session")
 def default_run(spark, project_root, tmp_path_factory):
     """One default ``kedro run`` (all pipelines) on 20,000 generated lines, shared by tests.
 
@@ -140,18 +270,39 @@ def default_run(spark, project_root, tmp_path_factory):
     project = copy_project(project_root, tmp_path_factory.mktemp("project"))
     csv = project / "input.csv"
     write_csv(20_000, csv, seed=5, regimes=("returns", "non_product"))
-    run_kedro(project, input_path=str(csv))
-    return SimpleNamespace(project=project, csv=csv)
+    log = run_kedro(project, input_path=str(csv))
+    return SimpleNamespace(project=project, csv=csv, log=log)
 
 
-@pytest.fixture(scope="session")
+# the shape of a Databricks personal access token, for the log scans to find (test_security)
+FAKE_TOKEN = "dapi" + "0123456789abcdef" * 2
+FAKE_HOST = "https://example.cloud.databricks.com"
+
+
+@whole_run_fixture(scope="session")
 def trained_twice(default_run, tmp_path_factory):
     """The default run's project after a second default run on the same input: each model
-    has a second version, which meets the first (the champion) on the same data; its log."""
+    has a second version, which meets the first (the champion) on the same data; its log.
+
+    This run is the one that needs a process of its own, so it checks three things at once:
+    it is ``kedro run`` as a user starts it from a shell; it runs over Spark Connect
+    (``SPARK_REMOTE=local[2]``, as Databricks Connect and serverless do: test_spark_connect
+    compares its tables with the classic :func:`default_run`'s); and it has credentials
+    around it (``conf/local/credentials.yml`` and ``DATABRICKS_TOKEN``: test_security reads its
+    whole output and its MLflow run for them)."""
     project = tmp_path_factory.mktemp("twice") / "project"
     shutil.copytree(default_run.project, project)
-    log = run_cli(project, "--params", f"input_path={default_run.csv}")
-    return SimpleNamespace(project=project, log=log)
+    credentials = {"databricks": {"host": FAKE_HOST, "token": FAKE_TOKEN}}
+    (project / "conf" / "local" / "credentials.yml").write_text(yaml.safe_dump(credentials))
+    started = time.time()
+    log = run_cli(
+        project,
+        "--params",
+        f"input_path={default_run.csv}",
+        SPARK_REMOTE="local[2]",
+        DATABRICKS_TOKEN=FAKE_TOKEN,
+    )
+    return SimpleNamespace(project=project, log=log, started=started)
 
 
 # what a scoring run needs of data/: the clean lines, and the current tables it replaces
@@ -163,14 +314,16 @@ SCORING_INPUTS = (
 )
 
 
-@pytest.fixture(scope="session")
+@whole_run_fixture(scope="session")
 def scored_again(trained_twice, tmp_path_factory):
     """``kedro run --pipelines scoring`` with nothing changed, in a project holding the
     registry of :func:`trained_twice` and, of its ``data/``, only :data:`SCORING_INPUTS`:
     everything else comes from the registry's champions; its log."""
-    project = copy_project(PROJECT_ROOT, tmp_path_factory.mktemp("scored") / "project")
+    project = copy_project(
+        PROJECT_ROOT, tmp_path_factory.mktemp("scored") / "project", mlflow_store=False
+    )
     shutil.copy(trained_twice.project / "mlflow.db", project)
     for table in SCORING_INPUTS:
         shutil.copytree(trained_twice.project / "data" / table, project / "data" / table)
-    log = run_cli(project, "--pipelines", "scoring")
+    log = run_kedro(project, "scoring")
     return SimpleNamespace(project=project, log=log)

@@ -97,16 +97,70 @@ def _counts(quarantine) -> dict[str, int]:
     return {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()}
 
 
-@pytest.mark.parametrize("kind", sorted(QUARANTINED))
-def test_bad_rows_are_quarantined_with_a_reason(spark, tmp_path, kind):
-    lines, reasons, clean_rows = QUARANTINED[kind]
-    path = _write(tmp_path, "\n".join([HEADER, *lines]) + "\n")
+def _own_case(index: int, line: str) -> str:
+    """``line`` as case ``index`` of one shared file: its invoice number prefixed with the case
+    (a C for cancellations stays first) and the default customer replaced by the case's own, so
+    that no two cases share a line (duplicates) or a customer (returns), and each row can be
+    told apart by its invoice. A field a case sets itself stays as it is."""
+    fields = line.split(",")
+    cancelled = fields[0].startswith("C")
+    fields[0] = ("C" if cancelled else "") + f"{index:02d}-" + fields[0].removeprefix("C")
+    if len(fields) > 6 and fields[6] == "17850.0":
+        fields[6] = f"{90000 + index}.0"
+    return ",".join(fields)
+
+
+def _case_of(invoice: str | None, raw_record: str | None) -> int:
+    text = invoice if raw_record is None else raw_record.split(",", 1)[0]
+    return int(text.removeprefix("C").split("-", 1)[0])
+
+
+@pytest.fixture(scope="module")
+def every_kind_at_once(spark, tmp_path_factory):
+    """Every kind of :data:`QUARANTINED` cleaned in one file, as separate as separate files
+    (:func:`_own_case`): per kind, its rows in quarantine by reason and its clean rows."""
+    kinds = sorted(QUARANTINED)
+    lines = [_own_case(i, line) for i, kind in enumerate(kinds) for line in QUARANTINED[kind][0]]
+    path = tmp_path_factory.mktemp("bad_input") / "input.csv"
+    path.write_text("\n".join([HEADER, *lines]) + "\n")
     clean, quarantine, report = clean_csv(
         path, latest="2012-01-01", max_fraction=1.0, formats=PROJECT_FORMATS
     )
-    assert _counts(quarantine) == reasons
-    assert clean.count() == clean_rows
-    assert clean_rows + sum(reasons.values()) == len(lines) == report["rows"]
+    found = {kind: {"quarantined": {}, "clean": 0} for kind in kinds}
+    for row in quarantine.select("invoice", "raw_record", "reason").collect():
+        reasons = found[kinds[_case_of(row["invoice"], row["raw_record"])]]["quarantined"]
+        reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
+    for row in clean.select("invoice").collect():
+        found[kinds[_case_of(row["invoice"], None)]]["clean"] += 1
+    return found, report, len(lines)
+
+
+def test_the_shared_file_keeps_the_cases_apart(spark, tmp_path):
+    """The shared file's rewriting changes nothing a case tests: the sale a known invoice's
+    cancellation returns, cleaned on its own with the rewriting, is still netted."""
+    case = "cancellation_of_a_known_invoice"
+    lines = [_own_case(7, line) for line in QUARANTINED[case][0]]
+    path = _write(tmp_path, "\n".join([HEADER, *lines]))
+    clean, quarantine, _ = clean_csv(path, latest="2012-01-01", max_fraction=1.0)
+    assert _counts(quarantine) == {"cancellation": 1}
+    (sale,) = clean.collect()
+    assert (sale["invoice"], sale["customer_id"]) == ("07-536365", "90007")
+    assert sale["returned_quantity"] == 6
+
+
+def test_every_row_of_the_shared_file_is_accounted_for(every_kind_at_once):
+    found, report, n_lines = every_kind_at_once
+    assert report["rows"] == n_lines
+    assert sum(f["clean"] + sum(f["quarantined"].values()) for f in found.values()) == n_lines
+
+
+@pytest.mark.parametrize("kind", sorted(QUARANTINED))
+def test_bad_rows_are_quarantined_with_a_reason(every_kind_at_once, kind):
+    lines, reasons, clean_rows = QUARANTINED[kind]
+    found = every_kind_at_once[0][kind]
+    assert found["quarantined"] == reasons
+    assert found["clean"] == clean_rows
+    assert clean_rows + sum(reasons.values()) == len(lines)
 
 
 def test_extra_columns_are_ignored(spark, tmp_path):

@@ -111,7 +111,10 @@ def _sorted_rows(frame):
 
 # ------------------------------------------------------------------ leakage
 def test_transactions_after_calibration_end_change_no_feature(generated, parameters):
-    clean, period = generated["clean"], generated["period"]
+    # features are per customer, and so is leakage: a tenth of the customers (about 800) show
+    # it as well as all of them, in a fifth of the time
+    clean = generated["clean"].filter(F.abs(F.hash("customer_id")) % 10 == 0)
+    period = generated["period"]
     after = F.to_date("invoice_date") > F.lit(period["calibration_end"]).cast("date")
     before_rows = clean.filter(~after)
     later_rows = clean.filter(after)

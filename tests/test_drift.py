@@ -12,7 +12,7 @@ from cltv import metrics
 from cltv.pipelines.reporting.nodes import drift_report
 from cltv.synthetic import ProcessParameters, write_csv
 
-from .conftest import run_cli
+from .conftest import run_kedro
 
 DRIFT = {"bins": 10, "psi_warning": 0.25, "changed_share_warning": 0.2}
 VERSIONS = {
@@ -149,9 +149,7 @@ def test_a_shifted_population_shows_large_drift(scored_again, tmp_path):
     shifted = ProcessParameters(r=0.25, gamma=300.0)
     csv = tmp_path / "shifted.csv"
     write_csv(20_000, csv, seed=6, params=shifted, regimes=("returns", "non_product"))
-    log = run_cli(
-        project, "--pipelines", "data_processing,scoring", "--params", f"input_path={csv}"
-    )
+    log = run_kedro(project, "data_processing,scoring", input_path=str(csv))
     report = json.loads((project / "data/08_reporting/drift_report.json").read_text())
     features = report["tables"]["customer_features_current"]["psi"]
     assert features["monetary_mean"] > 1.0 and features["n_invoices"] > 0.5

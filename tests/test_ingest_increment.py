@@ -34,7 +34,9 @@ def _summary(project) -> pd.DataFrame:
     return frame.sort_values("customer_id").reset_index(drop=True)
 
 
-def test_batch_is_merged_once_and_downstream_tables_recompute(spark, project_root, tmp_path):
+def test_batch_is_merged_once_and_downstream_tables_recompute(
+    spark, project_root, tmp_path, whole_run
+):
     generated = tmp_path / "all.csv"
     write_csv(6000, generated, seed=21)
     header, *rows = generated.read_text().splitlines()

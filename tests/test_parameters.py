@@ -11,7 +11,7 @@ from deltalake import DeltaTable
 
 from cltv.parameters import ParameterError, problems, validate_parameters
 
-from .conftest import cli_run, copy_project, run_cli, run_kedro
+from .conftest import cli_run, copy_project, run_cli_in_process, run_kedro
 
 
 @pytest.fixture(scope="module")
@@ -99,19 +99,19 @@ def test_several_problems_are_reported_together(base_params):
 
 
 def test_a_run_with_bad_parameters_stops_before_any_table_or_mlflow_run(
-    spark, project_root, tmp_path
+    spark, project_root, tmp_path, whole_run
 ):
-    project = copy_project(project_root, tmp_path)
+    project = copy_project(project_root, tmp_path, mlflow_store=False)
     with pytest.raises(ParameterError, match="parameter time_unit: 'M'"):
         run_kedro(project, time_unit="M", holdout_days=90)
     assert not (project / "mlflow.db").exists()
     assert not [p for p in (project / "data").rglob("_delta_log")]
 
 
-def test_bad_parameters_stop_the_command_before_spark_starts(project_root, tmp_path):
+def test_bad_parameters_stop_the_command_before_spark_starts(project_root, tmp_path, whole_run):
     """``kedro run`` in a fresh process: one line naming the parameter, and not a line of
     Spark's (the driver's Java is chosen first thing when a session starts)."""
-    project = copy_project(project_root, tmp_path)
+    project = copy_project(project_root, tmp_path, mlflow_store=False)
     finished = cli_run(project, "--params", "time_unit=M")
     log = finished.stdout + finished.stderr
     assert finished.returncode != 0
@@ -130,7 +130,7 @@ def test_nested_overrides_change_one_key_and_keep_its_siblings(default_run, tmp_
     (project / "conf" / "local" / "parameters_cltv.yml").write_text(
         yaml.safe_dump({"cltv": {"bgnbd": {"penalizer": 0.002}}})
     )
-    run_cli(
+    run_cli_in_process(
         project,
         "--pipelines",
         "cltv",

@@ -174,7 +174,7 @@ def test_default_run_writes_tables_metrics_and_mlflow_run(default_run):
     assert first.reset_index(drop=True).equals(second.reset_index(drop=True))
 
 
-def test_missing_column_stops_the_run_before_writing(spark, project_copy):
+def test_missing_column_stops_the_run_before_writing(spark, project_copy, whole_run):
     csv = project_copy / "no_price.csv"
     csv.write_text(
         "Invoice,StockCode,Description,Quantity,InvoiceDate,Customer ID,Country\n"

@@ -16,7 +16,7 @@ from deltalake import DeltaTable
 
 from cltv.models.value_model import INPUT_COLUMNS, OUTPUT_COLUMNS
 
-from .conftest import cli_run, project_registry, registered_model, run_cli
+from .conftest import cli_run, project_registry, registered_model, run_kedro
 
 
 def _promotion(project, model: str = "cltv_churn") -> dict:
@@ -64,7 +64,7 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
             }
         )
     )
-    run_cli(project, "--pipelines", "churn_modeling", "--params", f"input_path={default_run.csv}")
+    run_kedro(project, "churn_modeling", input_path=str(default_run.csv))
     second = _promotion(project)
     assert second["promoted"] is False
     assert second["challenger"]["version"] == version + 1

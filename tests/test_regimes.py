@@ -16,7 +16,6 @@ from types import SimpleNamespace
 import mlflow
 import numpy as np
 import pandas as pd
-import pytest
 from deltalake import DeltaTable
 
 from cltv.models.value_model import CustomerValueModel
@@ -33,7 +32,7 @@ from cltv.pipelines.data_processing.nodes import (
 )
 from cltv.synthetic import write_csv
 
-from .conftest import PROJECT_ROOT, copy_project, run_kedro
+from .conftest import PROJECT_ROOT, copy_project, run_kedro, whole_run_fixture
 from .test_cleaning import clean_csv
 from .test_cltv_models import UNCERTAINTY, cltv_params
 
@@ -66,7 +65,7 @@ def assert_valid_customer_values(values: pd.DataFrame) -> None:
 REGIMES = ("no_dropout", "heavy_tail_spend", "seasonal_peak")
 
 
-@pytest.fixture(scope="module")
+@whole_run_fixture(scope="module")
 def regime_run(spark, tmp_path_factory):
     project = copy_project(PROJECT_ROOT, tmp_path_factory.mktemp("regimes"))
     csv = project / "input.csv"

@@ -87,7 +87,7 @@ def _tables(project) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_soak_20_runs_with_random_failures(spark, project_root, tmp_path, monkeypatch):
+def test_soak_20_runs_with_random_failures(spark, project_root, tmp_path, monkeypatch, whole_run):
     """20 runs of data_processing on two inputs taken at random, one Delta commit in twelve
     failing (a run commits about eight tables, so about half the runs fail). A run either
     succeeds, and then every table holds that input's rows, or fails by the injected failure,

@@ -14,7 +14,7 @@ from .test_bad_input import HEADER, _line
 CAUSE = "98.0% of 100 rows quarantined"
 
 
-def test_a_failing_run_says_its_cause_once(project_root, tmp_path):
+def test_a_failing_run_says_its_cause_once(project_root, tmp_path, whole_run):
     project = copy_project(project_root, tmp_path / "project")
     csv = tmp_path / "input.csv"
     junk = [_line(str(n), Customer_ID="") for n in range(98)]

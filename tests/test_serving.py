@@ -22,7 +22,7 @@ from deltalake import DeltaTable
 
 from cltv.models.value_model import INPUT_COLUMNS, OUTPUT_COLUMNS
 
-from .conftest import registered_model
+from .conftest import registered_model, whole_run_fixture
 
 STARTUP_SECONDS = 180
 
@@ -83,7 +83,7 @@ def _wait_until_ready(server: subprocess.Popen, port: int, log: Path) -> None:
     pytest.fail(f"no answer on /ping in {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
+@whole_run_fixture(scope="module")
 def servers(trained_twice, tmp_path_factory):
     """Both champions, served at once (each server loads its model on its own)."""
     folder = tmp_path_factory.mktemp("serving")

@@ -1,9 +1,10 @@
 """The whole default pipeline over Spark Connect, as Databricks Connect and serverless run it.
 
 ``SPARK_REMOTE=local[2]`` makes pyspark start a local Spark Connect server and talk to it over
-gRPC only: any RDD or SparkContext call in a node fails there. The run happens in its own
-process (this test process already holds a classic session) on the same input as the shared
-classic ``default_run``, and must produce the same tables and numbers.
+gRPC only: any RDD or SparkContext call in a node fails there. The run is the shared second
+default run, ``trained_twice``: in its own process (this test process already holds a classic
+session), on the same input as the classic ``default_run``, and it must produce the same
+tables and numbers.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import mlflow
 import pandas as pd
 import pytest
 from deltalake import DeltaTable
-
-from .conftest import copy_project, run_cli
 
 # every Delta table whose rows depend only on the input (not on run time or model objects)
 COMPARED_TABLES = {
@@ -39,10 +38,18 @@ def _json(project, relative) -> dict:
 
 
 @pytest.fixture(scope="module")
-def connect_run(default_run, project_root, tmp_path_factory):
-    project = copy_project(project_root, tmp_path_factory.mktemp("connect"))
-    log = run_cli(project, f"--params=input_path={default_run.csv}", SPARK_REMOTE="local[2]")
-    return project, log
+def connect_run(trained_twice):
+    return trained_twice.project, trained_twice.log
+
+
+def _written_by(run, path) -> None:
+    """The connect run's project began as a copy of the classic run's: what is compared must
+    be what the connect run wrote, not the copy it started from."""
+    if (path / "_delta_log").is_dir():
+        written = DeltaTable(str(path)).history(1)[0]["timestamp"] / 1000
+    else:
+        written = path.stat().st_mtime
+    assert written >= run.started, f"{path} was not written by the Spark Connect run"
 
 
 def test_run_log_says_spark_connect_is_used(connect_run):
@@ -52,18 +59,27 @@ def test_run_log_says_spark_connect_is_used(connect_run):
     assert "Pipeline execution completed successfully" in log
 
 
-def test_spark_connect_run_gives_the_classic_run_tables(connect_run, default_run):
+def test_spark_connect_run_gives_the_classic_run_tables(connect_run, default_run, trained_twice):
     project, _ = connect_run
     for name, (layer, keys) in COMPARED_TABLES.items():
+        _written_by(trained_twice, project / "data" / layer / name)
         connect = _table(project, layer, name, keys)
         classic = _table(default_run.project, layer, name, keys)
         assert len(connect) > 0, name
         pd.testing.assert_frame_equal(connect, classic, check_exact=False, rtol=1e-12)
 
 
-def test_spark_connect_run_gives_the_classic_run_models(connect_run, default_run):
+def test_spark_connect_run_gives_the_classic_run_models(connect_run, default_run, trained_twice):
     project, _ = connect_run
     runs = (project, default_run.project)
+    for written in (
+        "06_models/cltv_model_params.json",
+        "08_reporting/cltv_validation.json",
+        "08_reporting/churn_metrics.json",
+        "07_model_output/churn_predictions",
+        "07_model_output/customer_cltv",
+    ):
+        _written_by(trained_twice, project / "data" / written)
     connect, classic = (_json(p, "06_models/cltv_model_params.json") for p in runs)
     for model in ("bgnbd", "gamma_gamma"):
         assert connect[model] == pytest.approx(classic[model], rel=1e-9), model

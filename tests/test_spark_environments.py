@@ -15,9 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
-from .conftest import copy_project
+from .conftest import copy_project, whole_run_fixture
 
 # what the project would ask for: on someone else's session, only spark.sql.* may be sent
 SPARK_YML = {
@@ -79,7 +77,7 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture
+@whole_run_fixture
 def connect_server(tmp_path):
     """A real Spark Connect server in its own process, with an authentication token."""
     port, token = _free_port(), "s3cret-token-42"

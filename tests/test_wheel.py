@@ -27,7 +27,7 @@ from packaging.utils import canonicalize_name
 
 from cltv.synthetic import write_csv
 
-from .conftest import PROJECT_ROOT
+from .conftest import PROJECT_ROOT, whole_run_fixture
 
 # what the Databricks runtime ships: only ever in the `spark` extra, never forced on a cluster
 RUNTIME_SHIPPED = {"pyspark", "delta-spark"}
@@ -162,7 +162,7 @@ def test_python_m_cltv_is_kedro_run(venv, tmp_path):
         assert option in completed.stdout
 
 
-@pytest.fixture(scope="module")
+@whole_run_fixture(scope="module")
 def packaged_run(venv, package, tmp_path_factory) -> SimpleNamespace:
     """``cltv-churn`` from an empty folder, as a wheel task: data_processing on 5,000 lines."""
     inputs = tmp_path_factory.mktemp("inputs")
