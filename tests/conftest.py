@@ -274,33 +274,23 @@ def default_run(spark, project_root, tmp_path_factory):
     return SimpleNamespace(project=project, csv=csv, log=log)
 
 
-# the shape of a Databricks personal access token, for the log scans to find (test_security)
-FAKE_TOKEN = "dapi" + "0123456789abcdef" * 2
-FAKE_HOST = "https://example.cloud.databricks.com"
-
-
 @whole_run_fixture(scope="session")
 def trained_twice(default_run, tmp_path_factory):
     """The default run's project after a second default run on the same input: each model
     has a second version, which meets the first (the champion) on the same data; its log.
 
-    This run is the one that needs a process of its own, so it checks three things at once:
-    it is ``kedro run`` as a user starts it from a shell; it runs over Spark Connect
+    This run is the one that needs a process of its own, so it checks two things at once: it
+    is ``kedro run`` as a user starts it from a shell, and it runs over Spark Connect
     (``SPARK_REMOTE=local[2]``, as Databricks Connect and serverless do: test_spark_connect
-    compares its tables with the classic :func:`default_run`'s); and it has credentials
-    around it (``conf/local/credentials.yml`` and ``DATABRICKS_TOKEN``: test_security reads its
-    whole output and its MLflow run for them)."""
+    compares its tables with the classic :func:`default_run`'s)."""
     project = tmp_path_factory.mktemp("twice") / "project"
     shutil.copytree(default_run.project, project)
-    credentials = {"databricks": {"host": FAKE_HOST, "token": FAKE_TOKEN}}
-    (project / "conf" / "local" / "credentials.yml").write_text(yaml.safe_dump(credentials))
     started = time.time()
     log = run_cli(
         project,
         "--params",
         f"input_path={default_run.csv}",
         SPARK_REMOTE="local[2]",
-        DATABRICKS_TOKEN=FAKE_TOKEN,
     )
     return SimpleNamespace(project=project, log=log, started=started)
 
