@@ -235,10 +235,12 @@ def run_kedro(
     return "\n".join(log.lines)
 
 
-def run_cli_in_process(project: Path, *args: str) -> str:
+def cli_in_process(project: Path, *args: str) -> SimpleNamespace:
     """``kedro run ARGS`` as the command line parses them (the project's ``run`` command, its
-    one-line failure included), in this process and on its SparkSession: its log. For the
-    checks of what the options do; :func:`cli_run` where the process itself is tested."""
+    one-line failure included), in this process and on its SparkSession: its exit code, what
+    it printed (``output``, the failure line last) and what it logged (``log``). For checks of
+    what the options and the failure line say; :func:`cli_run` where the process itself is
+    tested (its Java, its Spark console output)."""
     from click.testing import CliRunner
 
     from cltv.cli import run
@@ -256,8 +258,16 @@ def run_cli_in_process(project: Path, *args: str) -> str:
         os.chdir(previous)
         while mlflow.active_run():
             mlflow.end_run()
-    text = "\n".join([*log.lines, result.output])
-    assert result.exit_code == 0, text[-5000:]
+    return SimpleNamespace(
+        exit_code=result.exit_code, output=result.output, log="\n".join(log.lines)
+    )
+
+
+def run_cli_in_process(project: Path, *args: str) -> str:
+    """:func:`cli_in_process`, asserting success; its log and output."""
+    done = cli_in_process(project, *args)
+    text = f"{done.log}\n{done.output}"
+    assert done.exit_code == 0, text[-5000:]
     return text
 
 

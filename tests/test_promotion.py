@@ -16,7 +16,7 @@ from deltalake import DeltaTable
 
 from cltv.models.value_model import INPUT_COLUMNS, OUTPUT_COLUMNS
 
-from .conftest import cli_run, project_registry, registered_model, run_kedro
+from .conftest import cli_in_process, project_registry, registered_model, run_kedro
 
 
 def _promotion(project, model: str = "cltv_churn") -> dict:
@@ -212,15 +212,15 @@ def test_scoring_without_a_champion_stops_with_one_line(default_run, tmp_path):
     project = tmp_path / "project"
     shutil.copytree(default_run.project, project)
     (project / "mlflow.db").unlink()  # an empty registry
-    finished = cli_run(project, "--pipelines", "scoring")
-    assert finished.returncode != 0
-    last = finished.stderr.strip().splitlines()[-1]
+    finished = cli_in_process(project, "--pipelines", "scoring")
+    assert finished.exit_code != 0
+    last = finished.output.strip().splitlines()[-1]
     assert last.startswith("Error: node check_champion failed: ") or last.startswith(
         "Error: the run failed: "
     ), last
     assert "no version of the churn model cltv_churn has the alias 'champion'" in last
     assert "run the training pipelines first (kedro run)" in last
-    assert "Completed node" not in finished.stdout + finished.stderr  # stopped before any work
+    assert "Completed node" not in finished.log + finished.output  # stopped before any work
 
 
 def _table(project, name) -> pd.DataFrame:

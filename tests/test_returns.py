@@ -254,12 +254,19 @@ _event = st.tuples(
 )
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
-    events=st.lists(_event, min_size=1, max_size=25),
+    histories=st.lists(st.lists(_event, min_size=1, max_size=25), min_size=1, max_size=4),
     max_days=st.sampled_from([None, 3, 10]),
 )
-def test_netting_matches_a_plain_stack(spark, tmp_path_factory, events, max_days):
+def test_netting_matches_a_plain_stack(spark, tmp_path_factory, histories, max_days):
+    # several histories in one file, each with customers of its own: returns net within a
+    # customer, so one file nets them as separate files would, for one cleaning run's cost
+    events = [
+        (f"{number}{customer}", code, day, qty)
+        for number, history in enumerate(histories, start=1)
+        for customer, code, day, qty in history
+    ]
     # every line its own invoice and price, so no two lines are exact copies; one sale per
     # (customer, code, day) at most keeps "most recent" unambiguous for the reference
     # (invoice numbers padded: lines at one moment are ordered by invoice, as text)
