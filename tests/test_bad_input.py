@@ -11,7 +11,7 @@ from kedro.io.core import DatasetError
 
 from cltv.pipelines.data_processing.nodes import InputDataError
 
-from .test_cleaning import GOOD, HEADER, PROJECT_CLEANING, clean_csv
+from .test_cleaning import GOOD, HEADER, PROJECT_CLEANING, case_of, clean_csv, own_case
 
 COLUMNS = HEADER.split(",")
 PROJECT_FORMATS = PROJECT_CLEANING["timestamp_formats"]
@@ -97,30 +97,12 @@ def _counts(quarantine) -> dict[str, int]:
     return {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()}
 
 
-def _own_case(index: int, line: str) -> str:
-    """``line`` as case ``index`` of one shared file: its invoice number prefixed with the case
-    (a C for cancellations stays first) and the default customer replaced by the case's own, so
-    that no two cases share a line (duplicates) or a customer (returns), and each row can be
-    told apart by its invoice. A field a case sets itself stays as it is."""
-    fields = line.split(",")
-    cancelled = fields[0].startswith("C")
-    fields[0] = ("C" if cancelled else "") + f"{index:02d}-" + fields[0].removeprefix("C")
-    if len(fields) > 6 and fields[6] == "17850.0":
-        fields[6] = f"{90000 + index}.0"
-    return ",".join(fields)
-
-
-def _case_of(invoice: str | None, raw_record: str | None) -> int:
-    text = invoice if raw_record is None else raw_record.split(",", 1)[0]
-    return int(text.removeprefix("C").split("-", 1)[0])
-
-
 @pytest.fixture(scope="module")
 def every_kind_at_once(spark, tmp_path_factory):
     """Every kind of :data:`QUARANTINED` cleaned in one file, as separate as separate files
-    (:func:`_own_case`): per kind, its rows in quarantine by reason and its clean rows."""
+    (:func:`own_case`): per kind, its rows in quarantine by reason and its clean rows."""
     kinds = sorted(QUARANTINED)
-    lines = [_own_case(i, line) for i, kind in enumerate(kinds) for line in QUARANTINED[kind][0]]
+    lines = [own_case(i, line) for i, kind in enumerate(kinds) for line in QUARANTINED[kind][0]]
     path = tmp_path_factory.mktemp("bad_input") / "input.csv"
     path.write_text("\n".join([HEADER, *lines]) + "\n")
     clean, quarantine, report = clean_csv(
@@ -128,10 +110,10 @@ def every_kind_at_once(spark, tmp_path_factory):
     )
     found = {kind: {"quarantined": {}, "clean": 0} for kind in kinds}
     for row in quarantine.select("invoice", "raw_record", "reason").collect():
-        reasons = found[kinds[_case_of(row["invoice"], row["raw_record"])]]["quarantined"]
+        reasons = found[kinds[case_of(row["invoice"], row["raw_record"])]]["quarantined"]
         reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
     for row in clean.select("invoice").collect():
-        found[kinds[_case_of(row["invoice"], None)]]["clean"] += 1
+        found[kinds[case_of(row["invoice"], None)]]["clean"] += 1
     return found, report, len(lines)
 
 
@@ -139,7 +121,7 @@ def test_the_shared_file_keeps_the_cases_apart(spark, tmp_path):
     """The shared file's rewriting changes nothing a case tests: the sale a known invoice's
     cancellation returns, cleaned on its own with the rewriting, is still netted."""
     case = "cancellation_of_a_known_invoice"
-    lines = [_own_case(7, line) for line in QUARANTINED[case][0]]
+    lines = [own_case(7, line) for line in QUARANTINED[case][0]]
     path = _write(tmp_path, "\n".join([HEADER, *lines]))
     clean, quarantine, _ = clean_csv(path, latest="2012-01-01", max_fraction=1.0)
     assert _counts(quarantine) == {"cancellation": 1}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 
 import pytest
@@ -112,14 +113,54 @@ def _run_cleaning(spark, tmp_path, lines, latest="2012-01-01", max_fraction=1.0,
     return clean_csv(path, latest=latest, max_fraction=max_fraction)
 
 
+def own_case(index: int, line: str) -> str:
+    """``line`` as case ``index`` of one shared file: its invoice number prefixed with the case
+    (a C for cancellations stays first) and every well-formed customer id replaced by the
+    case's own, so that no two cases share a line (duplicates) or a customer (returns), and each
+    row can be told apart by its invoice. A malformed or missing id stays as it is."""
+    fields = line.split(",")
+    cancelled = fields[0].startswith("C")
+    fields[0] = ("C" if cancelled else "") + f"{index:02d}-" + fields[0].removeprefix("C")
+    if len(fields) > 6 and re.fullmatch(r"\d+(\.0)?", fields[6]):
+        fields[6] = f"{90000 + index}.0"
+    return ",".join(fields)
+
+
+def case_of(invoice: str | None, raw_record: str | None) -> int:
+    text = invoice if raw_record is None else raw_record.split(",", 1)[0]
+    return int(text.removeprefix("C").split("-", 1)[0])
+
+
+@pytest.fixture(scope="module")
+def every_case_at_once(spark, tmp_path_factory):
+    """GOOD and each line of :data:`CASES`, every pair a case of one file (:func:`own_case`):
+    per case, the reasons its rows were quarantined for and its clean rows; and the report."""
+    reasons = sorted(CASES)
+    lines = [
+        own_case(i, line) for i, reason in enumerate(reasons) for line in (GOOD, CASES[reason])
+    ]
+    clean, quarantine, report = _run_cleaning(spark, tmp_path_factory.mktemp("cases"), lines)
+    found = {reason: {"quarantined": [], "clean": 0} for reason in reasons}
+    for row in quarantine.select("invoice", "raw_record", "reason").collect():
+        found[reasons[case_of(row["invoice"], row["raw_record"])]]["quarantined"].append(
+            row["reason"]
+        )
+    for row in clean.select("invoice").collect():
+        found[reasons[case_of(row["invoice"], None)]]["clean"] += 1
+    return found, report
+
+
 @pytest.mark.parametrize("reason", sorted(CASES))
-def test_each_bad_line_is_quarantined_with_its_reason(spark, tmp_path, reason):
-    clean, quarantine, report = _run_cleaning(spark, tmp_path, [GOOD, CASES[reason]])
-    assert clean.count() == 1
-    rows = quarantine.collect()
-    assert [r["reason"] for r in rows] == [reason]
-    assert report["by_reason"] == {reason: 1}
-    assert report["rows"] == 2 and report["clean_rows"] == 1
+def test_each_bad_line_is_quarantined_with_its_reason(every_case_at_once, reason):
+    found = every_case_at_once[0][reason]
+    assert found["clean"] == 1
+    assert found["quarantined"] == [reason]
+
+
+def test_the_report_counts_each_reason_once(every_case_at_once):
+    report = every_case_at_once[1]
+    assert report["by_reason"] == dict.fromkeys(CASES, 1)
+    assert report["rows"] == 2 * len(CASES) and report["clean_rows"] == len(CASES)
 
 
 def test_quarantine_keeps_the_raw_text(spark, tmp_path):
