@@ -221,7 +221,7 @@ def test_packaged_run_keeps_mlflow_in_the_working_folder(packaged_run, venv):
     assert not list(venv.rglob("data"))
 
 
-def test_failing_packaged_run_exits_non_zero_naming_the_file(venv, package, tmp_path):
+def test_failing_packaged_run_exits_non_zero_naming_the_file(venv, package, tmp_path, whole_run):
     completed = _run(
         [
             venv / "bin" / "python",
