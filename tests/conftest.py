@@ -11,6 +11,7 @@ with a line that says so.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
 import os
@@ -211,20 +212,18 @@ class _LogLines(logging.Handler):
         self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
 
 
-def run_kedro(
-    project: Path, pipeline: str = "__default__", to_outputs: list[str] | None = None, **params
-) -> str:
-    """``kedro run`` through a real KedroSession, from inside the project folder, on this
-    process's SparkSession: its log. ``pipeline`` may name several, comma-separated."""
-    _require_whole_run_marker("a `kedro run`")
+@contextlib.contextmanager
+def _inside(project: Path):
+    """A run in this process, as from inside ``project``: the project bootstrapped, the run's
+    log collected (the :class:`_LogLines` it yields), and afterwards the folder and MLflow as
+    they were."""
     previous = Path.cwd()
     os.chdir(project)
     log = _LogLines()
     logging.getLogger().addHandler(log)
     try:
         bootstrap_project(project)
-        with KedroSession.create(project_path=project, runtime_params=params) as session:
-            session.run(pipeline_names=pipeline.split(","), to_outputs=to_outputs)
+        yield log
     finally:
         logging.getLogger().removeHandler(log)
         os.chdir(previous)
@@ -232,6 +231,17 @@ def run_kedro(
         # next session would log into it
         while mlflow.active_run():
             mlflow.end_run()
+
+
+def run_kedro(
+    project: Path, pipeline: str = "__default__", to_outputs: list[str] | None = None, **params
+) -> str:
+    """``kedro run`` through a real KedroSession, from inside the project folder, on this
+    process's SparkSession: its log. ``pipeline`` may name several, comma-separated."""
+    _require_whole_run_marker("a `kedro run`")
+    with _inside(project) as log:
+        with KedroSession.create(project_path=project, runtime_params=params) as session:
+            session.run(pipeline_names=pipeline.split(","), to_outputs=to_outputs)
     return "\n".join(log.lines)
 
 
@@ -246,18 +256,8 @@ def cli_in_process(project: Path, *args: str) -> SimpleNamespace:
     from cltv.cli import run
 
     _require_whole_run_marker("a `kedro run`")
-    previous = Path.cwd()
-    os.chdir(project)
-    log = _LogLines()
-    logging.getLogger().addHandler(log)
-    try:
-        bootstrap_project(project)
+    with _inside(project) as log:
         result = CliRunner().invoke(run, list(args))
-    finally:
-        logging.getLogger().removeHandler(log)
-        os.chdir(previous)
-        while mlflow.active_run():
-            mlflow.end_run()
     return SimpleNamespace(
         exit_code=result.exit_code, output=result.output, log="\n".join(log.lines)
     )
@@ -280,8 +280,8 @@ def default_run(spark, project_root, tmp_path_factory):
     project = copy_project(project_root, tmp_path_factory.mktemp("project"))
     csv = project / "input.csv"
     write_csv(20_000, csv, seed=5, regimes=("returns", "non_product"))
-    log = run_kedro(project, input_path=str(csv))
-    return SimpleNamespace(project=project, csv=csv, log=log)
+    run_kedro(project, input_path=str(csv))
+    return SimpleNamespace(project=project, csv=csv)
 
 
 @whole_run_fixture(scope="session")

@@ -11,7 +11,7 @@ from kedro.io.core import DatasetError
 
 from cltv.pipelines.data_processing.nodes import InputDataError
 
-from .test_cleaning import GOOD, HEADER, PROJECT_CLEANING, case_of, clean_csv, own_case
+from .test_cleaning import GOOD, HEADER, PROJECT_CLEANING, clean_csv, own_case, rows_by_case
 
 COLUMNS = HEADER.split(",")
 PROJECT_FORMATS = PROJECT_CLEANING["timestamp_formats"]
@@ -108,13 +108,7 @@ def every_kind_at_once(spark, tmp_path_factory):
     clean, quarantine, report = clean_csv(
         path, latest="2012-01-01", max_fraction=1.0, formats=PROJECT_FORMATS
     )
-    found = {kind: {"quarantined": {}, "clean": 0} for kind in kinds}
-    for row in quarantine.select("invoice", "raw_record", "reason").collect():
-        reasons = found[kinds[case_of(row["invoice"], row["raw_record"])]]["quarantined"]
-        reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
-    for row in clean.select("invoice").collect():
-        found[kinds[case_of(row["invoice"], None)]]["clean"] += 1
-    return found, report, len(lines)
+    return rows_by_case(clean, quarantine, kinds), report, len(lines)
 
 
 def test_the_shared_file_keeps_the_cases_apart(spark, tmp_path):
