@@ -158,8 +158,10 @@ def test_bundle_files_parse_and_every_reference_resolves(project_root):
                 resources.setdefault(kind, {}).update(items)
     assert {"jobs", "dashboards", "schemas", "volumes"} <= set(resources)
     text = "\n".join(yaml.safe_dump(content) for content in files.values())
+    # declared in databricks.yml or in an included file (the serving endpoints' versions)
+    declared = {name for content in files.values() for name in content.get("variables", {})}
     for variable in set(re.findall(r"\$\{var\.(\w+)\}", text)):
-        assert variable in bundle["variables"], variable
+        assert variable in declared, variable
     for kind, key in set(re.findall(r"\$\{resources\.(\w+)\.(\w+)\.", text)):
         assert key in resources[kind], (kind, key)
     for target in bundle["targets"].values():
@@ -294,7 +296,12 @@ def test_serving_endpoints_are_what_the_serving_api_accepts(project_root):
     endpoints = yaml.safe_load(text)["resources"]["model_serving_endpoints"]
     assert set(endpoints) == {"cltv_value", "cltv_churn"}
     accepted = set(inspect.signature(serving.ServingEndpointsAPI.create).parameters) - {"self"}
-    declared = yaml.safe_load((project_root / "databricks.yml").read_text())["variables"]
+    # the versions are declared with the endpoints, without a default: a deploy that does not
+    # give them is refused by the bundle, never served "1"
+    declared = yaml.safe_load(text)["variables"]
+    assert all("default" not in variable for variable in declared.values())
+    bundle_variables = yaml.safe_load((project_root / "databricks.yml").read_text())["variables"]
+    assert not {f"{key}_version" for key in endpoints} & set(bundle_variables)
     for key, endpoint in endpoints.items():
         assert set(endpoint) <= accepted, set(endpoint) - accepted
         request = {"name": endpoint["name"], **endpoint["config"]}
@@ -329,8 +336,27 @@ def test_serving_is_off_by_default_and_the_bundle_command_adds_and_removes_it(
     globals_file.write_text(settings_text.replace("enabled: false", "enabled: true"))
     result = CliRunner().invoke(cli, ["cltv", "bundle"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == f"wrote: {SERVING_RESOURCE}"
+    # the endpoints, and the training job's task that keeps them on the champions
+    assert result.output.splitlines() == [f"wrote: {JOB_RESOURCE}", f"wrote: {SERVING_RESOURCE}"]
     assert (project / SERVING_RESOURCE).read_text() == bundle_serving_resource(project)
+    job = _job((project / JOB_RESOURCE).read_text())
+    follow = job["tasks"][-1]
+    assert follow["task_key"] == "follow_champions"
+    assert follow["depends_on"] == [{"task_key": "reporting"}]  # after every pipeline task
+    assert follow["python_wheel_task"] == {
+        "package_name": "cltv",
+        "entry_point": "cltv-follow-champions",
+        "parameters": [
+            "--served", "cltv-value-${bundle.target}", "cltv_value",
+            "${var.catalog}.${resources.schemas.cltv_churn.name}.cltv_value",
+            "--served", "cltv-churn-${bundle.target}", "cltv_churn",
+            "${var.catalog}.${resources.schemas.cltv_churn.name}.cltv_churn",
+            "--workload-size", "Small",
+        ],
+    }  # fmt: skip
+    # the wheel declares that entry point
+    scripts = tomllib.loads((project_root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["cltv-follow-champions"] == "cltv.deploy.serving:main"
     # and every reference in the bundle, the new file's included, still resolves
     test_bundle_files_parse_and_every_reference_resolves(project)
     globals_file.write_text(settings_text)
@@ -338,3 +364,4 @@ def test_serving_is_off_by_default_and_the_bundle_command_adds_and_removes_it(
     assert result.exit_code == 1 and f"differs: {SERVING_RESOURCE}" in result.output
     CliRunner().invoke(cli, ["cltv", "bundle"])
     assert not (project / SERVING_RESOURCE).exists()
+    assert "follow_champions" not in (project / JOB_RESOURCE).read_text()

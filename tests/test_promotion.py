@@ -4,6 +4,7 @@ stays where it was. Scoring reads both champions from the registry and nothing e
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 
@@ -64,7 +65,11 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
             }
         )
     )
-    run_kedro(project, "churn_modeling", input_path=str(default_run.csv))
+    # and a new margin: the user's decision, which the CLV model takes to production
+    (project / "conf/local/parameters_cltv.yml").write_text(
+        yaml.safe_dump({"cltv": {"valuation": {"margin": 0.5}}})
+    )
+    run_kedro(project, "churn_modeling,cltv", input_path=str(default_run.csv))
     second = _promotion(project)
     assert second["promoted"] is False
     assert second["challenger"]["version"] == version + 1
@@ -73,7 +78,7 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
     assert second["champion"]["score"] == pytest.approx(first["challenger"]["score"], rel=1e-9)
     gain = second["challenger"]["score"] - second["champion"]["score"]
     assert gain < 0.005
-    assert f"a gain of {gain:+.4f}, below the 0.005 required" in second["reason"]
+    assert f"a difference of {gain:+.4f}, below the 0.005 required" in second["reason"]
     assert (second["challenger"]["flavor"], second["champion"]["flavor"]) == ("spark", "sklearn")
     assert second["reason"].endswith(
         "the champion is a sklearn model, the challenger a spark one, and the champion keeps "
@@ -88,6 +93,39 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
     assert run.data.metrics["promotion.promoted"] == 0.0
     assert run.data.metrics["promotion.champion"] == pytest.approx(second["champion"]["score"])
     assert run.data.metrics["promotion.challenger"] == pytest.approx(second["challenger"]["score"])
+
+    # the production tables hold the champions' numbers: the churn champion that kept the
+    # alias (not the worse model this run trained), the CLV model with the new margin
+    value = _promotion(project, "cltv_value")
+    assert value["promoted"] is True and value["champion"]["version"] == 1
+    assert value["reason"].startswith("settings changed: margin 1.0 → 0.5 (the champion")
+    assert int(client.get_model_version_by_alias("cltv_value", "champion").version) == 2
+    pd.testing.assert_frame_equal(
+        _table(project, "churn_predictions"), _table(default_run.project, "churn_predictions")
+    )
+    halved = _table(project, "customer_cltv")
+    np.testing.assert_allclose(
+        halved["clv"], 0.5 * _table(default_run.project, "customer_cltv")["clv"], rtol=1e-9
+    )
+    # and scoring right after training writes the same tables, at the new margin
+    run_kedro(project, "scoring")
+    pd.testing.assert_frame_equal(_table(project, "customer_cltv"), halved)
+    pd.testing.assert_frame_equal(
+        _table(project, "churn_predictions"), _table(default_run.project, "churn_predictions")
+    )
+
+    # a better challenger moves the alias: the worse model made champion by hand, then the
+    # default settings again
+    client.set_registered_model_alias(name, "champion", str(version + 1))
+    (project / "conf/local/parameters_churn_modeling.yml").unlink()
+    run_kedro(project, "churn_modeling", input_path=str(default_run.csv))
+    third = _promotion(project)
+    assert third["champion"]["version"] == version + 1
+    assert third["promoted"] is True and third["outcome"] == "better"
+    assert int(client.get_model_version_by_alias(name, "champion").version) == version + 2
+    pd.testing.assert_frame_equal(
+        _table(project, "churn_predictions"), _table(default_run.project, "churn_predictions")
+    )
 
 
 def test_two_default_runs_leave_both_models_with_the_first_as_champion(default_run, trained_twice):
@@ -107,25 +145,32 @@ def test_two_default_runs_leave_both_models_with_the_first_as_champion(default_r
         assert second["challenger"]["score"] == pytest.approx(
             first["challenger"]["score"], rel=1e-9
         )
-        assert second["promoted"] is False
-        assert "a gain of +0.0000, below the 0.005 required" in second["reason"]
+        assert second["promoted"] is False and second["outcome"] == "tie"
+        assert "a tie, " in second["reason"]
+        assert "a difference of +0.0000, below the 0.005 required" in second["reason"]
         assert int(client.get_model_version_by_alias(model, "champion").version) == version
     versions = json.loads(
         (trained_twice.project / "data/08_reporting/model_versions.json").read_text()
     )
     assert versions["produced_by"] == "training"
+    # the tables were written by the champion, which kept the alias
     assert versions["models"]["cltv_value"] == {
         "registered_model": "cltv_value",
-        "version": 2,
+        "version": 1,
         "alias": "champion",
-        "holds_alias": False,
-        "champion_version": 1,
+        "holds_alias": True,
+        "challenger_version": 2,
+        "challenger_promoted": False,
     }
     # the drift report and the dashboard name the versions that wrote the tables
     drift = json.loads((trained_twice.project / "data/08_reporting/drift_report.json").read_text())
     assert drift["models"]["cltv_churn"]["version"] == versions["models"]["cltv_churn"]["version"]
     page = (trained_twice.project / "data/08_reporting/dashboard.html").read_text()
-    assert "tables by cltv_churn version 2 and cltv_value version 2 (training)" in page
+    assert "tables by cltv_churn version 1 and cltv_value version 1 (training)" in page
+    assert (
+        html.escape("cltv_value version 2, trained by this run, did not take the alias 'champion'")
+        in page
+    )
 
 
 def test_the_clv_decision_scores_the_holdout_revenue_the_top_fifth_spent(default_run):
@@ -162,12 +207,24 @@ def test_the_clv_decision_scores_the_holdout_revenue_the_top_fifth_spent(default
     assert decision["challenger"]["purchase_model"] in ("bgnbd", "mbgnbd", "pnbd")
     # the naive baseline is scored alike, and the report says which ranks better
     naive = decision["naive_baseline"]
-    assert naive["beats_challenger"] == (naive["score"] > decision["challenger"]["score"])
+    # only by more than min_gain: a smaller difference is a tie, not a win
+    assert naive["beats_challenger"] == (
+        naive["score"] - decision["challenger"]["score"] >= decision["min_gain"]
+    )
     assert 0 < naive["score"] < 1
 
 
 def test_the_registered_clv_model_predicts_the_customer_cltv_table(trained_twice):
-    model = registered_model(trained_twice.project, "cltv_value", 1)
+    versions = json.loads(
+        (trained_twice.project / "data/08_reporting/model_versions.json").read_text()
+    )
+    # the version that wrote the table, which is the champion
+    wrote = versions["models"]["cltv_value"]["version"]
+    model = registered_model(trained_twice.project, "cltv_value")
+    assert (
+        model.metadata.run_id
+        == registered_model(trained_twice.project, "cltv_value", wrote).metadata.run_id
+    )
     signature = model.metadata.signature
     assert signature.inputs.input_names() == ["frequency", "recency", "T", "monetary_value"]
     assert signature.outputs.input_names() == list(OUTPUT_COLUMNS)
@@ -221,6 +278,15 @@ def test_scoring_without_a_champion_stops_with_one_line(default_run, tmp_path):
     assert "no version of the churn model cltv_churn has the alias 'champion'" in last
     assert "run the training pipelines first (kedro run)" in last
     assert "Completed node" not in finished.log + finished.output  # stopped before any work
+
+    # the churn champion there, the CLV one not
+    shutil.copy(default_run.project / "mlflow.db", project / "mlflow.db")
+    _client(project).delete_registered_model_alias("cltv_value", "champion")
+    finished = cli_in_process(project, "--pipelines", "scoring")
+    last = finished.output.strip().splitlines()[-1]
+    assert finished.exit_code != 0
+    assert "no version of the CLV model cltv_value has the alias 'champion'" in last, last
+    assert "Completed node" not in finished.log + finished.output
 
 
 def _table(project, name) -> pd.DataFrame:

@@ -126,15 +126,24 @@ def test_the_clv_champion_answers_as_the_batch_table(trained_twice, servers):
 @pytest.mark.parametrize(
     ("row", "named"),
     [
-        ({"frequency": 2, "recency": 10.0, "monetary_value": 30.0}, "T"),
+        # MLflow's schema check refuses these two before the model's own check runs; its
+        # message quotes the schema and the input, so the column is matched in its phrase
+        ({"frequency": 2, "recency": 10.0, "monetary_value": 30.0}, "missing inputs ['T']"),
         (
             {"frequency": 2, "recency": 10.0, "T": -4.0, "monetary_value": 30.0},
             "row 0: T = -4 must not be negative",
         ),
-        ({"frequency": 2, "recency": 10.0, "T": "a year", "monetary_value": 30.0}, "T"),
+        (
+            {"frequency": 2, "recency": 10.0, "T": "a year", "monetary_value": 30.0},
+            "Failed to convert column T to type",
+        ),
+        (
+            {"frequency": 2.5, "recency": 10.0, "T": 30.0, "monetary_value": 30.0},
+            "row 0: frequency = 2.5 must be a whole number of purchases",
+        ),
         ({"frequency": 2, "recency": 40.0, "T": 30.0, "monetary_value": 30.0}, "must not exceed T"),
     ],
-    ids=["missing column", "negative T", "text", "recency beyond T"],
+    ids=["missing column", "negative T", "text", "fractional frequency", "recency beyond T"],
 )
 def test_a_bad_row_gets_a_400_that_names_it_and_the_server_keeps_serving(servers, row, named):
     port = servers["cltv_value"]
@@ -145,6 +154,15 @@ def test_a_bad_row_gets_a_400_that_names_it_and_the_server_keeps_serving(servers
     good = {"frequency": 2, "recency": 10.0, "T": 30.0, "monetary_value": 30.0}
     status, answer = _post(port, {"dataframe_records": [good]})
     assert status == 200 and answer["predictions"][0]["clv"] > 0
+
+
+def test_a_whole_number_sent_as_a_json_float_is_a_purchase_count(servers):
+    port = servers["cltv_value"]
+    history = {"recency": 10.0, "T": 30.0, "monetary_value": 30.0}
+    as_int = _post(port, {"dataframe_records": [{"frequency": 3, **history}]})
+    as_float = _post(port, {"dataframe_records": [{"frequency": 3.0, **history}]})
+    assert as_float[0] == as_int[0] == 200, as_float
+    assert as_float[1] == as_int[1]
 
 
 def test_a_request_that_is_not_json_gets_a_400(servers):
@@ -167,4 +185,4 @@ def test_the_churn_champion_answers_as_the_batch_table(trained_twice, servers):
     np.testing.assert_allclose(churn_probability, expected, rtol=1e-9)
     # a row without one of the model's columns: a 400 naming it
     status, answer = _post(port, _records(customers[columns[1:]]))
-    assert status == 400 and columns[0] in answer["message"], answer
+    assert status == 400 and f"missing inputs ['{columns[0]}']" in answer["message"], answer

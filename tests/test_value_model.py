@@ -3,6 +3,9 @@ act on, and that it survives a round trip through ``mlflow.pyfunc`` unchanged.""
 
 from __future__ import annotations
 
+from importlib.metadata import version
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -10,13 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cltv.datasets.mlflow_cltv_model_dataset import MODEL_CODE, input_example
+from cltv.datasets.mlflow_cltv_model_dataset import MlflowCltvModelDataset, input_example
 from cltv.models.value_model import (
     INPUT_COLUMNS,
     OUTPUT_COLUMNS,
     CustomerValueModel,
     check_histories,
-    model_signature,
 )
 
 # a BG/NBD + Gamma-Gamma fit in the layout of cltv_model_fit.json (CDNOW-like parameters, a
@@ -139,22 +141,30 @@ def test_every_valid_history_gets_finite_non_negative_values_row_by_row(rows):
     )
     predicted = model.predict(None, customers)
     assert np.isfinite(predicted.to_numpy()).all() and (predicted.to_numpy() >= 0).all()
-    # a customer's values do not depend on who else is in the request
-    alone = model.predict(None, customers.iloc[[-1]])
-    pd.testing.assert_frame_equal(alone, predicted.iloc[[-1]], rtol=1e-12)
+    # a customer's values do not depend on who else is in the request: each row alone
+    for row in range(len(customers)):
+        alone = model.predict(None, customers.iloc[[row]])
+        pd.testing.assert_frame_equal(alone, predicted.iloc[[row]], rtol=1e-12)
 
 
 def test_the_model_round_trips_through_mlflow_with_its_signature(model, tmp_path):
-    path = tmp_path / "cltv_value"
-    mlflow.pyfunc.save_model(
-        path,
-        python_model=str(MODEL_CODE),
-        model_config=model.model_config(),
-        signature=model_signature(),
-        input_example=input_example("W"),
-    )
-    assert not list(path.glob("*.pkl"))  # models from code: nothing pickled
-    loaded = mlflow.pyfunc.load_model(str(path))
+    """Logged by the project's own dataset (as a run logs it: from code, with ``code_paths``
+    and pinned requirements) and loaded back by ``mlflow.pyfunc``."""
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run:
+            MlflowCltvModelDataset(save_args={"name": "cltv_value_model"}).save(model)
+        uri = f"runs:/{run.info.run_id}/cltv_value_model"
+        folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "m")))
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert not list(folder.rglob("*.pkl"))  # models from code: nothing pickled
+    # a serving environment gets the project's code and the pinned requirements, no wheel
+    assert (folder / "code" / "cltv" / "models" / "value_model.py").is_file()
+    requirements = (folder / "requirements.txt").read_text().split()
+    for package in ("mlflow", "numpy", "scipy", "pandas"):
+        assert f"{package}=={version(package)}" in requirements
+    loaded = mlflow.pyfunc.load_model(str(folder))
     assert loaded.metadata.signature.inputs.input_names() == list(INPUT_COLUMNS)
     example = input_example("W")
     pd.testing.assert_frame_equal(loaded.predict(example), model.predict(None, example))
@@ -163,6 +173,18 @@ def test_the_model_round_trips_through_mlflow_with_its_signature(model, tmp_path
     assert (days["T"] == 7 * example["T"]).all() and (
         days["frequency"] == example["frequency"]
     ).all()
+    # JSON has one number type: a whole-number float frequency is a purchase count, a
+    # fraction is refused by row
+    customers = pd.DataFrame(
+        {"frequency": [3.0, 2], "recency": [20.0, 9.0], "T": [40.0, 30.0],
+         "monetary_value": [55.0, 20.0]}
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(
+        loaded.predict(customers),
+        model.predict(None, customers.astype({"frequency": "int64"})),
+    )
+    with pytest.raises(mlflow.MlflowException, match=r"row 1: frequency = 2\.5 must be a whole"):
+        loaded.predict(customers.assign(frequency=[3.0, 2.5]))
     # the unwrapped model is the one Spark batches use, built from its settings
     unwrapped = loaded.unwrap_python_model()
     assert isinstance(unwrapped, CustomerValueModel)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import mlflow
+from mlflow.entities.model_registry import ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -42,24 +43,90 @@ def registered_in_this_run(name: str) -> tuple[str, int]:
     return latest.name, int(latest.version)
 
 
-def version_with_alias(registered_model: str, alias: str) -> int | None:
-    """The version of ``registered_model`` holding ``alias``; None when none does."""
+# the registry's answer when a model or alias does not exist (MLflow's own stores; Unity
+# Catalog): the only error that means "no champion yet"
+NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"})
+# scores are printed with 4 decimals: a difference that does not show there is a tie whatever
+# min_gain
+PRINTED_PRECISION = 0.00005
+
+
+class RegistryError(RuntimeError):
+    """The registry answered with an error other than "not found": nothing was promoted."""
+
+
+def _registry_error(action: str, exc: Exception) -> RegistryError:
+    text = str(exc).strip()
+    if any(sign in text for sign in ("NewConnectionError", "Connection refused", "Max retries")):
+        # the REST client's message is a page of urllib3 internals
+        answer = "no connection"
+    else:
+        answer = (text.splitlines() or [type(exc).__name__])[0][:200]
+    return RegistryError(
+        f"the MLflow registry at {mlflow.get_registry_uri()} failed to {action} ({answer}). "
+        "Nothing was promoted and no alias moved; run again once the registry answers"
+    )
+
+
+def champion_version(registered_model: str, alias: str) -> ModelVersion | None:
+    """The version of ``registered_model`` holding ``alias``, read once; None only when the
+    registry says the model or the alias does not exist. Any other error (no connection,
+    permissions, throttling) raises :class:`RegistryError`: it must not pass for "no
+    champion", which would promote a challenger without a comparison."""
+    client = mlflow.MlflowClient()
     try:
-        found = mlflow.MlflowClient().get_model_version_by_alias(registered_model, alias)
-    except mlflow.exceptions.MlflowException:
-        return None
-    return int(found.version)
+        model = client.get_registered_model(registered_model)
+        version = (model.aliases or {}).get(alias)
+        if version is None:
+            return None
+        return client.get_model_version(model.name, str(version))
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code in NOT_FOUND:
+            return None
+        raise _registry_error(
+            f"say which version of {registered_model} has '{alias}'", exc
+        ) from None
+
+
+def version_uri(version: ModelVersion) -> str:
+    """``models:/<name>/<version>``: the one version resolved, whatever the alias says later."""
+    return f"models:/{version.name}/{version.version}"
 
 
 def load_champion(
     registered_model: str, alias: str, load: Callable[[str], Any]
-) -> tuple[int, Any] | None:
-    """The version holding ``alias`` and its model (``load(model_uri)``); None when no version
-    holds it yet."""
-    version = version_with_alias(registered_model, alias)
+) -> tuple[ModelVersion, Any] | None:
+    """The version holding ``alias`` and its model (``load(model_uri)``), the alias read once
+    and the model loaded by version number; None when no version holds it yet."""
+    version = champion_version(registered_model, alias)
     if version is None:
         return None
-    return version, load(f"models:/{registered_model}@{alias}")
+    return version, load(version_uri(version))
+
+
+def setting_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
+    """``name before → after`` for each setting that differs (both None: none)."""
+    before, after = before or {}, after or {}
+    return [
+        f"{name} {before.get(name)} → {after.get(name)}"
+        for name in sorted(set(before) | set(after))
+        if before.get(name) != after.get(name)
+    ]
+
+
+def compare_scores(
+    score: float | None, other: float | None, min_gain: float
+) -> tuple[str, float | None]:
+    """``better``, ``worse``, ``tie`` or ``unknown`` (a score is missing) for ``score``
+    against ``other``, and the difference. A difference below ``min_gain`` or below the
+    printed precision is a tie, never a win."""
+    if score is None or other is None:
+        return "unknown", None
+    gain = score - other
+    printed_alike = f"{score:.4f}" == f"{other:.4f}"
+    if printed_alike or abs(gain) < max(min_gain, PRINTED_PRECISION):
+        return "tie", gain
+    return ("better" if gain > 0 else "worse"), gain
 
 
 def challenge(
@@ -69,10 +136,16 @@ def challenge(
     challenger: dict[str, Any],
     champion: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """The decision for ``version`` (``challenger``: its ``score`` and what else the report
-    shows) against ``champion`` (its ``version`` and ``score``, or None when no version has
-    the alias): ``promoted`` and the ``reason``, in the layout of ``model_promotion.json``.
-    Nothing is changed in the registry until :func:`settle`."""
+    """The decision for ``version`` (``challenger``: its ``score``, its ``settings`` and what
+    else the report shows; ``no_score``: why the score is None) against ``champion`` (its
+    ``version``, ``score`` and ``settings``, or None when no version has the alias):
+    ``promoted`` and the ``reason``, in the layout of ``model_promotion.json``.
+
+    Settings (e.g. the CLV margin, its time unit) are the user's decision, not the model's: a
+    challenger with other settings takes the alias whatever the metric says, and is not scored
+    against the champion. A missing score never replaces a champion, and a difference below
+    ``min_gain`` is a tie, which the champion keeps. Nothing is changed in the registry until
+    :func:`settle`."""
     alias, metric, min_gain = promotion["alias"], promotion["metric"], promotion["min_gain"]
     decision: dict[str, Any] = {
         "registered_model": registered_model,
@@ -82,16 +155,40 @@ def challenge(
         "challenger": {"version": version, **challenger},
         "champion": champion,
     }
+    no_score = challenger.get("no_score") or (champion or {}).get("no_score")
     if champion is None:
-        return {**decision, "promoted": True, "reason": f"no model had the alias '{alias}' yet"}
-    gain = challenger["score"] - champion["score"]
-    promoted = gain >= min_gain
-    reason = (
+        reason = f"no model had the alias '{alias}' yet"
+        if challenger.get("score") is None:
+            reason += f" ({metric} could not be computed: {no_score})"
+        return {**decision, "promoted": True, "outcome": "first", "reason": reason}
+    changes = setting_changes(champion.get("settings"), challenger.get("settings"))
+    if changes:
+        return {
+            **decision,
+            "promoted": True,
+            "outcome": "settings changed",
+            "reason": f"settings changed: {', '.join(changes)} (the champion, version "
+            f"{champion['version']}, has the old ones; {metric} cannot decide between models "
+            "with different settings, and the settings are the user's decision)",
+        }
+    outcome, gain = compare_scores(challenger.get("score"), champion.get("score"), min_gain)
+    if outcome == "unknown":
+        reason = (
+            f"{metric} could not be computed ({no_score}): the champion (version "
+            f"{champion['version']}) keeps the alias"
+        )
+        return {**decision, "promoted": False, "outcome": outcome, "reason": reason}
+    scores = (
         f"{metric} {challenger['score']:.4f} vs the champion's {champion['score']:.4f} "
-        f"(version {champion['version']}): a gain of {gain:+.4f}, "
-        f"{'at least' if promoted else 'below'} the {min_gain} required"
+        f"(version {champion['version']}): a difference of {gain:+.4f}"
     )
-    return {**decision, "promoted": promoted, "reason": reason}
+    if outcome == "tie":
+        reason = f"a tie, {scores}, below the {min_gain} required: the champion keeps the alias"
+    else:
+        reason = (
+            f"{scores}, {'at least' if outcome == 'better' else 'below'} the {min_gain} required"
+        )
+    return {**decision, "promoted": outcome == "better", "outcome": outcome, "reason": reason}
 
 
 def settle(decision: dict[str, Any], label: str) -> dict[str, dict[str, float]]:
@@ -103,7 +200,12 @@ def settle(decision: dict[str, Any], label: str) -> dict[str, dict[str, float]]:
         decision["alias"],
     )
     if decision["promoted"]:
-        mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))
+        try:
+            mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))
+        except mlflow.exceptions.MlflowException as exc:
+            raise _registry_error(
+                f"give {name} version {version} the alias '{alias}'", exc
+            ) from None
     logger.info(
         "%s %s version %d %s '%s': %s",
         label,
@@ -118,21 +220,21 @@ def settle(decision: dict[str, Any], label: str) -> dict[str, dict[str, float]]:
         "promoted": float(decision["promoted"]),
     }
     if decision["champion"]:
-        scores["champion"] = decision["champion"]["score"]
-    return scores
+        scores["champion"] = decision["champion"].get("score")
+    # a missing score is left out, never logged as 0
+    return {key: score for key, score in scores.items() if score is not None}
 
 
 def produced_by(decision: dict[str, Any]) -> dict[str, Any]:
-    """Which version wrote a training run's tables (its own, the challenger) and whether it
-    holds the alias after the run: a ``model_versions.json`` entry."""
+    """A ``model_versions.json`` entry for a training run: the version that wrote its tables,
+    which is the champion after the decision (the run's own model when promoted, else the
+    version that kept the alias), and the run's own version (the challenger)."""
+    challenger = decision["challenger"]["version"]
     return {
         "registered_model": decision["registered_model"],
-        "version": decision["challenger"]["version"],
+        "version": challenger if decision["promoted"] else decision["champion"]["version"],
         "alias": decision["alias"],
-        "holds_alias": decision["promoted"],
-        "champion_version": (
-            decision["challenger"]["version"]
-            if decision["promoted"]
-            else decision["champion"]["version"]
-        ),
+        "holds_alias": True,
+        "challenger_version": challenger,
+        "challenger_promoted": decision["promoted"],
     }

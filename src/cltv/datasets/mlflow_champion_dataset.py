@@ -11,9 +11,11 @@ from typing import Any
 
 import mlflow
 from kedro.io import AbstractDataset, DatasetError
+from mlflow.entities.model_registry import ModelVersion
 
 from cltv.datasets.mlflow_churn_model_dataset import load_churn_model
 from cltv.datasets.mlflow_cltv_model_dataset import load_value_model
+from cltv.promotion import champion_version, version_uri
 
 # the churn model's training run says how it was chosen in this artifact
 SELECTION_ARTIFACT = "churn_model_selection.json"
@@ -23,6 +25,17 @@ KINDS = {
     "churn": (load_churn_model, "the churn model", SELECTION_ARTIFACT),
     "cltv": (load_value_model, "the CLV model", None),
 }
+
+
+def selection_of(version: ModelVersion) -> dict[str, Any]:
+    """How the training run of a churn model ``version`` chose it, with its threshold
+    (``churn_model_selection.json`` of that run) and the version number."""
+    with TemporaryDirectory() as folder:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path=SELECTION_ARTIFACT, dst_path=folder
+        )
+        selection = json.loads(Path(path).read_text())
+    return {**selection, "version": int(version.version)}
 
 
 @dataclass(frozen=True)
@@ -83,25 +96,17 @@ class MlflowChampionDataset(AbstractDataset[ChampionModel, None]):
 
     def load(self) -> ChampionModel:
         load_model, what, selection_artifact = KINDS[self._kind]
-        client = mlflow.MlflowClient()
-        try:
-            version = client.get_model_version_by_alias(self._registered_model, self._alias)
-        except mlflow.exceptions.MlflowException:
-            # not chained: this line is the whole story (the run's last line shows the
-            # innermost error)
+        # the alias is read once; the model and its selection come from that version, so a
+        # promotion landing meanwhile cannot mix two versions
+        version = champion_version(self._registered_model, self._alias)
+        if version is None:
             raise DatasetError(
                 f"no version of {what} {self._registered_model} has the alias "
-                f"'{self._alias}' in the MLflow registry at {mlflow.get_tracking_uri()}: run "
+                f"'{self._alias}' in the MLflow registry at {mlflow.get_registry_uri()}: run "
                 "the training pipelines first (kedro run), which promote one"
-            ) from None
-        model = load_model(f"models:/{self._registered_model}@{self._alias}")
-        selection: dict[str, Any] = {}
-        if selection_artifact is not None:
-            with TemporaryDirectory() as folder:
-                path = mlflow.artifacts.download_artifacts(
-                    run_id=version.run_id, artifact_path=selection_artifact, dst_path=folder
-                )
-                selection = json.loads(Path(path).read_text())
+            )
+        model = load_model(version_uri(version))
+        selection = selection_of(version) if selection_artifact is not None else {}
         return ChampionModel(model=model, version=int(version.version), selection=selection)
 
     def save(self, data: None) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 import mlflow
 import mlflow.sklearn
 import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 
 from cltv.datasets.logged_model_dataset import LoggedModelDataset
 
@@ -31,6 +33,26 @@ def _flavor_of(model: Any) -> str:
     return SPARK_FLAVOR if isinstance(model, Transformer) else SKLEARN_FLAVOR
 
 
+# the example's numpy kinds as MLflow column types
+_COLUMN_TYPES = {"i": "long", "u": "long", "f": "double", "b": "boolean", "O": "string"}
+
+
+def input_signature(example: pd.DataFrame) -> ModelSignature:
+    """The model's input columns, typed as the feature tables type them.
+
+    Given rather than inferred from the example: MLflow's inference warns on every run that
+    integer columns cannot hold missing values, and the features' integers (counts, days) have
+    none."""
+    return ModelSignature(
+        inputs=Schema(
+            [
+                ColSpec(_COLUMN_TYPES.get(kind.kind, "string"), column)
+                for column, kind in example.dtypes.items()
+            ]
+        )
+    )
+
+
 def load_churn_model(model_uri: str) -> Any:
     """The churn model at ``model_uri`` in its own flavor: a scikit-learn pipeline (engine
     ``driver``) or a Spark ML ``PipelineModel`` (engine ``spark_ml``, or a version registered
@@ -48,7 +70,7 @@ class MlflowChurnModelDataset(LoggedModelDataset):
     ``predict_proba``: column 1 is the churn probability), ``mlflow.spark`` for Spark ML.
 
     Saving takes a :class:`ModelWithExample` and logs the model in the active run with the
-    input example, from which MLflow infers the signature; the example comes from the node
+    input example and its input signature (:func:`input_signature`); the example comes from the node
     because it depends on the data, which a catalog entry cannot know. ``registered_model_name``
     in ``save_args`` also registers a new model version. Loading returns the model saved last
     through this dataset in this process (the very object that was logged, not read back), or,
@@ -88,7 +110,11 @@ class MlflowChurnModelDataset(LoggedModelDataset):
         return load_churn_model(model_uri)
 
     def _save(self, data: ModelWithExample) -> None:
-        arguments = {**self._save_args, "input_example": data.input_example}
+        arguments = {
+            **self._save_args,
+            "input_example": data.input_example,
+            "signature": input_signature(data.input_example),
+        }
         self._flavor = _flavor_of(data.model)
         # given, so that MLflow does not infer them by reloading the model in a subprocess
         # (for Spark ML a second Spark start, ~20 s)

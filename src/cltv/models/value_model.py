@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 from scipy.special import expit
 
 from cltv.models.bgnbd import BetaGeoModel, ModifiedBetaGeoModel
@@ -194,6 +195,16 @@ class CustomerValueModel(mlflow.pyfunc.PythonModel):
             )
         return self._draws
 
+    def settings(self) -> dict[str, Any]:
+        """What the user chose rather than what was fitted: the time unit of its input, the
+        valuation and the intervals. Part of the model: a champion with other settings values
+        customers differently on the same fit (see :func:`cltv.promotion.challenge`)."""
+        return {
+            "time_unit": self.fit["time_unit"],
+            **self.valuation,
+            **{f"interval_{key}": value for key, value in self.uncertainty.items()},
+        }
+
     def describe(self) -> dict[str, Any]:
         """What is logged beside the model: which models, the settings, the parameters."""
         name = self.purchase_model_name
@@ -201,13 +212,7 @@ class CustomerValueModel(mlflow.pyfunc.PythonModel):
             name: {key: self.fit[name][key] for key in PURCHASE_MODELS[name].param_names},
             "gamma_gamma": {key: self.fit["gamma_gamma"][key] for key in ("p", "q", "gamma")},
         }
-        return {
-            "time_unit": self.fit["time_unit"],
-            "purchase_model": name,
-            "parameters": parameters,
-            **self.valuation,
-            **{f"interval_{key}": value for key, value in self.uncertainty.items()},
-        }
+        return {"purchase_model": name, "parameters": parameters, **self.settings()}
 
     # ------------------------------------------------------------------ valuing
     def _values(self, batch: pd.DataFrame, table_columns: bool) -> pd.DataFrame:
@@ -360,10 +365,17 @@ def _stop_on_invalid(values: pd.DataFrame) -> None:
 
 
 def model_signature() -> ModelSignature:
-    """Input: the summary's columns in the fit's time unit; output: the values and intervals."""
+    """Input: the summary's columns in the fit's time unit; output: the values and intervals.
+
+    ``frequency`` is a whole number that may come as an integer or a float: JSON has one
+    number type, so a CRM may send ``3.0``, while ``customer_summary`` holds integers. MLflow
+    has no type for that. ``long`` would refuse ``3.0`` from Python and silently truncate
+    ``2.5`` to 2 in ``mlflow models serve`` (its JSON parser casts to the schema). ``double``
+    would refuse an int64 column. So the column is declared ``Any``, and
+    :func:`check_histories` accepts a whole number and refuses a fraction, naming its row."""
     return ModelSignature(
         inputs=Schema(
-            [ColSpec("long", "frequency")]
+            [ColSpec(AnyType(), "frequency")]
             + [ColSpec("double", column) for column in INPUT_COLUMNS[1:]]
         ),
         outputs=Schema([ColSpec("double", column) for column in OUTPUT_COLUMNS]),

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from cltv import metrics
 from cltv import promotion as promotion_in_registry
+from cltv.datasets.mlflow_champion_dataset import selection_of
 from cltv.datasets.mlflow_churn_model_dataset import ModelWithExample, load_churn_model
 from cltv.parameters import CHURN_CANDIDATES, CHURN_ENGINES
 from cltv.pipelines.churn_modeling import driver, spark_ml
@@ -449,25 +450,31 @@ def score_customers(
 
 # ------------------------------------------------------------------ champion / challenger
 def promote_churn_model(
-    churn_model: Any, model_input: DataFrame, promotion: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    churn_model: Any,
+    model_input: DataFrame,
+    selection: dict[str, Any],
+    promotion: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, dict[str, float]], Any, dict[str, Any]]:
     """The run's model (the challenger, the version of ``promotion.registered_model`` this
     run registered) against the version behind the alias ``promotion.alias`` (the
     champion), both scored on this run's test customers by ``promotion.metric``
-    (:mod:`cltv.promotion`).
+    (:mod:`cltv.promotion`; a difference below ``min_gain`` is a tie, which the champion
+    keeps).
 
-    Returns the decision (the ``cltv_churn`` entry of ``model_promotion.json``) and its
-    scores as MLflow metrics.
+    Returns the decision (the ``cltv_churn`` entry of ``model_promotion.json``), its scores
+    as MLflow metrics, and the champion after the decision with how it was chosen (its
+    run's ``selection``, threshold included): what scores ``churn_predictions``, so that the
+    table always holds the champion's numbers.
     """
     name, version = promotion_in_registry.registered_in_this_run(promotion["registered_model"])
-    alias, metric = promotion["alias"], promotion["metric"]
+    metric = promotion["metric"]
     challenger = _test_ranking(churn_model, model_input)
-    champion = None
-    found = promotion_in_registry.load_champion(name, alias, load_churn_model)
+    champion, champion_model, champion_version = None, None, None
+    found = promotion_in_registry.load_champion(name, promotion["alias"], load_churn_model)
     if found:
         champion_version, champion_model = found
         champion = {
-            "version": champion_version,
+            "version": int(champion_version.version),
             "score": _test_ranking(champion_model, model_input)[metric],
             "flavor": model_flavor(champion_model),
         }
@@ -487,7 +494,11 @@ def promote_churn_model(
             + ("which replaces it" if decision["promoted"] else "and the champion keeps scoring")
         )
     scores = promotion_in_registry.settle(decision, "Churn model")
-    return decision, metrics.as_mlflow_metrics(scores)
+    if decision["promoted"]:
+        production = churn_model, {**selection, "version": version}
+    else:
+        production = champion_model, selection_of(champion_version)
+    return decision, metrics.as_mlflow_metrics(scores), *production
 
 
 def record_model_promotion(

@@ -71,8 +71,18 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 promote_churn_model,
-                inputs=["churn_model", "churn_model_input", "params:churn_modeling.promotion"],
-                outputs=["churn_model_promotion", "promotion_mlflow_metrics"],
+                inputs=[
+                    "churn_model",
+                    "churn_model_input",
+                    "churn_model_selection",
+                    "params:churn_modeling.promotion",
+                ],
+                outputs=[
+                    "churn_model_promotion",
+                    "promotion_mlflow_metrics",
+                    "champion_churn_model",
+                    "champion_selection",
+                ],
                 name="promote_churn_model",
             ),
             Node(
@@ -84,10 +94,10 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 score_customers,
                 inputs=[
-                    "churn_model",
+                    "champion_churn_model",
                     "customer_features_current",
                     "btyd_churn_scores_current",
-                    "churn_model_selection",
+                    "champion_selection",
                     "params:churn_modeling.risk_bands",
                     "analysis_period",
                 ],

@@ -339,49 +339,75 @@ def _holdout_ranking(value_model: CustomerValueModel, summary: DataFrame) -> dic
 
 def promote_cltv_model(
     value_model: CustomerValueModel, summary: DataFrame, promotion: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+) -> tuple[dict[str, Any], dict[str, dict[str, float]], CustomerValueModel, dict[str, Any]]:
     """The run's CLV model (the challenger, the version of ``promotion.registered_model`` this
     run registered) against the version behind ``promotion.alias`` (the champion), both
     valuing the calibration period's customers and scored by ``promotion.metric``: how much of
     the holdout's revenue the customers they rank highest spent (default: the top 20%).
 
-    The naive baseline is scored the same way. A model it beats is still registered and may
-    still be promoted (the rule is the same for every challenger), but the decision says so.
-    Returns the decision (the ``cltv_value`` entry of ``model_promotion.json``) and its scores
-    as MLflow metrics.
+    Settings are part of the model (:meth:`CustomerValueModel.settings`): a challenger valued
+    with other settings (a new margin, horizon, interval or time unit) takes the alias as a
+    change of settings, without a score against the champion. The naive baseline is scored
+    the same way; when it ranks better, the decision says so, and a difference below
+    ``min_gain`` is a tie.
+
+    Returns the decision (the ``cltv_value`` entry of ``model_promotion.json``), its scores as
+    MLflow metrics, and the champion after the decision with its fit: what values the
+    customers in ``customer_cltv``, so that the table always holds the champion's numbers.
     """
     name, version = promotion_in_registry.registered_in_this_run(promotion["registered_model"])
-    alias, metric = promotion["alias"], promotion["metric"]
+    alias, metric, min_gain = promotion["alias"], promotion["metric"], promotion["min_gain"]
     challenger = _holdout_ranking(value_model, summary)
-    champion = None
+    no_score = "no customer of the calibration period bought in the holdout"
+    champion, champion_model = None, None
     found = promotion_in_registry.load_champion(name, alias, load_value_model)
     if found:
         champion_version, champion_model = found
         champion = {
-            "version": champion_version,
-            "score": _holdout_ranking(champion_model, summary)["model"][metric],
+            "version": int(champion_version.version),
             "purchase_model": champion_model.purchase_model_name,
+            "settings": champion_model.settings(),
         }
+        if champion["settings"] == value_model.settings():
+            # scored only when the settings agree: a model valued in other units or with
+            # another horizon would be scored on histories it was not made for
+            champion["score"] = _holdout_ranking(champion_model, summary)["model"][metric]
     score, naive = challenger["model"][metric], challenger["naive"][metric]
     decision = promotion_in_registry.challenge(
         name,
         version,
         promotion,
-        {"score": score, "purchase_model": value_model.purchase_model_name},
+        {
+            "score": score,
+            "purchase_model": value_model.purchase_model_name,
+            "settings": value_model.settings(),
+            **({"no_score": no_score} if score is None else {}),
+        },
         champion,
     )
-    naive_wins = naive is not None and score is not None and naive > score
+    outcome, _ = promotion_in_registry.compare_scores(naive, score, min_gain)
     decision.update(
         n_customers=challenger["n_customers"],
-        naive_baseline={"score": naive, "beats_challenger": naive_wins},
+        naive_baseline={"score": naive, "beats_challenger": outcome == "better"},
     )
-    if naive_wins:
+    if outcome == "better":
         decision["reason"] += (
             f"; the naive baseline ranks better ({metric} {naive:.4f} vs {score:.4f}): "
             "this model is registered, but a simple extrapolation values customers better here"
         )
+    elif outcome == "tie":
+        decision["reason"] += (
+            f"; the naive baseline ranks as well (a tie: {metric} {naive:.4f} vs {score:.4f}, "
+            f"a difference below {min_gain})"
+        )
     scores = promotion_in_registry.settle(decision, "CLV model")
-    return decision, metrics.as_mlflow_metrics({**scores, "naive": naive or 0.0})
+    production = value_model if decision["promoted"] else champion_model
+    return (
+        decision,
+        metrics.as_mlflow_metrics({**scores, "naive": naive}),
+        production,
+        production.fit,
+    )
 
 
 # ------------------------------------------------------------------ churn

@@ -1,6 +1,9 @@
 """``cltv``: fit every candidate purchase model on the calibration period and validate them on
 the holdout; refit the chosen one on everything up to observation_end and value every
-customer."""
+customer.
+
+The customer tables hold the champion's numbers after the decision (``promote_cltv_model``):
+this run's model when it takes the alias, else the version that keeps it."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -83,14 +86,19 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 promote_cltv_model,
                 inputs=["cltv_value_model", "customer_summary", "params:cltv.promotion"],
-                outputs=["cltv_model_promotion", "cltv_promotion_mlflow_metrics"],
+                outputs=[
+                    "cltv_model_promotion",
+                    "cltv_promotion_mlflow_metrics",
+                    "champion_cltv_model",
+                    "champion_cltv_fit",
+                ],
                 name="promote_cltv_model",
             ),
             Node(
                 predict_customer_value,
                 inputs=[
                     "customer_summary_current",
-                    "cltv_value_model",
+                    "champion_cltv_model",
                     "params:cltv.valuation.value_tiers",
                     "analysis_period",
                 ],
@@ -105,7 +113,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 btyd_churn_scores,
-                inputs=["customer_summary_current", "cltv_model_fit", "analysis_period"],
+                inputs=["customer_summary_current", "champion_cltv_fit", "analysis_period"],
                 outputs="btyd_churn_scores_current",
                 name="btyd_churn_scores_current",
             ),

@@ -231,12 +231,15 @@ def headline_kpis(
     cltv_validation: dict[str, Any],
     cltv_model_fit: dict[str, Any],
     cltv_total_value: dict[str, Any],
+    model_promotion: dict[str, Any],
 ) -> dict[str, Any]:
     """The numbers at the top of the dashboard, and what the CLV models could not do, in words
     (``cltv_model_notes``: the notes of any boundary optimum of the models that value
     customers, and the holdout's verdict when the naive baseline beats the chosen model on any
     measure; empty when there is nothing to say) and, in ``churn_head_to_head``, how the churn
-    classifier compares with the purchase models' own probability of no purchase."""
+    classifier compares with the purchase models' own probability of no purchase. When this
+    run's model of either kind lost to the champion, ``model_decisions`` says so: the tables
+    hold the champion's numbers, the evaluation is this run's model's."""
     sales = (
         _sold_days(purchase_days)
         .agg(
@@ -280,6 +283,7 @@ def headline_kpis(
         "cltv_mae_bgnbd": cltv_validation["mae_bgnbd"],
         "cltv_mae_naive": cltv_validation["mae_naive"],
         "cltv_purchase_model": MODEL_LABELS[cltv_model_fit.get("purchase_model", "bgnbd")],
+        "model_decisions": _lost_challenges(model_promotion),
         "cltv_model_notes": " ".join(
             [
                 *(  # of the models that value customers
@@ -295,6 +299,18 @@ def headline_kpis(
             ]
         ),
     }
+
+
+def _lost_challenges(model_promotion: dict[str, Any]) -> str:
+    """In words, each model this run trained that did not take the alias."""
+    return " ".join(
+        f"{name} version {decision['challenger']['version']}, trained by this run, did not "
+        f"take the alias '{decision['alias']}' ({decision['reason']}): the tables hold the "
+        f"numbers of version {decision['champion']['version']}, the champion; the model "
+        "scores and charts are this run's version's."
+        for name, decision in model_promotion.items()
+        if not decision["promoted"]
+    )
 
 
 def _candidate_scores(validation: dict[str, Any]) -> list[dict[str, Any]]:
@@ -725,7 +741,11 @@ def build_dashboard(
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     notes = "".join(
         f'<p class="note">{title}: {html.escape(kpis[key])}</p>'
-        for title, key in (("CLV model", "cltv_model_notes"), ("Churn", "churn_head_to_head"))
+        for title, key in (
+            ("Champion / challenger", "model_decisions"),
+            ("CLV model", "cltv_model_notes"),
+            ("Churn", "churn_head_to_head"),
+        )
         if kpis.get(key)
     )
     return f"""<!DOCTYPE html>

@@ -85,6 +85,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "cltv_validation",
                 "cltv_model_fit",
                 "cltv_total_value",
+                "model_promotion",
             ],
             "report_kpis",
         ),

@@ -13,12 +13,24 @@ logger = logging.getLogger(__name__)
 
 
 def unpack_champions(
-    churn: ChampionModel, cltv: ChampionModel
+    churn: ChampionModel, cltv: ChampionModel, time_unit: str
 ) -> tuple[Any, dict[str, Any], CustomerValueModel, dict[str, Any], dict[str, Any]]:
     """Both champions from the registry, loaded once, first, so that a run without one stops
     before any work: the churn model and how it was chosen (its training run's
     ``churn_model_selection.json``, with its version); the CLV model and its fit (for the
-    BG/NBD churn features); and ``model_versions.json``: which versions score this run."""
+    BG/NBD churn features); and ``model_versions.json``: which versions score this run.
+
+    The CLV champion takes histories in the time unit it was fitted in: a run whose
+    ``time_unit`` differs stops here, before any Spark work, rather than value customers
+    whose weeks are read as days."""
+    fitted_in = cltv.model.fit["time_unit"]
+    if fitted_in != time_unit:
+        raise ValueError(
+            f"the CLV champion (cltv_value version {cltv.version}) was fitted with time_unit "
+            f"{fitted_in}, but this run's time_unit is {time_unit}: score with "
+            f"--params time_unit={fitted_in}, or train and promote a model in {time_unit} "
+            f"first (kedro run --params time_unit={time_unit})"
+        )
     logger.info(
         "Scoring with churn model version %d (%s, a %s model, threshold %.4f) and CLV model "
         "version %d (%s)",
@@ -38,7 +50,7 @@ def unpack_champions(
     }
     return (
         churn.model,
-        {**churn.selection, "version": churn.version},
+        churn.selection,
         cltv.model,
         cltv.model.fit,
         versions,

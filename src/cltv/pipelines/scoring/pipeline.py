@@ -12,7 +12,7 @@ the three customer tables with what they held before (``drift_report.json``) and
 versions that scored them (``model_versions.json``).
 """
 
-from kedro.pipeline import Node, Pipeline, pipeline
+from kedro.pipeline import Node, Pipeline
 
 from cltv.pipelines import cltv, data_processing, reporting
 from cltv.pipelines.churn_modeling.nodes import score_customers
@@ -34,7 +34,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             [
                 Node(
                     unpack_champions,
-                    inputs=["churn_champion", "cltv_champion"],
+                    inputs=["churn_champion", "cltv_champion", "params:time_unit"],
                     outputs=[
                         "champion_churn_model",
                         "champion_selection",
@@ -60,12 +60,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             ]
         )
         + current
-        + pipeline(
-            cltv.create_pipeline().only_nodes(*CLTV_NODES),
-            inputs={
-                "cltv_model_fit": "champion_cltv_fit",
-                "cltv_value_model": "champion_cltv_model",
-            },
-        )
+        + cltv.create_pipeline().only_nodes(*CLTV_NODES)
         + reporting.create_pipeline().only_nodes("compare_with_previous_run")
     )
