@@ -12,7 +12,7 @@ import pytest
 from kedro.io import DatasetError
 
 from cltv import promotion
-from cltv.datasets import ChampionModel, MlflowChampionDataset
+from cltv.datasets import ChampionModel, MlflowChampionDataset, MlflowCltvModelDataset
 from cltv.models.value_model import CustomerValueModel
 from cltv.pipelines.scoring.nodes import unpack_champions
 
@@ -192,3 +192,29 @@ def test_the_clv_model_settings_are_the_users_choices_not_the_fit():
     refit = CustomerValueModel({**FIT, "bgnbd": {**FIT["bgnbd"], "r": 0.3}}, NAIVE, VALUATION,
                                UNCERTAINTY)  # fmt: skip
     assert refit.settings() == value_model.settings()
+
+
+def test_registering_with_a_registry_that_refuses_connections_stops_in_one_line(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    store = tmp_path / "mlflow.db"
+    shutil.copy(_migrated_mlflow_store(), store)
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    mlflow.set_tracking_uri(f"sqlite:///{store}")
+    mlflow.set_registry_uri(uri)
+    dataset = MlflowCltvModelDataset(
+        save_args={"name": "cltv_value_model", "registered_model_name": "cltv_value"}
+    )
+    try:
+        with mlflow.start_run(), pytest.raises(DatasetError) as failed:
+            dataset.save(CustomerValueModel(FIT, NAIVE, VALUATION, UNCERTAINTY))
+    finally:
+        mlflow.set_registry_uri(None)
+        mlflow.set_tracking_uri(None)
+    message = str(failed.value.__cause__)
+    assert "\n" not in message
+    assert message.startswith(
+        f"the MLflow registry at {uri} failed to log and register cltv_value (no connection)"
+    )

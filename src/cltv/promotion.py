@@ -55,7 +55,8 @@ class RegistryError(RuntimeError):
     """The registry answered with an error other than "not found": nothing was promoted."""
 
 
-def _registry_error(action: str, exc: Exception) -> RegistryError:
+def registry_error(action: str, exc: Exception) -> RegistryError:
+    """``exc``, an MLflow error while trying ``action``, as one line a user can act on."""
     text = str(exc).strip()
     if any(sign in text for sign in ("NewConnectionError", "Connection refused", "Max retries")):
         # the REST client's message is a page of urllib3 internals
@@ -83,7 +84,7 @@ def champion_version(registered_model: str, alias: str) -> ModelVersion | None:
     except mlflow.exceptions.MlflowException as exc:
         if exc.error_code in NOT_FOUND:
             return None
-        raise _registry_error(
+        raise registry_error(
             f"say which version of {registered_model} has '{alias}'", exc
         ) from None
 
@@ -203,7 +204,7 @@ def settle(decision: dict[str, Any], label: str) -> dict[str, dict[str, float]]:
         try:
             mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))
         except mlflow.exceptions.MlflowException as exc:
-            raise _registry_error(
+            raise registry_error(
                 f"give {name} version {version} the alias '{alias}'", exc
             ) from None
     logger.info(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import mlflow
 from kedro_mlflow.io.models import MlflowModelTrackingDataset
+
+from cltv.promotion import registry_error
 
 
 class LoggedModelDataset(MlflowModelTrackingDataset):
@@ -55,6 +58,13 @@ class LoggedModelDataset(MlflowModelTrackingDataset):
         self._save_args = arguments
         try:
             super()._save(logged)
+        except mlflow.exceptions.MlflowException as exc:
+            if "API request to" not in str(exc):
+                raise
+            # a tracking server or registry that did not answer: its message is a page of
+            # HTTP internals; the run stops before any promotion, in one line
+            name = arguments.get("registered_model_name") or arguments.get("name", "the model")
+            raise registry_error(f"log and register {name}", exc) from None
         finally:
             self._save_args = configured
         self._saved_model = model
