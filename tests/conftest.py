@@ -120,6 +120,34 @@ def _release_spark_cache():
         active.catalog.clearCache()
 
 
+@pytest.fixture
+def mlflow_uris(monkeypatch):
+    """MLflow's tracking and registry URIs (and active experiment) as the test sets them, put
+    back after it.
+
+    MLflow keeps them in module globals and also exports them as environment variables for
+    subprocesses (``set_registry_uri(None)`` does not clear that one): a test pointing MLflow
+    at a closed port would otherwise leave every later run and server talking to it."""
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",
+        "MLFLOW_EXPERIMENT_ID",
+        "MLFLOW_EXPERIMENT_NAME",
+    ):
+        # recorded either way, so undo restores the value or removes what MLflow set
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+        if not os.environ[name]:
+            monkeypatch.delenv(name)
+    tracking = mlflow.tracking._tracking_service.utils
+    registry = mlflow.tracking._model_registry.utils
+    monkeypatch.setattr(tracking, "_tracking_uri", tracking._tracking_uri)
+    monkeypatch.setattr(registry, "_registry_uri", registry._registry_uri)
+    # an earlier in-process run's experiment (kedro-mlflow's) does not exist in a new store
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    return monkeypatch
+
+
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT

@@ -74,16 +74,14 @@ def test_a_missing_score_keeps_the_champion_and_is_never_logged_as_zero():
 
 
 @pytest.fixture
-def registry(tmp_path, monkeypatch):
+def registry(tmp_path, mlflow_uris):
     """A real MLflow store (tracking and registry) in ``tmp_path``, MLflow's URIs set to it."""
     store = tmp_path / "mlflow.db"
     shutil.copy(_migrated_mlflow_store(), store)
     uri = f"sqlite:///{store}"
-    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    yield mlflow.MlflowClient()
-    mlflow.set_registry_uri(None)
+    return mlflow.MlflowClient()
 
 
 def _register(client, name: str, versions: int) -> None:
@@ -135,34 +133,30 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_a_registry_that_refuses_connections_stops_the_promotion_in_one_line(monkeypatch):
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+def test_a_registry_that_refuses_connections_stops_the_promotion_in_one_line(mlflow_uris):
+    mlflow_uris.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow_uris.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     uri = f"http://127.0.0.1:{_closed_port()}"
-    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    try:
-        with pytest.raises(promotion.RegistryError) as refused:
-            promotion.champion_version("cltv_value", "champion")
-        message = str(refused.value)
-        assert "\n" not in message
-        assert message.startswith(
-            f"the MLflow registry at {uri} failed to say which version of cltv_value has "
-            "'champion' (no connection)"
-        )
-        assert message.endswith("Nothing was promoted and no alias moved; run again once the "
-                                "registry answers")  # fmt: skip
-        # nor does scoring take it for "no champion, train first"
-        with pytest.raises(DatasetError) as not_loaded:
-            MlflowChampionDataset(registered_model="cltv_value", kind="cltv").load()
-        assert isinstance(not_loaded.value.__cause__, promotion.RegistryError)
-        # and a decision to promote is not recorded as done when the alias cannot move
-        decision = promotion.challenge("cltv_value", 1, RULES, {"score": 0.7}, None)
-        with pytest.raises(promotion.RegistryError, match="failed to give cltv_value version 1"):
-            promotion.settle(decision, "CLV model")
-    finally:
-        mlflow.set_registry_uri(None)
+    with pytest.raises(promotion.RegistryError) as refused:
+        promotion.champion_version("cltv_value", "champion")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"the MLflow registry at {uri} failed to say which version of cltv_value has "
+        "'champion' (no connection)"
+    )
+    assert message.endswith("Nothing was promoted and no alias moved; run again once the "
+                            "registry answers")  # fmt: skip
+    # nor does scoring take it for "no champion, train first"
+    with pytest.raises(DatasetError) as not_loaded:
+        MlflowChampionDataset(registered_model="cltv_value", kind="cltv").load()
+    assert isinstance(not_loaded.value.__cause__, promotion.RegistryError)
+    # and a decision to promote is not recorded as done when the alias cannot move
+    decision = promotion.challenge("cltv_value", 1, RULES, {"score": 0.7}, None)
+    with pytest.raises(promotion.RegistryError, match="failed to give cltv_value version 1"):
+        promotion.settle(decision, "CLV model")
 
 
 def test_scoring_refuses_a_time_unit_its_clv_champion_was_not_fitted_in():
@@ -195,10 +189,10 @@ def test_the_clv_model_settings_are_the_users_choices_not_the_fit():
 
 
 def test_registering_with_a_registry_that_refuses_connections_stops_in_one_line(
-    tmp_path, monkeypatch
+    tmp_path, mlflow_uris
 ):
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    mlflow_uris.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow_uris.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     store = tmp_path / "mlflow.db"
     shutil.copy(_migrated_mlflow_store(), store)
     uri = f"http://127.0.0.1:{_closed_port()}"
@@ -207,12 +201,8 @@ def test_registering_with_a_registry_that_refuses_connections_stops_in_one_line(
     dataset = MlflowCltvModelDataset(
         save_args={"name": "cltv_value_model", "registered_model_name": "cltv_value"}
     )
-    try:
-        with mlflow.start_run(), pytest.raises(DatasetError) as failed:
-            dataset.save(CustomerValueModel(FIT, NAIVE, VALUATION, UNCERTAINTY))
-    finally:
-        mlflow.set_registry_uri(None)
-        mlflow.set_tracking_uri(None)
+    with mlflow.start_run(), pytest.raises(DatasetError) as failed:
+        dataset.save(CustomerValueModel(FIT, NAIVE, VALUATION, UNCERTAINTY))
     message = str(failed.value.__cause__)
     assert "\n" not in message
     assert message.startswith(

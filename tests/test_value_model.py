@@ -147,17 +147,16 @@ def test_every_valid_history_gets_finite_non_negative_values_row_by_row(rows):
         pd.testing.assert_frame_equal(alone, predicted.iloc[[row]], rtol=1e-12)
 
 
-def test_the_model_round_trips_through_mlflow_with_its_signature(model, tmp_path):
+def test_the_model_round_trips_through_mlflow_with_its_signature(model, tmp_path, mlflow_uris):
     """Logged by the project's own dataset (as a run logs it: from code, with ``code_paths``
     and pinned requirements) and loaded back by ``mlflow.pyfunc``."""
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    try:
-        with mlflow.start_run() as run:
-            MlflowCltvModelDataset(save_args={"name": "cltv_value_model"}).save(model)
-        uri = f"runs:/{run.info.run_id}/cltv_value_model"
-        folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "m")))
-    finally:
-        mlflow.set_tracking_uri(None)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
+    with mlflow.start_run() as run:
+        MlflowCltvModelDataset(save_args={"name": "cltv_value_model"}).save(model)
+    uri = f"runs:/{run.info.run_id}/cltv_value_model"
+    folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "m")))
     assert not list(folder.rglob("*.pkl"))  # models from code: nothing pickled
     # a serving environment gets the project's code and the pinned requirements, no wheel
     assert (folder / "code" / "cltv" / "models" / "value_model.py").is_file()
