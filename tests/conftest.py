@@ -16,6 +16,7 @@ import functools
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -118,6 +119,13 @@ def _release_spark_cache():
     active = SparkSession.getActiveSession()
     if active is not None:
         active.catalog.clearCache()
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (yet): for a server to start on, or to be refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture

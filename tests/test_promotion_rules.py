@@ -5,7 +5,6 @@ missing score never replaces one, a tie is not a win, and the alias is read once
 from __future__ import annotations
 
 import shutil
-import socket
 
 import mlflow
 import pytest
@@ -16,7 +15,7 @@ from cltv.datasets import ChampionModel, MlflowChampionDataset, MlflowCltvModelD
 from cltv.models.value_model import CustomerValueModel
 from cltv.pipelines.scoring.nodes import unpack_champions
 
-from .conftest import _migrated_mlflow_store
+from .conftest import _migrated_mlflow_store, free_port
 from .test_value_model import FIT, NAIVE, UNCERTAINTY, VALUATION
 
 RULES = {"alias": "champion", "metric": "holdout_revenue_top_20pct", "min_gain": 0.005}
@@ -127,16 +126,10 @@ def test_a_promotion_moves_the_alias_and_a_loss_leaves_it(registry):
     }
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_a_registry_that_refuses_connections_stops_the_promotion_in_one_line(mlflow_uris):
     mlflow_uris.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     mlflow_uris.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    uri = f"http://127.0.0.1:{_closed_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     with pytest.raises(promotion.RegistryError) as refused:
@@ -195,7 +188,7 @@ def test_registering_with_a_registry_that_refuses_connections_stops_in_one_line(
     mlflow_uris.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     store = tmp_path / "mlflow.db"
     shutil.copy(_migrated_mlflow_store(), store)
-    uri = f"http://127.0.0.1:{_closed_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     mlflow.set_tracking_uri(f"sqlite:///{store}")
     mlflow.set_registry_uri(uri)
     dataset = MlflowCltvModelDataset(

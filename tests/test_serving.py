@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,15 +21,9 @@ from deltalake import DeltaTable
 
 from cltv.models.value_model import INPUT_COLUMNS, OUTPUT_COLUMNS
 
-from .conftest import registered_model, whole_run_fixture
+from .conftest import free_port, registered_model, whole_run_fixture
 
 STARTUP_SECONDS = 180
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _post(port: int, payload: dict | str) -> tuple[int, dict]:
@@ -52,7 +45,7 @@ def _records(frame: pd.DataFrame) -> dict:
 
 
 def _serve(project: Path, model_uri: str, log: Path) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     environment = {
         **os.environ,
         "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",

@@ -15,7 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from .conftest import copy_project, whole_run_fixture
+from .conftest import copy_project, free_port, whole_run_fixture
 
 # what the project would ask for: on someone else's session, only spark.sql.* may be sent
 SPARK_YML = {
@@ -66,12 +66,6 @@ def test_on_a_databricks_cluster_only_runtime_settings_are_applied():
     assert "Java for the driver" not in done.stdout  # the cluster's Java, not chosen here
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
@@ -80,7 +74,7 @@ def _listening(port: int) -> bool:
 @whole_run_fixture
 def connect_server(tmp_path):
     """A real Spark Connect server in its own process, with an authentication token."""
-    port, token = _free_port(), "s3cret-token-42"
+    port, token = free_port(), "s3cret-token-42"
     script = f"""
         import time
         from pyspark.sql import SparkSession

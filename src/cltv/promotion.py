@@ -156,7 +156,7 @@ def challenge(
         "challenger": {"version": version, **challenger},
         "champion": champion,
     }
-    no_score = challenger.get("no_score") or (champion or {}).get("no_score")
+    no_score = challenger.get("no_score", "no score")
     if champion is None:
         reason = f"no model had the alias '{alias}' yet"
         if challenger.get("score") is None:

@@ -368,7 +368,7 @@ def promote_cltv_model(
             "purchase_model": champion_model.purchase_model_name,
             "settings": champion_model.settings(),
         }
-        if champion["settings"] == value_model.settings():
+        if not promotion_in_registry.setting_changes(champion["settings"], value_model.settings()):
             # scored only when the settings agree: a model valued in other units or with
             # another horizon would be scored on histories it was not made for
             champion["score"] = _holdout_ranking(champion_model, summary)["model"][metric]
