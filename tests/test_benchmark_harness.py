@@ -5,7 +5,14 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 
-from tests.benchmarks.bench import measure, stage_of_nodes, stage_times, table, with_ratios
+from tests.benchmarks.bench import (
+    measure,
+    stage_jobs,
+    stage_of_nodes,
+    stage_times,
+    table,
+    with_ratios,
+)
 
 # a parent that starts a child holding 300 MB, then holds 100 MB itself
 TREE = """
@@ -41,6 +48,7 @@ def test_table_shows_the_project_against_the_floor_and_pandas():
             "project": {**run, "wall_s": 118.0, "peak_pss_mb": 3090.0},
             "job": {**run, "wall_s": 82.5, "peak_pss_mb": 1545.0},
             "stages": {"start-up": 6.0, "cleaning": 70.8, "other": 41.2},
+            "stage_jobs": {"cleaning": 7},
         }
     )
     assert (result["wall_ratio_floor"], result["wall_ratio_reference"]) == (2.0, 2.15)
@@ -51,8 +59,10 @@ def test_table_shows_the_project_against_the_floor_and_pandas():
         "| 10,000,000 | 800 | 59.0 / 2282.0 | 55.0 / 3090.0 | 118.0 / 3090.0 | 82.5 / 1545.0 "
         "| 2.0×, 1.35× | 2.15×, 1.0× | 1.5×, 0.5× |"
     )
-    # the stages, cleaning against the floor's whole run (70.8 / 59)
-    assert lines[-1] == "| 10,000,000 | 6.0 s | 70.8 s (1.20× floor) | 41.2 s |"
+    # the stages against the floor's whole run (70.8 / 59), with their Spark jobs
+    assert lines[-1] == (
+        "| 10,000,000 | 6.0 s (0.10× floor) | 70.8 s (1.20× floor, 7 jobs) | 41.2 s |"
+    )
     # a size where only the project ran: no ratios, dashes for the rest
     alone = with_ratios(
         {"rows": 1, "csv_mb": 0, "project": {**run, "wall_s": 1.0, "peak_pss_mb": 1}}
@@ -66,13 +76,18 @@ RUN_LOG = """\
 2026-12-02 01:00:07,000 INFO kedro.runner.sequential_runner: Using synchronous mode for loading
 2026-12-02 01:00:07,500 INFO kedro.pipeline.node: Running node: standardise_columns: standard…
 2026-12-02 01:00:11,500 INFO cltv.hooks: Node standardise_columns took 4.0 s
+2026-12-02 01:00:11,500 DEBUG cltv.hooks: Node standardise_columns took 4.0 s and ran 1 Spark jobs
 2026-12-02 01:00:11,600 INFO kedro.pipeline.node: Running node: label_transactions: label_transact…
 2026-12-02 01:00:20,000 INFO cltv.hooks: Node split_clean_and_quarantine took 8.5 s
+2026-12-02 01:00:20,000 DEBUG cltv.hooks: Node split_clean_and_quarantine took 8.5 s and ran 6 \
+Spark jobs
 2026-12-02 01:00:23,000 INFO cltv.hooks: Node build_customer_features took 3.0 s
 2026-12-02 01:00:30,000 INFO cltv.hooks: Node btyd_churn_scores took 2.0 s
 2026-12-02 01:00:35,000 INFO cltv.hooks: Node fit_churn_candidates took 5.0 s
 2026-12-02 01:00:36,000 INFO cltv.hooks: Node fit_cltv_models took 1.0 s
 2026-12-02 01:00:40,000 INFO cltv.hooks: Node compare_with_previous_run took 4.0 s
+2026-12-02 01:00:40,000 DEBUG cltv.hooks: Node compare_with_previous_run took 4.0 s and ran 2 \
+Spark jobs
 """
 
 
@@ -91,3 +106,9 @@ def test_stages_add_node_times_by_pipeline_and_time_the_start_up(tmp_path):
         "reporting": 4.0,  # drift included
         "other": 10.0,
     }
+
+
+def test_stage_jobs_add_the_spark_jobs_of_each_node_by_stage(tmp_path):
+    log = tmp_path / "project_1.log"
+    log.write_text(RUN_LOG)
+    assert stage_jobs(log, stage_of_nodes()) == {"cleaning": 7, "reporting": 2}

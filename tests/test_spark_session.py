@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from importlib import metadata
 
 from cltv.java import java_major_version
@@ -47,3 +49,25 @@ def test_java_version_of_a_fake_java(tmp_path):
 
 def test_classic_session_is_not_connect(spark):
     assert not is_spark_connect(spark)
+
+
+def test_node_timing_counts_the_spark_jobs_a_node_runs_at_debug(spark, caplog):
+    from kedro.pipeline import Node
+
+    from cltv.hooks import NodeTimingHook
+
+    hook = NodeTimingHook()
+    node = Node(lambda: None, inputs=None, outputs="counted", name="two_jobs")
+    spark.range(5).count()  # before the node: not its job
+    with caplog.at_level(logging.DEBUG, logger="cltv.hooks"):
+        hook.before_node_run(node)
+        # one job each (a count would add a shuffle stage's job under AQE)
+        spark.range(10).collect()
+        spark.range(20).collect()
+        hook.after_node_run(node, {"counted": None})
+        hook.after_dataset_saved("counted", node)
+        spark.range(3).count()  # after it: the group has ended
+    lines = [r.getMessage() for r in caplog.records if "two_jobs" in r.getMessage()]
+    assert lines[0].startswith("Node two_jobs took ") and lines[0].endswith(" s")
+    assert re.fullmatch(r"Node two_jobs took \d+\.\d s and ran 2 Spark jobs", lines[1])
+    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None

@@ -12,10 +12,11 @@ import mlflow
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Node
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from cltv.parameters import validate_parameters
-from cltv.spark import spark_session, start_spark_session
+from cltv.spark import is_spark_connect, spark_session, start_spark_session
 
 logger = logging.getLogger(__name__)
 # how a node's failure is marked on its exception (read back by ``kedro run``, cltv.cli)
@@ -106,10 +107,13 @@ class CltvFitTagHook:
 
 class NodeTimingHook:
     """Says how long each node took, in a line of its own once its last output is saved, so a
-    slow step stands out in a terminal, a log file and CI alike.
+    slow step stands out in a terminal, a log file and CI alike; at ``DEBUG`` also how many
+    Spark jobs it ran.
 
     The time runs from loading the first input to saving the last output: Spark nodes return
-    plans, and their work happens when Kedro saves what they return.
+    plans, and their work happens when Kedro saves what they return. The jobs are counted by
+    putting the node's loads, run and saves in a Spark job group named after the node (a
+    classic session only: Spark Connect has no status tracker to ask).
     """
 
     def __init__(self) -> None:
@@ -118,11 +122,11 @@ class NodeTimingHook:
 
     @hook_impl
     def before_dataset_loaded(self, node: Node) -> None:
-        self._started.setdefault(node.name, time.perf_counter())
+        self._start(node)
 
     @hook_impl
     def before_node_run(self, node: Node) -> None:
-        self._started.setdefault(node.name, time.perf_counter())
+        self._start(node)
 
     @hook_impl
     def after_node_run(self, node: Node, outputs: dict[str, Any]) -> None:
@@ -134,18 +138,50 @@ class NodeTimingHook:
         self._unsaved.get(node.name, set()).discard(dataset_name)
         self._finish_when_saved(node)
 
+    def _start(self, node: Node) -> None:
+        if node.name not in self._started:
+            self._started[node.name] = time.perf_counter()
+            _set_job_group(node.name)
+
     def _finish_when_saved(self, node: Node) -> None:
         if self._unsaved.get(node.name):
             return
         self._unsaved.pop(node.name, None)
         started = self._started.pop(node.name, None)
         if started is not None:
-            logger.info("Node %s took %.1f s", node.name, time.perf_counter() - started)
+            took = time.perf_counter() - started
+            logger.info("Node %s took %.1f s", node.name, took)
+            jobs = _finish_job_group(node.name)
+            if jobs is not None:
+                logger.debug("Node %s took %.1f s and ran %d Spark jobs", node.name, took, jobs)
 
     @hook_impl
     def on_node_error(self, error: Exception, node: Node) -> None:
         self._started.pop(node.name, None)
         self._unsaved.pop(node.name, None)
+        _finish_job_group(node.name)
         # `kedro run` names the node in its one-line failure summary (cltv.cli); a traceback
         # shows the note too
         error.add_note(f"{NODE_NOTE}{node.name}")
+
+
+def _classic_context() -> SparkContext | None:
+    spark = SparkSession.getActiveSession()
+    if spark is None or is_spark_connect(spark):
+        return None
+    return spark.sparkContext
+
+
+def _set_job_group(name: str) -> None:
+    if (context := _classic_context()) is not None:
+        context.setJobGroup(name, f"node {name}")
+
+
+def _finish_job_group(name: str) -> int | None:
+    """How many Spark jobs ran in the node's job group, which ends here."""
+    if (context := _classic_context()) is None:
+        return None
+    jobs = len(context.statusTracker().getJobIdsForGroup(name))
+    context.setLocalProperty("spark.jobGroup.id", None)
+    context.setLocalProperty("spark.job.description", None)
+    return jobs

@@ -155,7 +155,12 @@ def run_size(rows: int | str, workdir: Path, only: str | None, floor: Path = FLO
             measure([sys.executable, str(REFERENCE), str(csv), str(out)], workdir,
                     workdir / f"reference_{rows}.log")
         )  # fmt: skip
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    env = {
+        **os.environ,
+        "KEDRO_DISABLE_TELEMETRY": "1",
+        # the Spark jobs each node ran are logged at DEBUG (cltv.hooks.NodeTimingHook)
+        "KEDRO_LOGGING_CONFIG": str(debug_logging_config(workdir)),
+    }
     if only in (None, "project"):
         project = project_copy(workdir, rows)
         log = workdir / f"project_{rows}.log"
@@ -164,6 +169,7 @@ def run_size(rows: int | str, workdir: Path, only: str | None, floor: Path = FLO
                     log, env)
         )  # fmt: skip
         result["stages"] = stage_times(log, result["project"]["wall_s"])
+        result["stage_jobs"] = stage_jobs(log)
     if only in (None, "job"):
         project = project_copy(workdir, f"job_{rows}")
         result["job"] = asdict(
@@ -174,6 +180,7 @@ def run_size(rows: int | str, workdir: Path, only: str | None, floor: Path = FLO
 
 
 NODE_TIME = re.compile(r"^(\S+ \S+) INFO cltv\.hooks: Node (\S+) took ([0-9.]+) s$")
+NODE_JOBS = re.compile(r" DEBUG cltv\.hooks: Node (\S+) took [0-9.]+ s and ran (\d+) Spark jobs$")
 STAGES = ("start-up", "cleaning", "summaries + features", "churn", "CLV", "reporting")
 
 
@@ -224,6 +231,31 @@ def stage_times(log: Path, wall_s: float, stages: dict[str, str] | None = None) 
     return {stage: round(seconds, 1) for stage, seconds in totals.items()}
 
 
+def stage_jobs(log: Path, stages: dict[str, str] | None = None) -> dict:
+    """Spark jobs per stage of a default run, from its log's ``DEBUG`` lines (``Node … took … s
+    and ran … Spark jobs``); empty when the run logged none."""
+    stages = stages if stages is not None else stage_of_nodes()
+    totals: dict[str, int] = {}
+    for line in log.read_text().splitlines():
+        if found := NODE_JOBS.search(line):
+            stage = stages.get(found.group(1), "other")
+            totals[stage] = totals.get(stage, 0) + int(found.group(2))
+    return totals
+
+
+def debug_logging_config(workdir: Path) -> Path:
+    """The project's logging configuration with ``cltv.hooks`` at DEBUG: the jobs per node."""
+    import yaml
+
+    config = yaml.safe_load((PROJECT_ROOT / "conf" / "logging.yml").read_text())
+    for handler in config["handlers"].values():
+        handler["level"] = "DEBUG"
+    config["loggers"]["cltv.hooks"] = {"level": "DEBUG"}
+    path = workdir / "logging_debug.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def with_ratios(result: dict) -> dict:
     """``result`` with the project's wall time and peak PSS over the floor's and the pandas
     script's, where both ran; and the data_processing + cltv job's over the pandas script's
@@ -266,9 +298,14 @@ def table(results: list[dict]) -> str:
         lines += ["", "| rows | " + " | ".join(names) + " |", "|---:" * (len(names) + 1) + "|"]
         for r in staged:
             floor = r.get("floor", {}).get("wall_s")
-            cells = [f"{r['stages'].get(name, 0.0)} s" for name in names]
-            if floor:  # cleaning against the floor's whole run: the same scan and write
-                cells[names.index("cleaning")] += f" ({r['stages']['cleaning'] / floor:.2f}× floor)"
+            jobs = r.get("stage_jobs", {})
+            cells = []
+            for name in names:
+                seconds = r["stages"].get(name, 0.0)
+                # each stage against the floor's whole run (cleaning: the same scan and write)
+                notes = [f"{seconds / floor:.2f}× floor"] if floor and name != "other" else []
+                notes += [f"{jobs[name]} jobs"] if name in jobs else []
+                cells.append(f"{seconds} s" + (f" ({', '.join(notes)})" if notes else ""))
             lines.append(f"| {_size(r)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
