@@ -207,3 +207,29 @@ def test_a_file_that_is_98_percent_junk_stops_with_its_main_reason(spark, tmp_pa
         match=r"input\.csv: 98\.0% of 100 rows quarantined.*missing_customer_id \(98\)",
     ):
         clean_csv(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "load_args", "without_spark"),
+    [
+        (f"{HEADER}\n{GOOD}\n", {}, True),
+        (f"\n  \r\n{HEADER}\r\n{GOOD}\r\n", {}, True),  # blank lines, then a CRLF header
+        ("Invoice,,Price,price,PRICE,Qty,\n1,2,3,4,5,6,7\n", {}, True),  # empty, repeated names
+        ("Invoice;StockCode;Customer ID\n1;2;3\n", {"sep": ";"}, True),
+        ("Invoice\tPrice\n1\t2\n", {"sep": "\t", "encoding": "iso-8859-1"}, True),
+        ('"Invoice","Stock,Code"\n1,2\n', {}, False),  # quoted names: Spark reads them
+        ("\ufeffInvoice,Price\n1,2\n", {}, False),  # a byte order mark: Spark reads it
+        ("Invoice,Price\n1,2\n", {"comment": "#"}, False),  # another reader option
+    ],
+)
+def test_the_header_read_without_spark_names_columns_as_spark_does(
+    spark, tmp_path, text, load_args, without_spark
+):
+    from cltv.datasets import InvoiceCSVDataset
+
+    path = tmp_path / "input.csv"
+    path.write_bytes(text.encode("utf-8"))
+    dataset = InvoiceCSVDataset(filepath=str(path), load_args=load_args)
+    spark_names = spark.read.options(**dataset._load_args).csv(str(path), header=True).columns
+    assert dataset.header(spark) == spark_names
+    assert (dataset._plain_local_header(path) is not None) == without_spark

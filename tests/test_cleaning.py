@@ -77,9 +77,11 @@ def clean_standardised(
     ``non_product`` defaults to the project's list of non-product stock codes.
     """
     codes = PROJECT_CLEANING["non_product_stock_codes"] if non_product is None else non_product
-    labelled = mark_duplicate_lines(label_transactions(standardised, formats, latest, codes))
+    labelled, line_counts = mark_duplicate_lines(
+        label_transactions(standardised, formats, latest, codes)
+    )
     matches = match_returns(labelled, returns)
-    return split_clean_and_quarantine(labelled, matches, returns, max_fraction, source)
+    return split_clean_and_quarantine(labelled, matches, line_counts, returns, max_fraction, source)
 
 
 def clean_csv(
@@ -198,9 +200,14 @@ def test_the_earliest_copy_is_the_one_kept(spark, tmp_path):
     path.write_text("\n".join([HEADER, GOOD, GOOD, GOOD]) + "\n")
     raw = InvoiceCSVDataset(filepath=str(path)).load()
     standardised = standardise_columns(raw, II_COLUMNS, str(path))
-    labelled = mark_duplicate_lines(label_transactions(standardised, FORMATS, "2012-01-01", []))
+    labelled, line_counts = mark_duplicate_lines(
+        label_transactions(standardised, FORMATS, "2012-01-01", [])
+    )
     rows = labelled.orderBy("line_id").collect()
     assert [r["reason"] for r in rows] == [None, "duplicate_line", "duplicate_line"]
+    # counted as read: three sales, two of them copies of the first
+    assert line_counts["rows"] == 3 and line_counts["by_reason"]["clean"] == 3
+    assert line_counts["copies_by_sale_reason"] == {"clean": 2}
 
 
 def test_clean_line_is_parsed(spark, tmp_path):

@@ -65,13 +65,17 @@ class InvoiceCSVDataset(AbstractDataset[DataFrame, None]):
         return urlparse(self._filepath).scheme in ("", "file")
 
     def header(self, spark: SparkSession) -> list[str]:
-        """Column names from the file's header line."""
+        """Column names from the file's header line: for a local file with a plain header,
+        read from its first line in Python, without a Spark job (as Spark would name them)."""
         if self._is_local():
             path = Path(urlparse(self._filepath).path)
             if not path.is_file():
                 raise DatasetError(f"{self._filepath}: input file not found")
             if path.stat().st_size == 0:
                 raise DatasetError(f"{self._filepath}: the file is empty (no header line)")
+            columns = self._plain_local_header(path)
+            if columns is not None:
+                return columns
         try:
             columns = (
                 spark.read.options(**self._load_args)
@@ -85,6 +89,25 @@ class InvoiceCSVDataset(AbstractDataset[DataFrame, None]):
         if not columns:
             raise DatasetError(f"{self._filepath}: no header line")
         return columns
+
+    def _plain_local_header(self, path: Path) -> list[str] | None:
+        """The header of a local file from its first line that is not blank, named as Spark
+        names it, without a Spark job; None when Spark must read it (quoted names, a byte
+        order mark, undecodable bytes, reader options other than the encoding and separator).
+        """
+        if set(self._load_args) - _PLAIN_HEADER_OPTIONS:
+            return None
+        encoding = self._load_args.get("encoding", self._load_args.get("charset", "UTF-8"))
+        separator = self._load_args.get("sep", self._load_args.get("delimiter", ","))
+        try:
+            with path.open(encoding=encoding, errors="replace", newline="") as lines:
+                # Spark skips blank lines, before the header too
+                header = next((line.rstrip("\r\n") for line in lines if line.strip()), None)
+        except (LookupError, OSError):
+            return None
+        if header is None or any(mark in header for mark in ('"', "\\", "\ufeff", "\ufffd")):
+            return None
+        return _spark_header_names(header.split(separator))
 
     def load(self) -> DataFrame:
         spark = spark_session()
@@ -110,3 +133,18 @@ class InvoiceCSVDataset(AbstractDataset[DataFrame, None]):
         if self._is_local():
             return Path(urlparse(self._filepath).path).is_file()
         return True
+
+
+# reader options under which the first line alone gives the header as Spark reads it
+_PLAIN_HEADER_OPTIONS = frozenset({"encoding", "charset", "sep", "delimiter"})
+
+
+def _spark_header_names(fields: list[str]) -> list[str]:
+    """Column names as Spark's CSV reader makes them from header fields: an empty field is
+    ``_c<index>``, and a name that repeats (ignoring case) gets its index appended."""
+    lowered = [field.lower() for field in fields]
+    repeated = {name for name in lowered if lowered.count(name) > 1}
+    return [
+        f"_c{index}" if not field else f"{field}{index}" if field.lower() in repeated else field
+        for index, field in enumerate(fields)
+    ]

@@ -42,7 +42,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 mark_duplicate_lines,
                 inputs="labelled_lines",
-                outputs="labelled_transactions",
+                outputs=["labelled_transactions", "line_counts"],
                 name="mark_duplicate_lines",
             ),
             Node(
@@ -56,6 +56,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=[
                     "labelled_transactions",
                     "return_matches",
+                    "line_counts",
                     "params:cleaning.returns",
                     "params:cleaning.max_quarantine_fraction",
                     "params:input_path",

@@ -63,6 +63,7 @@ def renet_returns(
         F.col("customer_id").alias("customer_key"),
         F.col("quantity").alias("quantity_value"),
         F.col("invoice_date").alias("invoice_ts"),
+        F.col("price").alias("price_value"),
     )
     set_apart = quarantine.select(
         F.lit(None).cast(clean_type).alias("clean_row"),
@@ -71,6 +72,8 @@ def renet_returns(
         "invoice",
         "stock_code",
         *parsed_line_values(timestamp_formats),
+        # netting reads a sale's price for the report of clean sales only: never these
+        F.lit(None).cast("double").alias("price_value"),
     )
     lines = (
         sales.unionByName(set_apart)

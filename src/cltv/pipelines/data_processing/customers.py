@@ -1,0 +1,334 @@
+"""The per-customer tables: purchase days, the analysis period, the calibration / holdout
+summary and the churn features."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from cltv.pipelines.data_processing.parsing import InputDataError
+
+logger = logging.getLogger(__name__)
+
+DAYS_PER_UNIT = {"D": 1.0, "W": 7.0}
+
+
+def resolve_analysis_period(
+    purchase_days: DataFrame,
+    observation_end: str | None,
+    calibration_end: str | None,
+    holdout_days: int,
+) -> dict[str, Any]:
+    """Fix the observation and calibration ends (SPEC defaults: last transaction day, and
+    ``observation_end - holdout_days``)."""
+    bounds = purchase_days.agg(F.min("day").alias("first"), F.max("day").alias("last")).first()
+    if bounds is None or bounds["last"] is None:
+        raise InputDataError("transactions_clean is empty: no clean rows to analyse")
+    obs_end = date.fromisoformat(str(observation_end)) if observation_end else bounds["last"]
+    cal_end = (
+        date.fromisoformat(str(calibration_end))
+        if calibration_end
+        else obs_end - timedelta(days=int(holdout_days))
+    )
+    if cal_end >= obs_end:
+        raise InputDataError(
+            f"parameter calibration_end ({cal_end}) must be before observation_end ({obs_end})"
+        )
+    period = {
+        "first_transaction_date": bounds["first"].isoformat(),
+        "last_transaction_date": bounds["last"].isoformat(),
+        "calibration_end": cal_end.isoformat(),
+        "observation_end": obs_end.isoformat(),
+        "holdout_days": (obs_end - cal_end).days,
+    }
+    logger.info("Analysis period: %s", period)
+    return period
+
+
+def summarise_purchase_days(clean: DataFrame) -> DataFrame:
+    """One row per (customer, calendar day) with clean lines, holding the sums that every
+    per-customer table and report needs, so each of them reads this table once instead of
+    the lines (which grow with the input; this grows with purchase days).
+
+    * ``revenue``: the day's net revenue (a purchase occasion when positive, SPEC);
+    * ``sold_lines``, ``sold_items``: lines with units left after returns, and those units;
+    * ``new_invoices``, ``new_products``: invoices and stock codes of sold lines first seen
+      for the customer that day, so their sum up to any day counts the distinct ones (an
+      invoice has one date; were it spread over days, it counts on its first);
+    * ``country_lines``: sold lines per country (``country``, ``n``), for the main country.
+    """
+    units = F.col("quantity") - F.col("returned_quantity")
+    lines = clean.select(
+        "customer_id",
+        F.to_date("invoice_date").alias("day"),
+        "invoice",
+        "stock_code",
+        "country",
+        "revenue",
+        units.alias("units"),
+    )
+    sold = lines.filter(F.col("units") > 0)
+    by_country = lines.groupBy("customer_id", "day", "country").agg(
+        F.sum("revenue").alias("revenue"),
+        F.count(F.when(F.col("units") > 0, 1)).alias("n"),
+        F.sum(F.when(F.col("units") > 0, F.col("units"))).alias("units"),
+    )
+    days = by_country.groupBy("customer_id", "day").agg(
+        F.sum("revenue").alias("revenue"),
+        F.sum("n").alias("sold_lines"),
+        F.coalesce(F.sum("units"), F.lit(0)).alias("sold_items"),
+        F.filter(F.collect_list(F.struct("country", "n")), lambda c: c["n"] > 0).alias(
+            "country_lines"
+        ),
+    )
+
+    def first_seen(key: str, name: str) -> DataFrame:
+        return (
+            sold.groupBy("customer_id", key)
+            .agg(F.min("day").alias("day"))
+            .groupBy("customer_id", "day")
+            .agg(F.count(F.lit(1)).alias(name))
+        )
+
+    return (
+        days.join(first_seen("invoice", "new_invoices"), ["customer_id", "day"], "left")
+        .join(first_seen("stock_code", "new_products"), ["customer_id", "day"], "left")
+        .fillna(0, subset=["new_invoices", "new_products"])
+        .select(
+            "customer_id",
+            "day",
+            "revenue",
+            "sold_lines",
+            "sold_items",
+            "new_invoices",
+            "new_products",
+            "country_lines",
+        )
+    )
+
+
+def purchase_occasions(purchase_days: DataFrame, until: str) -> DataFrame:
+    """One row per (customer, calendar day) up to ``until`` whose summed revenue is positive."""
+    return purchase_days.filter(
+        (F.col("day") <= F.lit(until).cast("date")) & (F.col("revenue") > 0)
+    ).select("customer_id", "day", "revenue")
+
+
+# ------------------------------------------------------------------ summary
+def build_customer_summary(
+    purchase_days: DataFrame, analysis_period: dict[str, Any], time_unit: str
+) -> DataFrame:
+    """Calibration/holdout summary per customer, as lifetimes' ``calibration_and_holdout_data``.
+
+    frequency = repeat occasions, recency = first to last occasion, T = first occasion to
+    ``calibration_end`` (in ``time_unit``), monetary_value = mean revenue of repeat occasions
+    (0 without any), frequency_holdout = occasions after ``calibration_end`` and
+    monetary_value_holdout their mean revenue (0 without any), churned = none.
+    """
+    unit_days = days_per_unit(time_unit)
+    cal_end = F.lit(analysis_period["calibration_end"]).cast("date")
+    occasions = purchase_occasions(purchase_days, analysis_period["observation_end"])
+    calibration = (
+        occasions.filter(F.col("day") <= cal_end)
+        .groupBy("customer_id")
+        .agg(
+            F.count(F.lit(1)).alias("n_occasions"),
+            F.min("day").alias("first_day"),
+            F.max("day").alias("last_day"),
+            F.sum("revenue").alias("total_revenue"),
+            F.min_by("revenue", "day").alias("first_revenue"),
+        )
+    )
+    holdout = (
+        occasions.filter(F.col("day") > cal_end)
+        .groupBy("customer_id")
+        .agg(
+            F.count(F.lit(1)).alias("frequency_holdout"),
+            F.avg("revenue").alias("monetary_value_holdout"),
+        )
+    )
+    frequency = F.col("n_occasions") - 1
+    return (
+        calibration.join(holdout, "customer_id", "left")
+        .fillna(0, subset=["frequency_holdout", "monetary_value_holdout"])
+        .select(
+            "customer_id",
+            frequency.alias("frequency"),
+            (F.datediff("last_day", "first_day") / unit_days).alias("recency"),
+            (F.datediff(cal_end, "first_day") / unit_days).alias("T"),
+            F.when(frequency > 0, (F.col("total_revenue") - F.col("first_revenue")) / frequency)
+            .otherwise(0.0)
+            .alias("monetary_value"),
+            F.col("frequency_holdout").cast("bigint").alias("frequency_holdout"),
+            F.col("monetary_value_holdout").cast("double").alias("monetary_value_holdout"),
+            F.lit(analysis_period["holdout_days"] / unit_days).alias("duration_holdout"),
+            (F.col("frequency_holdout") == 0).cast("int").alias("churned"),
+        )
+    )
+
+
+def build_current_customer_summary(
+    purchase_days: DataFrame, analysis_period: dict[str, Any], time_unit: str
+) -> DataFrame:
+    """frequency, recency, T and monetary_value as of ``observation_end``: the history the CLV
+    models predict from (``customer_summary`` stops at ``calibration_end`` for validation)."""
+    as_of_end = {**analysis_period, "calibration_end": analysis_period["observation_end"]}
+    return build_customer_summary(purchase_days, as_of_end, time_unit).select(
+        "customer_id", "frequency", "recency", "T", "monetary_value"
+    )
+
+
+def days_per_unit(time_unit: str) -> float:
+    """Days in one ``time_unit`` (SPEC: D = 1, W = 7)."""
+    if time_unit not in DAYS_PER_UNIT:
+        raise InputDataError(
+            f"parameter time_unit: {time_unit!r} is not one of {', '.join(DAYS_PER_UNIT)}"
+        )
+    return DAYS_PER_UNIT[time_unit]
+
+
+# ------------------------------------------------------------------ features
+def compute_rfm_features(
+    purchase_days: DataFrame, cutoff: str, windows_days: list[int]
+) -> DataFrame:
+    """RFM and behaviour features per customer from the days up to ``cutoff`` only."""
+    cutoff_day = F.lit(cutoff).cast("date")
+    days = purchase_days.filter(F.col("day") <= cutoff_day)
+    occasions = purchase_occasions(purchase_days, cutoff)
+    recent = []
+    for window in sorted(windows_days):
+        in_window = F.col("day") > F.date_sub(cutoff_day, window)
+        recent += [
+            F.count(F.when(in_window, 1)).alias(f"purchases_last_{window}d"),
+            F.coalesce(F.sum(F.when(in_window, F.col("revenue"))), F.lit(0.0)).alias(
+                f"revenue_last_{window}d"
+            ),
+        ]
+    trend_window = max(windows_days)
+    previous = (F.col("day") <= F.date_sub(cutoff_day, trend_window)) & (
+        F.col("day") > F.date_sub(cutoff_day, 2 * trend_window)
+    )
+    per_occasion = occasions.groupBy("customer_id").agg(
+        F.count(F.lit(1)).alias("n_purchase_days"),
+        F.min("day").alias("first_day"),
+        F.max("day").alias("last_day"),
+        F.sum("revenue").alias("monetary_total"),
+        *recent,
+        F.coalesce(F.sum(F.when(previous, F.col("revenue"))), F.lit(0.0)).alias("revenue_prev"),
+    )
+    # customers with sold lines (units left after returns) up to the cutoff
+    per_line = (
+        days.groupBy("customer_id")
+        .agg(
+            F.sum("new_invoices").alias("n_invoices"),
+            F.sum("sold_lines").alias("n_lines"),
+            F.sum("sold_items").alias("n_items"),
+            F.sum("new_products").alias("distinct_products"),
+        )
+        .filter(F.col("n_lines") > 0)
+    )
+    # the country most of the customer's sold lines came from (ties: the last name)
+    country = (
+        days.select("customer_id", F.explode("country_lines").alias("c"))
+        .groupBy("customer_id", F.col("c.country").alias("country"))
+        .agg(F.sum("c.n").alias("n"))
+        .groupBy("customer_id")
+        .agg(F.max(F.struct("n", "country"))["country"].alias("country"))
+    )
+    last_recent = F.col(f"revenue_last_{trend_window}d")
+    repeat_span = F.datediff("last_day", "first_day")
+    return (
+        per_occasion.join(per_line, "customer_id")
+        .join(country, "customer_id")
+        .select(
+            "customer_id",
+            F.datediff(cutoff_day, "last_day").alias("recency_days"),
+            F.datediff(cutoff_day, "first_day").alias("tenure_days"),
+            "n_purchase_days",
+            (F.col("n_purchase_days") > 1).cast("int").alias("is_repeat_customer"),
+            "monetary_total",
+            (F.col("monetary_total") / F.col("n_purchase_days")).alias("monetary_mean"),
+            "n_invoices",
+            (F.col("n_lines") / F.col("n_invoices")).alias("avg_lines_per_invoice"),
+            (F.col("n_items") / F.col("n_invoices")).alias("avg_items_per_invoice"),
+            "distinct_products",
+            F.when(F.col("n_purchase_days") > 1, repeat_span / (F.col("n_purchase_days") - 1))
+            .otherwise(0.0)
+            .alias("mean_days_between_purchases"),
+            *[
+                c
+                for window in sorted(windows_days)
+                for c in (f"purchases_last_{window}d", f"revenue_last_{window}d")
+            ],
+            # in [-1, 1]: last window against the one before it, 0 when both are empty
+            F.when(
+                (last_recent + F.col("revenue_prev")) > 0,
+                (last_recent - F.col("revenue_prev")) / (last_recent + F.col("revenue_prev")),
+            )
+            .otherwise(0.0)
+            .alias(f"revenue_trend_{trend_window}d"),
+            F.coalesce(F.col("country"), F.lit("Unknown")).alias("country"),
+        )
+    )
+
+
+def add_rfm_segments(features: DataFrame, segments: list[dict[str, Any]]) -> DataFrame:
+    """Quintile scores (5 = best) for recency, frequency and monetary, and named segments.
+
+    Segments follow the usual R x F grid (``parameters_data_processing.yml``): the first
+    segment whose recency and frequency score lists both match names the customer.
+    """
+    quantiles = [0.2, 0.4, 0.6, 0.8]
+    bounds = features.agg(
+        *[
+            F.percentile_approx(column, quantiles, 100_000).alias(column)
+            for column in ("recency_days", "n_purchase_days", "monetary_total")
+        ]
+    )
+
+    def rank(column: str) -> Column:
+        # 1 + number of quintile boundaries strictly below the value
+        return F.lit(1) + sum(
+            (F.col(column) > F.col(f"_bounds.{column}")[i]).cast("int") for i in range(4)
+        )
+
+    scored = features.crossJoin(F.broadcast(bounds.select(F.struct("*").alias("_bounds"))))
+    scored = scored.select(
+        *features.columns,
+        (F.lit(6) - rank("recency_days")).alias("r_score"),
+        rank("n_purchase_days").alias("f_score"),
+        rank("monetary_total").alias("m_score"),
+    )
+    segment = F.lit("Other")
+    for rule in reversed(segments):
+        matches = F.col("r_score").isin(rule["recency"]) & F.col("f_score").isin(rule["frequency"])
+        segment = F.when(matches, rule["name"]).otherwise(segment)
+    return scored.withColumn(
+        "rfm_score", F.concat_ws("", "r_score", "f_score", "m_score")
+    ).withColumn("rfm_segment", segment)
+
+
+def _customer_features_at(
+    purchase_days: DataFrame, cutoff: str, features: dict[str, Any]
+) -> DataFrame:
+    rfm = compute_rfm_features(purchase_days, cutoff, features["windows_days"])
+    return add_rfm_segments(rfm, features["rfm_segments"])
+
+
+def build_customer_features(
+    purchase_days: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
+) -> DataFrame:
+    """Churn-model training features from calibration-period data only (nothing after
+    ``calibration_end`` is read), with RFM scores and segments."""
+    return _customer_features_at(purchase_days, analysis_period["calibration_end"], features)
+
+
+def build_current_customer_features(
+    purchase_days: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
+) -> DataFrame:
+    """The same features as of ``observation_end``: what the churn model scores today."""
+    return _customer_features_at(purchase_days, analysis_period["observation_end"], features)
