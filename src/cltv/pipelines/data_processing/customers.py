@@ -7,7 +7,7 @@ import logging
 from datetime import date, timedelta
 from typing import Any
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from cltv.pipelines.data_processing.parsing import InputDataError
@@ -60,6 +60,9 @@ def summarise_purchase_days(clean: DataFrame) -> DataFrame:
       for the customer that day, so their sum up to any day counts the distinct ones (an
       invoice has one date; were it spread over days, it counts on its first);
     * ``country_lines``: sold lines per country (``country``, ``n``), for the main country.
+
+    The lines are shuffled once, by customer: the first sightings are window functions and
+    the sums aggregations keyed by the customer, so all of them run within those partitions.
     """
     units = F.col("quantity") - F.col("returned_quantity")
     lines = clean.select(
@@ -70,44 +73,42 @@ def summarise_purchase_days(clean: DataFrame) -> DataFrame:
         "country",
         "revenue",
         units.alias("units"),
+    ).repartition("customer_id")
+    sold = F.col("units") > 0
+
+    def first_sold(key: str) -> Column:
+        # the customer's first sold line of this invoice (stock code): its earliest day, once
+        earliest = Window.partitionBy("customer_id", key).orderBy((~sold).cast("int"), "day")
+        return (sold & (F.row_number().over(earliest) == 1)).cast("int")
+
+    by_country = (
+        lines.select(
+            "customer_id",
+            "day",
+            "country",
+            "revenue",
+            "units",
+            first_sold("invoice").alias("new_invoice"),
+            first_sold("stock_code").alias("new_product"),
+        )
+        .groupBy("customer_id", "day", "country")
+        .agg(
+            F.sum("revenue").alias("revenue"),
+            F.count(F.when(sold, 1)).alias("n"),
+            F.sum(F.when(sold, F.col("units"))).alias("units"),
+            F.sum("new_invoice").alias("new_invoices"),
+            F.sum("new_product").alias("new_products"),
+        )
     )
-    sold = lines.filter(F.col("units") > 0)
-    by_country = lines.groupBy("customer_id", "day", "country").agg(
-        F.sum("revenue").alias("revenue"),
-        F.count(F.when(F.col("units") > 0, 1)).alias("n"),
-        F.sum(F.when(F.col("units") > 0, F.col("units"))).alias("units"),
-    )
-    days = by_country.groupBy("customer_id", "day").agg(
+    return by_country.groupBy("customer_id", "day").agg(
         F.sum("revenue").alias("revenue"),
         F.sum("n").alias("sold_lines"),
         F.coalesce(F.sum("units"), F.lit(0)).alias("sold_items"),
+        F.sum("new_invoices").alias("new_invoices"),
+        F.sum("new_products").alias("new_products"),
         F.filter(F.collect_list(F.struct("country", "n")), lambda c: c["n"] > 0).alias(
             "country_lines"
         ),
-    )
-
-    def first_seen(key: str, name: str) -> DataFrame:
-        return (
-            sold.groupBy("customer_id", key)
-            .agg(F.min("day").alias("day"))
-            .groupBy("customer_id", "day")
-            .agg(F.count(F.lit(1)).alias(name))
-        )
-
-    return (
-        days.join(first_seen("invoice", "new_invoices"), ["customer_id", "day"], "left")
-        .join(first_seen("stock_code", "new_products"), ["customer_id", "day"], "left")
-        .fillna(0, subset=["new_invoices", "new_products"])
-        .select(
-            "customer_id",
-            "day",
-            "revenue",
-            "sold_lines",
-            "sold_items",
-            "new_invoices",
-            "new_products",
-            "country_lines",
-        )
     )
 
 
