@@ -217,7 +217,9 @@ def test_a_file_that_is_98_percent_junk_stops_with_its_main_reason(spark, tmp_pa
         ("Invoice,,Price,price,PRICE,Qty,\n1,2,3,4,5,6,7\n", {}, True),  # empty, repeated names
         ("Invoice;StockCode;Customer ID\n1;2;3\n", {"sep": ";"}, True),
         ("Invoice\tPrice\n1\t2\n", {"sep": "\t", "encoding": "iso-8859-1"}, True),
-        ('"Invoice","Stock,Code"\n1,2\n', {}, False),  # quoted names: Spark reads them
+        ('"Invoice","Stock,Code",Price\n1,2,3\n', {}, True),  # quoted names, one with a comma
+        ('"In""voice",Price\n1,2\n', {}, False),  # a quote in a name: Spark reads it
+        ("Invo\\ice,Price\n1,2\n", {}, False),  # an escape character: Spark reads it
         ("\ufeffInvoice,Price\n1,2\n", {}, False),  # a byte order mark: Spark reads it
         ("Invoice,Price\n1,2\n", {"comment": "#"}, False),  # another reader option
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlparse
@@ -92,8 +93,9 @@ class InvoiceCSVDataset(AbstractDataset[DataFrame, None]):
 
     def _plain_local_header(self, path: Path) -> list[str] | None:
         """The header of a local file from its first line that is not blank, named as Spark
-        names it, without a Spark job; None when Spark must read it (quoted names, a byte
-        order mark, undecodable bytes, reader options other than the encoding and separator).
+        names it, without a Spark job; None when Spark must read it (escapes, a byte
+        order mark, undecodable bytes, quotes within a name, options other than the encoding
+        and separator).
         """
         if set(self._load_args) - _PLAIN_HEADER_OPTIONS:
             return None
@@ -105,9 +107,14 @@ class InvoiceCSVDataset(AbstractDataset[DataFrame, None]):
                 header = next((line.rstrip("\r\n") for line in lines if line.strip()), None)
         except (LookupError, OSError):
             return None
-        if header is None or any(mark in header for mark in ('"', "\\", "\ufeff", "\ufffd")):
+        if header is None or len(separator) != 1 or any(c in header for c in "\\\ufeff\ufffd"):
             return None
-        return _spark_header_names(header.split(separator))
+        # each field bare, or whole in quotes with no quote inside
+        field = rf'"[^"]*"|[^"{re.escape(separator)}]*'
+        if not re.fullmatch(rf"(?:{field})(?:{re.escape(separator)}(?:{field}))*", header):
+            return None
+        fields = re.findall(rf"(?:^|{re.escape(separator)})({field})", header)
+        return _spark_header_names([f[1:-1] if f.startswith('"') else f for f in fields])
 
     def load(self) -> DataFrame:
         spark = spark_session()
