@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from functools import reduce
+from operator import or_
 from typing import Any
 
 from pyspark.sql import Column, DataFrame
@@ -143,31 +145,36 @@ def label_transactions(
     :func:`mark_duplicate_lines` and the reasons its own text gives (``text_reason``, the
     reasons before duplicate_line; ``sale_reason``, those after it).
 
-    The CSV is parsed once per run: the lines are persisted in Spark's cache (memory, spilling
-    to local disk), the first step that reads them (the search for copies) fills it, and the
+    The CSV is parsed once per run: the lines are persisted in Spark's cache (on local disk),
+    the first step that reads them (the search for copies) fills it, and the
     later ones (returns, the clean and quarantine writes) read the columns they need from it.
     No table is written: the run's hook releases the cache at its end.
     """
     latest = latest_valid_date or datetime.now(timezone.utc).date().isoformat()
-    customer_id = _normalised_customer_id(F.col("customer_id"))
-    quantity = _parsed_amount(F.col("quantity"))
-    price = _parsed_amount(F.col("price"))
-    invoice_ts = _parsed_timestamp(F.col("invoice_date"), timestamp_formats)
+    # each value is parsed once, in a projection of its own, and the reasons read the parsed
+    # columns: written inline, the later branches of the reasons would parse again
+    parsed = standardised.withColumn("line_id", F.monotonically_increasing_id()).select(
+        *RAW_TEXT_COLUMNS,
+        "raw_record",
+        "line_id",
+        *[value.alias(name) for name, value in _parsed_values(timestamp_formats).items()],
+    )
+    quantity, price = F.col("_quantity"), F.col("price_value")
     blank = lambda c: F.col(c).isNull() | (F.trim(F.col(c)) == "")  # noqa: E731
 
     # undecodable bytes (a Latin-1 file read as UTF-8) arrive as U+FFFD: keep such rows apart
     # rather than analyse mangled text; `load_args: {encoding: iso-8859-1}` reads them right
-    mangled = F.concat_ws("", *[F.col(c) for c in RAW_TEXT_COLUMNS]).contains("\ufffd")
+    mangled = reduce(or_, [F.col(c).contains("\ufffd") for c in RAW_TEXT_COLUMNS])
     is_return = F.upper(F.trim(F.col("invoice"))).startswith("C") | (quantity < 0)
     text_reason = (
         F.when(F.col("raw_record").isNotNull(), "malformed_record")
         .when(mangled, "invalid_encoding")
         .when(blank("customer_id"), "missing_customer_id")
-        .when(~customer_id.rlike(r"^[A-Za-z0-9_-]{1,64}$"), "unparseable_customer_id")
+        .when(~F.col("customer_key").rlike(r"^[A-Za-z0-9_-]{1,64}$"), "unparseable_customer_id")
         .when(quantity.isNull() | (quantity != F.floor(quantity)), "unparseable_quantity")
         .when(price.isNull(), "unparseable_price")
-        .when(invoice_ts.isNull(), "unparseable_invoice_date")
-        .when(F.to_date(invoice_ts) > F.lit(latest).cast("date"), "future_date")
+        .when(F.col("invoice_ts").isNull(), "unparseable_invoice_date")
+        .when(F.to_date("invoice_ts") > F.lit(latest).cast("date"), "future_date")
     )
     sale_reason = (
         F.when(is_return, "cancellation")
@@ -175,18 +182,20 @@ def label_transactions(
         .when(quantity <= 0, "non_positive_quantity")
         .when(price <= 0, "non_positive_price")
     )
-    # the id is drawn at the scan, so it follows the file's order and stays put
-    labelled = standardised.withColumn("line_id", F.monotonically_increasing_id()).select(
+    labelled = parsed.select(
         *RAW_TEXT_COLUMNS,
         "raw_record",
         "line_id",
-        *parsed_line_values(timestamp_formats),
-        price.alias("price_value"),
+        "customer_key",
+        quantity.cast("bigint").alias("quantity_value"),
+        "invoice_ts",
+        "price_value",
         text_reason.alias("text_reason"),
         sale_reason.alias("sale_reason"),
         *_content_key(),
     )
-    return labelled.persist(StorageLevel.MEMORY_AND_DISK)
+    # on local disk: as fast to fill as a Parquet write here, and the JVM's heap stays free
+    return labelled.persist(StorageLevel.DISK_ONLY)
 
 
 CONTENT_KEY = ("_key_a", "_key_b")
@@ -211,11 +220,23 @@ def parsed_line_values(timestamp_formats: list[str]) -> list[Column]:
     where they do not parse): ``customer_key``, ``quantity_value`` (whole units: a fraction is
     ``unparseable_quantity``), ``invoice_ts``. :func:`label_transactions` adds them to every
     line, and ``ingest_increment`` parses quarantined lines' text with them again."""
+    values = _parsed_values(timestamp_formats)
     return [
-        _normalised_customer_id(F.col("customer_id")).alias("customer_key"),
-        _parsed_amount(F.col("quantity")).cast("bigint").alias("quantity_value"),
-        _parsed_timestamp(F.col("invoice_date"), timestamp_formats).alias("invoice_ts"),
+        values["customer_key"].alias("customer_key"),
+        values["_quantity"].cast("bigint").alias("quantity_value"),
+        values["invoice_ts"].alias("invoice_ts"),
     ]
+
+
+def _parsed_values(timestamp_formats: list[str]) -> dict[str, Column]:
+    """The parsed fields of a raw line by name (the quantity still a double, so that a
+    fraction can be told from whole units)."""
+    return {
+        "customer_key": _normalised_customer_id(F.col("customer_id")),
+        "_quantity": _parsed_amount(F.col("quantity")),
+        "price_value": _parsed_amount(F.col("price")),
+        "invoice_ts": _parsed_timestamp(F.col("invoice_date"), timestamp_formats),
+    }
 
 
 def is_non_product(stock_code: Column, codes: list[str]) -> Column:
