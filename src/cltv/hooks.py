@@ -16,7 +16,12 @@ from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from cltv.parameters import validate_parameters
-from cltv.spark import is_spark_connect, spark_session, start_spark_session
+from cltv.spark import (
+    abandon_spark_start,
+    is_spark_connect,
+    spark_session,
+    start_spark_session,
+)
 
 logger = logging.getLogger(__name__)
 # how a node's failure is marked on its exception (read back by ``kedro run``, cltv.cli)
@@ -28,7 +33,12 @@ class ParameterCheckHook:
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: KedroContext) -> None:
-        validate_parameters(context.params)
+        try:
+            validate_parameters(context.params)
+        except Exception:
+            # `kedro run` may have started Spark already (cltv.cli): the error is the last word
+            abandon_spark_start()
+            raise
 
 
 class SparkHooks:
