@@ -157,3 +157,24 @@ def test_purchase_days_and_features_by_hand(spark):
     later = compute_rfm_features(summarise_purchase_days(lines), "2011-02-28", [30]).toPandas()
     later = later.set_index("customer_id").loc["a"]
     assert (later["n_invoices"], later["distinct_products"], later["country"]) == (3, 3, "UK")
+
+
+def test_purchase_days_shuffle_the_clean_lines_once(spark, tmp_path):
+    """Every aggregation of summarise_purchase_days is keyed by the customer, so the lines
+    cross the network once: one scan of the table, one exchange (AQE off, to read the plan
+    Spark would run before adapting it)."""
+    lines = spark.createDataFrame(
+        [("a", "A1", "S1", "UK", dt.datetime(2011, 1, 2), 2, 0, 20.0)],
+        "customer_id string, invoice string, stock_code string, country string, "
+        "invoice_date timestamp, quantity bigint, returned_quantity bigint, revenue double",
+    )
+    lines.write.parquet(str(tmp_path / "clean"))
+    adaptive = spark.conf.get("spark.sql.adaptive.enabled")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    try:
+        days = summarise_purchase_days(spark.read.parquet(str(tmp_path / "clean")))
+        plan = days._jdf.queryExecution().executedPlan().toString()
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", adaptive)
+    assert plan.count("Exchange") == 1 and plan.count("FileScan parquet") == 1, plan
+    assert days.count() == 1

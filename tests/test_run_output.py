@@ -37,6 +37,9 @@ def test_a_failing_run_says_its_cause_once(project_root, tmp_path, whole_run):
     # not a terminal: plain lines, no progress bar redraws, and the nodes before it timed
     assert "\r" not in output and "[Stage " not in output
     assert re.search(r"Node label_transactions took \d+\.\d s\n", output)
+    # the guard runs before either table is written: nothing was committed, no file left
+    for table in ("transactions_clean", "transactions_quarantine"):
+        assert not (project / "data" / "02_intermediate" / table).exists()
 
 
 def _console_progress_setting(on_a_terminal: bool) -> str:
