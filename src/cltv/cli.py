@@ -12,6 +12,8 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 from kedro.io import DatasetError
 
+from cltv.hooks import NODE_NOTE
+
 # where a failed run's full traceback goes, relative to the folder the run started in
 FAILURE_LOG = Path("logs") / "last_failure.log"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -30,7 +32,6 @@ class _NodeFailureFilter(logging.Filter):
 
 
 def _run(**options: Any) -> Any:
-    _start_spark_early(options.get("conf_source"), options.get("env"))
     node_logger = logging.getLogger("kedro.pipeline.node")
     node_failure = _NodeFailureFilter()
     node_logger.addFilter(node_failure)
@@ -55,23 +56,6 @@ run = cli.command(
 )(_run)
 
 
-def _start_spark_early(conf_source: str | None, env: str | None) -> None:
-    """Start the run's local Spark session in the background from the environment's
-    ``spark.yml``, before the session, its hooks and MLflow are even imported: the JVM's
-    seconds of start-up then overlap theirs. Where that cannot be done here (a ``spark.yml``
-    that needs the run's parameters, say), the Spark hook starts it as before."""
-    from kedro.utils import find_kedro_project
-
-    from cltv.configuration import spark_settings
-    from cltv.spark import start_spark_session
-
-    try:
-        project = Path(find_kedro_project(Path.cwd()) or Path.cwd()).resolve()
-        start_spark_session(spark_settings(conf_source or project / "conf", env))
-    except Exception as error:  # the Spark hook starts it, and reports what is wrong
-        logging.getLogger(__name__).debug("Spark not started early: %s", error)
-
-
 def failure_summary(error: BaseException, traceback_file: Path | None) -> str:
     """``node <name> failed: <cause> (traceback: <file>)`` on one line.
 
@@ -86,8 +70,6 @@ def failure_summary(error: BaseException, traceback_file: Path | None) -> str:
     lines = str(cause).strip().splitlines() or [""]
     message = lines[0] if ours else f"{type(cause).__name__}: {lines[0]}".rstrip(": ")
     notes = getattr(error, "__notes__", [])
-    from cltv.hooks import NODE_NOTE
-
     nodes = [note.removeprefix(NODE_NOTE) for note in notes if note.startswith(NODE_NOTE)]
     where = f"node {nodes[0]} failed" if nodes else "the run failed"
     saved = f" (traceback: {traceback_file})" if traceback_file else ""

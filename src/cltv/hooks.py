@@ -16,12 +16,7 @@ from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from cltv.parameters import validate_parameters
-from cltv.spark import (
-    abandon_spark_start,
-    is_spark_connect,
-    spark_session,
-    start_spark_session,
-)
+from cltv.spark import is_spark_connect, spark_session, start_spark_session
 
 logger = logging.getLogger(__name__)
 # how a node's failure is marked on its exception (read back by ``kedro run``, cltv.cli)
@@ -33,12 +28,7 @@ class ParameterCheckHook:
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: KedroContext) -> None:
-        try:
-            validate_parameters(context.params)
-        except Exception:
-            # `kedro run` may have started Spark already (cltv.cli): the error is the last word
-            abandon_spark_start()
-            raise
+        validate_parameters(context.params)
 
 
 class SparkHooks:

@@ -2,9 +2,6 @@
 
 from kedro.config import OmegaConfigLoader
 
-# CONFIG_LOADER_ARGS live in cltv.configuration: `kedro run` reads spark.yml with them before
-# a Kedro session exists, to start Spark early (cltv.cli)
-from cltv.configuration import CONFIG_LOADER_ARGS  # noqa: F401
 from cltv.hooks import (
     CltvFitTagHook,
     MlflowStoreHook,
@@ -25,3 +22,15 @@ HOOKS = (
 )
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "config_patterns": {
+        "spark": ["spark*", "spark*/**"],
+        "mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"],  # as kedro-mlflow registers it
+        "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
+    },
+    # conf/local (or an environment) overriding cltv.gamma_gamma.penalizer keeps the rest of
+    # cltv; so do nested --params, which Kedro merges into the parameters the same way
+    "merge_strategy": {"parameters": "soft"},
+}

@@ -188,8 +188,6 @@ def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> 
     else:
         spark.sparkContext.setLogLevel(conf.get("cltv.log_level", "WARN"))
         _quiet_known_warnings(spark)
-    if _Starting.abandoned:  # the run stopped before it needed Spark: no word of it
-        return spark
     logger.info("Spark %s session %s; Delta tables via %s", spark.version, where, delta_source)
     return spark
 
@@ -199,23 +197,6 @@ class _Starting:
     spark_session() has it."""
 
     session: Future[SparkSession] | None = None
-    abandoned: bool = False
-
-
-def abandon_spark_start() -> None:
-    """The run stops before its first node (bad parameters, say): a local session starting in
-    the background is waited for and stopped here, so that nothing it prints (the JVM's own
-    warnings included) comes after the run's error."""
-    starting, _Starting.session = _Starting.session, None
-    if starting is None:
-        return
-    _Starting.abandoned = True
-    try:
-        starting.result().stop()
-    except Exception as error:  # the run's own error is the one to report
-        logger.debug("Spark session started early failed too: %s", error)
-    finally:
-        _Starting.abandoned = False
 
 
 def start_spark_session(spark_conf: Mapping[str, Any] | None = None) -> None:
