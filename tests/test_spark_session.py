@@ -70,4 +70,12 @@ def test_node_timing_counts_the_spark_jobs_a_node_runs_at_debug(spark, caplog):
     lines = [r.getMessage() for r in caplog.records if "two_jobs" in r.getMessage()]
     assert lines[0].startswith("Node two_jobs took ") and lines[0].endswith(" s")
     assert re.fullmatch(r"Node two_jobs took \d+\.\d s and ran 2 Spark jobs", lines[1])
+    # the same node again (a notebook's second run): its own jobs only
+    with caplog.at_level(logging.DEBUG, logger="cltv.hooks"):
+        hook.before_node_run(node)
+        spark.range(10).collect()
+        hook.after_node_run(node, {"counted": None})
+        hook.after_dataset_saved("counted", node)
+    lines = [r.getMessage() for r in caplog.records if "two_jobs" in r.getMessage()]
+    assert re.fullmatch(r"Node two_jobs took \d+\.\d s and ran 1 Spark jobs", lines[-1])
     assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,9 @@ class NodeTimingHook:
     def __init__(self) -> None:
         self._started: dict[str, float] = {}
         self._unsaved: dict[str, set[str]] = {}
+        # the Spark job group of each running node: unique per run of it, since the status
+        # tracker keeps a group's jobs for the context's life (a notebook reruns nodes)
+        self._job_groups: dict[str, str] = {}
 
     @hook_impl
     def before_dataset_loaded(self, node: Node) -> None:
@@ -141,7 +145,8 @@ class NodeTimingHook:
     def _start(self, node: Node) -> None:
         if node.name not in self._started:
             self._started[node.name] = time.perf_counter()
-            _set_job_group(node.name)
+            self._job_groups[node.name] = f"{node.name} {uuid.uuid4().hex[:12]}"
+            _set_job_group(self._job_groups[node.name], node.name)
 
     def _finish_when_saved(self, node: Node) -> None:
         if self._unsaved.get(node.name):
@@ -151,7 +156,7 @@ class NodeTimingHook:
         if started is not None:
             took = time.perf_counter() - started
             logger.info("Node %s took %.1f s", node.name, took)
-            jobs = _finish_job_group(node.name)
+            jobs = _finish_job_group(self._job_groups.pop(node.name, None))
             if jobs is not None:
                 logger.debug("Node %s took %.1f s and ran %d Spark jobs", node.name, took, jobs)
 
@@ -159,7 +164,7 @@ class NodeTimingHook:
     def on_node_error(self, error: Exception, node: Node) -> None:
         self._started.pop(node.name, None)
         self._unsaved.pop(node.name, None)
-        _finish_job_group(node.name)
+        _finish_job_group(self._job_groups.pop(node.name, None))
         # `kedro run` names the node in its one-line failure summary (cltv.cli); a traceback
         # shows the note too
         error.add_note(f"{NODE_NOTE}{node.name}")
@@ -172,16 +177,16 @@ def _classic_context() -> SparkContext | None:
     return spark.sparkContext
 
 
-def _set_job_group(name: str) -> None:
+def _set_job_group(group: str, node_name: str) -> None:
     if (context := _classic_context()) is not None:
-        context.setJobGroup(name, f"node {name}")
+        context.setJobGroup(group, f"node {node_name}")
 
 
-def _finish_job_group(name: str) -> int | None:
+def _finish_job_group(group: str | None) -> int | None:
     """How many Spark jobs ran in the node's job group, which ends here."""
-    if (context := _classic_context()) is None:
+    if group is None or (context := _classic_context()) is None:
         return None
-    jobs = len(context.statusTracker().getJobIdsForGroup(name))
+    jobs = len(context.statusTracker().getJobIdsForGroup(group))
     context.setLocalProperty("spark.jobGroup.id", None)
     context.setLocalProperty("spark.job.description", None)
     return jobs
