@@ -44,6 +44,7 @@ from cltv.pipelines.data_processing.nodes import (
     build_current_customer_features,
     build_current_customer_summary,
     build_customer_features,
+    build_customer_history,
     build_customer_summary,
     resolve_analysis_period,
     summarise_purchase_days,
@@ -79,7 +80,8 @@ def generated(spark, tmp_path_factory, parameters):
     days = summarise_purchase_days(clean).localCheckpoint()
     period = resolve_analysis_period(days, None, None, 90)
     summary = build_customer_summary(days, period, "W").cache()
-    features = build_customer_features(days, period, parameters["features"])
+    history = build_customer_history(days, period, parameters["features"])
+    features = build_customer_features(history, period, parameters["features"])
     modeling = parameters["churn_modeling"]
     models = ("bgnbd", "pnbd", "gamma_gamma")
     cltv = {"candidates": ["bgnbd", "pnbd"], **{m: {"penalizer": 0.0} for m in models}}
@@ -135,12 +137,14 @@ def test_transactions_after_calibration_end_change_no_feature(generated, paramet
     assert tampered.filter(after).count() != later_rows.count()  # the tampering happened
     features = parameters["features"]
     days, tampered_days = summarise_purchase_days(clean), summarise_purchase_days(tampered)
-    original = _sorted_rows(build_customer_features(days, period, features))
-    changed = _sorted_rows(build_customer_features(tampered_days, period, features))
+    history = build_customer_history(days, period, features)
+    tampered_history = build_customer_history(tampered_days, period, features)
+    original = _sorted_rows(build_customer_features(history, period, features))
+    changed = _sorted_rows(build_customer_features(tampered_history, period, features))
     pd.testing.assert_frame_equal(original, changed)
     # ... while the features as of observation_end (used for scoring) do see them
-    assert not _sorted_rows(build_current_customer_features(days, period, features)).equals(
-        _sorted_rows(build_current_customer_features(tampered_days, period, features))
+    assert not _sorted_rows(build_current_customer_features(history, period, features)).equals(
+        _sorted_rows(build_current_customer_features(tampered_history, period, features))
     )
 
 
@@ -300,6 +304,19 @@ def test_selection_evaluation_and_scoring(generated):
     }
     best = max(v["pr_auc"] for v in selection["validation"].values())
     assert selection["validation"][selection["selected"]]["pr_auc"] == best
+    # the driver scored validation on the rows it collected: the same numbers as Spark's
+    # scoring of the validation split, with cltv.metrics' Spark aggregations
+    for name, model in generated["candidates"].items():
+        validation_rows = generated["model_input"].filter(F.col("split") == "validation")
+        spark_scores = metrics.ranking_metrics(
+            metrics.score_table(
+                churn_scores(model, validation_rows).select(
+                    F.col("churned").alias("label"), F.col("churn_probability").alias("score")
+                )
+            )
+        )
+        for key in ("pr_auc", "roc_auc"):
+            assert validation[name][key] == pytest.approx(spark_scores[key], abs=1e-12), name
     btyd = selection["btyd_features"]
     assert btyd["offered"] == ["btyd_p_alive", "btyd_expected_purchases"]
     assert btyd["used"] == selection["selected"].endswith("_with_btyd")
@@ -327,8 +344,11 @@ def test_selection_evaluation_and_scoring(generated):
         ),
     }
 
+    current_parameters = {"windows_days": [30, 90, 180], "rfm_segments": []}
     current = build_current_customer_features(
-        generated["days"], generated["period"], {"windows_days": [30, 90, 180], "rfm_segments": []}
+        build_customer_history(generated["days"], generated["period"], current_parameters),
+        generated["period"],
+        current_parameters,
     )
     current_summary = build_current_customer_summary(generated["days"], generated["period"], "W")
     btyd_current = btyd_churn_scores(

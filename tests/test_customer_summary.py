@@ -9,6 +9,9 @@ import pytest
 from lifetimes.utils import calibration_and_holdout_data
 
 from cltv.pipelines.data_processing.nodes import (
+    build_current_customer_features,
+    build_customer_features,
+    build_customer_history,
     build_customer_summary,
     compute_rfm_features,
     resolve_analysis_period,
@@ -158,6 +161,19 @@ def test_purchase_days_and_features_by_hand(spark):
     later = later.set_index("customer_id").loc["a"]
     assert (later["n_invoices"], later["distinct_products"], later["country"]) == (3, 3, "UK")
 
+    # the nodes: both tables from one history, each as of its own date
+    period = {"calibration_end": "2011-01-31", "observation_end": "2011-02-28"}
+    parameters = {"windows_days": [30], "rfm_segments": []}
+    history = build_customer_history(summarise_purchase_days(lines), period, parameters)
+    training = build_customer_features(history, period, parameters).toPandas()
+    current = build_current_customer_features(history, period, parameters).toPandas()
+    training, current = training.set_index("customer_id"), current.set_index("customer_id")
+    assert training.loc["a", "n_purchase_days"] == 2 and current.loc["a", "n_purchase_days"] == 3
+    assert (training.loc["a", "monetary_total"], current.loc["a", "monetary_total"]) == (50, 60)
+    assert (training.loc["a", "recency_days"], current.loc["a", "recency_days"]) == (26, 18)
+    assert current.loc["a", "revenue_last_30d"] == 10.0  # only 10 Feb is within 30 days
+    assert (training.loc["b", "country"], current.loc["b", "country"]) == ("UK", "UK")
+
 
 def test_purchase_days_shuffle_the_clean_lines_once(spark, tmp_path):
     """Every aggregation of summarise_purchase_days is keyed by the customer, so the lines
@@ -178,3 +194,36 @@ def test_purchase_days_shuffle_the_clean_lines_once(spark, tmp_path):
         spark.conf.set("spark.sql.adaptive.enabled", adaptive)
     assert plan.count("Exchange") == 1 and plan.count("FileScan parquet") == 1, plan
     assert days.count() == 1
+
+
+def test_both_feature_tables_read_the_purchase_days_once(spark, tmp_path):
+    """The training and the current features come from one history per customer: one scan
+    and one exchange of the purchase days, persisted, which both tables then read."""
+    lines = spark.createDataFrame(
+        [("a", "A1", "S1", "UK", dt.datetime(2011, 1, 2), 2, 0, 20.0)],
+        "customer_id string, invoice string, stock_code string, country string, "
+        "invoice_date timestamp, quantity bigint, returned_quantity bigint, revenue double",
+    )
+    summarise_purchase_days(lines).write.parquet(str(tmp_path / "days"))
+    period = {"calibration_end": "2011-01-31", "observation_end": "2011-02-28"}
+    parameters = {"windows_days": [30], "rfm_segments": []}
+    adaptive = spark.conf.get("spark.sql.adaptive.enabled")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    try:
+        history = build_customer_history(
+            spark.read.parquet(str(tmp_path / "days")), period, parameters
+        )
+        plan = history._jdf.queryExecution().executedPlan().toString()
+        tables = [
+            build(history, period, parameters)
+            for build in (build_customer_features, build_current_customer_features)
+        ]
+        # the leaves a table's plan reads from (a cached relation is a leaf of its own)
+        leaves = [t._jdf.queryExecution().executedPlan().collectLeaves() for t in tables]
+        table_leaves = [{seq.apply(i).nodeName() for i in range(seq.size())} for seq in leaves]
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", adaptive)
+        history.unpersist()
+    assert plan.count("Exchange") == 1 and plan.count("FileScan parquet") == 1, plan
+    assert table_leaves == [{"InMemoryTableScan"}] * 2
+    assert [t.count() for t in tables] == [1, 1]

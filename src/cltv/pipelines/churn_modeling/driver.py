@@ -175,6 +175,20 @@ def fit_xgboost(
 BUILDERS = {"logistic_regression": fit_logistic_regression, "xgboost": fit_xgboost}
 
 
+def validation_scores(model: Pipeline, rows: pd.DataFrame) -> dict[str, float]:
+    """PR-AUC (average precision) and ROC-AUC of ``model`` on the validation customers of the
+    collected ``rows``: they are in the driver's memory already, so no Spark job scores them
+    (the definitions of :mod:`cltv.metrics`, which are scikit-learn's)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    validation = rows[rows["split"] == "validation"]
+    probability = model.predict_proba(validation[list(model.feature_names_in_)])[:, 1]
+    return {
+        "pr_auc": float(average_precision_score(validation[LABEL], probability)),
+        "roc_auc": float(roc_auc_score(validation[LABEL], probability)),
+    }
+
+
 def churn_probability(model: Pipeline, columns: list[str]) -> Column:
     """The fitted pipeline's probability of churn, a column computed on the executors.
 

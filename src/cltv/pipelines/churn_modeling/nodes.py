@@ -108,8 +108,10 @@ def fit_churn_candidates(
 
     ``engine: driver`` collects the train and validation customers (a seeded stratified sample
     above ``max_train_customers``) and fits scikit-learn / XGBoost pipelines on the driver;
-    ``spark_ml`` fits Spark ML pipelines. Either way the validation customers are scored in
-    Spark. Returns the fitted models and ``{"validation": scores, "training": rows used}``.
+    ``spark_ml`` fits Spark ML pipelines. The driver engine scores the validation customers it
+    collected on the driver (above ``max_train_customers``, its sample of them); ``spark_ml``
+    scores them in Spark. Returns the fitted models and
+    ``{"validation": scores, "training": rows used}``.
     """
     engine = modeling["engine"]
     if engine not in CHURN_ENGINES:
@@ -138,6 +140,9 @@ def fit_churn_candidates(
                 candidates[name],
                 modeling["class_weight"],
             )
+
+        def validate(model: Any) -> dict[str, float]:
+            return driver.validation_scores(model, rows)
     else:
         rows = spark_ml.training_rows(model_input, [*columns, LABEL], modeling["class_weight"])
         available = model_input.filter(F.col("split") != "test").count()
@@ -148,13 +153,16 @@ def fit_churn_candidates(
                 name, candidates[name], candidate_features(name + suffix, modeling), rows
             )
 
+        def validate(model: Any) -> dict[str, float]:
+            return _validation_scores(model, model_input)
+
     fitted = {name: fit(name) for name in candidates}
-    scores = {name: _validation_scores(model, model_input) for name, model in fitted.items()}
+    scores = {name: validate(model) for name, model in fitted.items()}
     if modeling["btyd_features"]:
         # offered to the best classifier on validation: one more fit, not one per candidate
         best = max(scores, key=lambda name: scores[name]["pr_auc"])
         fitted[best + WITH_BTYD] = fit(best, WITH_BTYD)
-        scores[best + WITH_BTYD] = _validation_scores(fitted[best + WITH_BTYD], model_input)
+        scores[best + WITH_BTYD] = validate(fitted[best + WITH_BTYD])
     for name, score in scores.items():
         logger.info(
             "Churn candidate %s: validation PR-AUC %.4f, ROC-AUC %.4f",

@@ -7,6 +7,7 @@ import logging
 from datetime import date, timedelta
 from typing import Any
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -193,88 +194,126 @@ def days_per_unit(time_unit: str) -> float:
 
 
 # ------------------------------------------------------------------ features
+# the two dates features are computed as of: the training features stop at calibration_end,
+# the scoring features at observation_end
+CUTOFFS = {"calibration": "calibration_end", "current": "observation_end"}
+
+
+def customer_history(
+    purchase_days: DataFrame, cutoffs: dict[str, str], windows_days: list[int]
+) -> DataFrame:
+    """Per customer, one struct column per entry of ``cutoffs`` (name: date) holding the sums
+    the RFM features need from the days up to that date: ``purchase_days`` is read and shuffled
+    once, by customer, however many cutoffs there are.
+
+    A customer is in every row; a struct's ``n_purchase_days`` is 0 and its ``n_lines`` null
+    when the customer has no purchase occasion or no sold line by its date.
+    """
+    trend_window = max(windows_days)
+    day, revenue = F.col("day"), F.col("revenue")
+
+    def sums_up_to(cutoff: str) -> Column:
+        cutoff_day = F.lit(cutoff).cast("date")
+        known = day <= cutoff_day
+        occasion = known & (revenue > 0)  # a purchase occasion (SPEC): positive day revenue
+
+        def revenue_where(condition: Column) -> Column:
+            return F.coalesce(F.sum(F.when(occasion & condition, revenue)), F.lit(0.0))
+
+        recent = []
+        for window in sorted(windows_days):
+            in_window = day > F.date_sub(cutoff_day, window)
+            recent += [
+                F.count(F.when(occasion & in_window, 1)).alias(f"purchases_last_{window}d"),
+                revenue_where(in_window).alias(f"revenue_last_{window}d"),
+            ]
+        previous = (day <= F.date_sub(cutoff_day, trend_window)) & (
+            day > F.date_sub(cutoff_day, 2 * trend_window)
+        )
+        return F.struct(
+            F.count(F.when(occasion, 1)).alias("n_purchase_days"),
+            F.min(F.when(occasion, day)).alias("first_day"),
+            F.max(F.when(occasion, day)).alias("last_day"),
+            F.sum(F.when(occasion, revenue)).alias("monetary_total"),
+            *recent,
+            revenue_where(previous).alias("revenue_prev"),
+            # the sold lines (units left after returns) of the known days
+            F.sum(F.when(known, F.col("new_invoices"))).alias("n_invoices"),
+            F.sum(F.when(known, F.col("sold_lines"))).alias("n_lines"),
+            F.sum(F.when(known, F.col("sold_items"))).alias("n_items"),
+            F.sum(F.when(known, F.col("new_products"))).alias("distinct_products"),
+            F.flatten(F.collect_list(F.when(known, F.col("country_lines")))).alias("country_lines"),
+        )
+
+    return purchase_days.groupBy("customer_id").agg(
+        *[sums_up_to(cutoff).alias(name) for name, cutoff in cutoffs.items()]
+    )
+
+
+def _main_country(country_lines: Column) -> Column:
+    """The country most of the customer's sold lines came from (ties: the last name)."""
+    countries = F.array_distinct(F.transform(country_lines, lambda c: c["country"]))
+    per_country = F.transform(
+        countries,
+        lambda name: F.struct(
+            F.aggregate(
+                F.filter(country_lines, lambda c: c["country"].eqNullSafe(name)),
+                F.lit(0).cast("long"),
+                lambda total, c: total + c["n"],
+            ).alias("n"),
+            name.alias("country"),
+        ),
+    )
+    return F.array_max(per_country)["country"]
+
+
+def rfm_features(history: DataFrame, name: str, cutoff: str, windows_days: list[int]) -> DataFrame:
+    """RFM and behaviour features per customer as of ``cutoff``, from the struct ``name`` of
+    :func:`customer_history`: customers with a purchase occasion and a sold line by then."""
+    cutoff_day = F.lit(cutoff).cast("date")
+    sums = history.select("customer_id", f"{name}.*").filter(
+        (F.col("n_purchase_days") > 0) & (F.col("n_lines") > 0)
+    )
+    trend_window = max(windows_days)
+    last_recent = F.col(f"revenue_last_{trend_window}d")
+    repeat_span = F.datediff("last_day", "first_day")
+    return sums.select(
+        "customer_id",
+        F.datediff(cutoff_day, "last_day").alias("recency_days"),
+        F.datediff(cutoff_day, "first_day").alias("tenure_days"),
+        "n_purchase_days",
+        (F.col("n_purchase_days") > 1).cast("int").alias("is_repeat_customer"),
+        "monetary_total",
+        (F.col("monetary_total") / F.col("n_purchase_days")).alias("monetary_mean"),
+        "n_invoices",
+        (F.col("n_lines") / F.col("n_invoices")).alias("avg_lines_per_invoice"),
+        (F.col("n_items") / F.col("n_invoices")).alias("avg_items_per_invoice"),
+        "distinct_products",
+        F.when(F.col("n_purchase_days") > 1, repeat_span / (F.col("n_purchase_days") - 1))
+        .otherwise(0.0)
+        .alias("mean_days_between_purchases"),
+        *[
+            c
+            for window in sorted(windows_days)
+            for c in (f"purchases_last_{window}d", f"revenue_last_{window}d")
+        ],
+        # in [-1, 1]: last window against the one before it, 0 when both are empty
+        F.when(
+            (last_recent + F.col("revenue_prev")) > 0,
+            (last_recent - F.col("revenue_prev")) / (last_recent + F.col("revenue_prev")),
+        )
+        .otherwise(0.0)
+        .alias(f"revenue_trend_{trend_window}d"),
+        F.coalesce(_main_country(F.col("country_lines")), F.lit("Unknown")).alias("country"),
+    )
+
+
 def compute_rfm_features(
     purchase_days: DataFrame, cutoff: str, windows_days: list[int]
 ) -> DataFrame:
     """RFM and behaviour features per customer from the days up to ``cutoff`` only."""
-    cutoff_day = F.lit(cutoff).cast("date")
-    days = purchase_days.filter(F.col("day") <= cutoff_day)
-    occasions = purchase_occasions(purchase_days, cutoff)
-    recent = []
-    for window in sorted(windows_days):
-        in_window = F.col("day") > F.date_sub(cutoff_day, window)
-        recent += [
-            F.count(F.when(in_window, 1)).alias(f"purchases_last_{window}d"),
-            F.coalesce(F.sum(F.when(in_window, F.col("revenue"))), F.lit(0.0)).alias(
-                f"revenue_last_{window}d"
-            ),
-        ]
-    trend_window = max(windows_days)
-    previous = (F.col("day") <= F.date_sub(cutoff_day, trend_window)) & (
-        F.col("day") > F.date_sub(cutoff_day, 2 * trend_window)
-    )
-    per_occasion = occasions.groupBy("customer_id").agg(
-        F.count(F.lit(1)).alias("n_purchase_days"),
-        F.min("day").alias("first_day"),
-        F.max("day").alias("last_day"),
-        F.sum("revenue").alias("monetary_total"),
-        *recent,
-        F.coalesce(F.sum(F.when(previous, F.col("revenue"))), F.lit(0.0)).alias("revenue_prev"),
-    )
-    # customers with sold lines (units left after returns) up to the cutoff
-    per_line = (
-        days.groupBy("customer_id")
-        .agg(
-            F.sum("new_invoices").alias("n_invoices"),
-            F.sum("sold_lines").alias("n_lines"),
-            F.sum("sold_items").alias("n_items"),
-            F.sum("new_products").alias("distinct_products"),
-        )
-        .filter(F.col("n_lines") > 0)
-    )
-    # the country most of the customer's sold lines came from (ties: the last name)
-    country = (
-        days.select("customer_id", F.explode("country_lines").alias("c"))
-        .groupBy("customer_id", F.col("c.country").alias("country"))
-        .agg(F.sum("c.n").alias("n"))
-        .groupBy("customer_id")
-        .agg(F.max(F.struct("n", "country"))["country"].alias("country"))
-    )
-    last_recent = F.col(f"revenue_last_{trend_window}d")
-    repeat_span = F.datediff("last_day", "first_day")
-    return (
-        per_occasion.join(per_line, "customer_id")
-        .join(country, "customer_id")
-        .select(
-            "customer_id",
-            F.datediff(cutoff_day, "last_day").alias("recency_days"),
-            F.datediff(cutoff_day, "first_day").alias("tenure_days"),
-            "n_purchase_days",
-            (F.col("n_purchase_days") > 1).cast("int").alias("is_repeat_customer"),
-            "monetary_total",
-            (F.col("monetary_total") / F.col("n_purchase_days")).alias("monetary_mean"),
-            "n_invoices",
-            (F.col("n_lines") / F.col("n_invoices")).alias("avg_lines_per_invoice"),
-            (F.col("n_items") / F.col("n_invoices")).alias("avg_items_per_invoice"),
-            "distinct_products",
-            F.when(F.col("n_purchase_days") > 1, repeat_span / (F.col("n_purchase_days") - 1))
-            .otherwise(0.0)
-            .alias("mean_days_between_purchases"),
-            *[
-                c
-                for window in sorted(windows_days)
-                for c in (f"purchases_last_{window}d", f"revenue_last_{window}d")
-            ],
-            # in [-1, 1]: last window against the one before it, 0 when both are empty
-            F.when(
-                (last_recent + F.col("revenue_prev")) > 0,
-                (last_recent - F.col("revenue_prev")) / (last_recent + F.col("revenue_prev")),
-            )
-            .otherwise(0.0)
-            .alias(f"revenue_trend_{trend_window}d"),
-            F.coalesce(F.col("country"), F.lit("Unknown")).alias("country"),
-        )
-    )
+    history = customer_history(purchase_days, {"features": cutoff}, windows_days)
+    return rfm_features(history, "features", cutoff, windows_days)
 
 
 def add_rfm_segments(features: DataFrame, segments: list[dict[str, Any]]) -> DataFrame:
@@ -313,23 +352,36 @@ def add_rfm_segments(features: DataFrame, segments: list[dict[str, Any]]) -> Dat
     ).withColumn("rfm_segment", segment)
 
 
-def _customer_features_at(
-    purchase_days: DataFrame, cutoff: str, features: dict[str, Any]
+def build_customer_history(
+    purchase_days: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
 ) -> DataFrame:
-    rfm = compute_rfm_features(purchase_days, cutoff, features["windows_days"])
+    """:func:`customer_history` as of ``calibration_end`` and ``observation_end``, persisted:
+    both feature tables come from this one read of ``purchase_days`` (the run's hook
+    releases it)."""
+    cutoffs = {name: analysis_period[end] for name, end in CUTOFFS.items()}
+    return customer_history(purchase_days, cutoffs, features["windows_days"]).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+
+
+def _customer_features_as_of(
+    history: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any], name: str
+) -> DataFrame:
+    cutoff = analysis_period[CUTOFFS[name]]
+    rfm = rfm_features(history, name, cutoff, features["windows_days"])
     return add_rfm_segments(rfm, features["rfm_segments"])
 
 
 def build_customer_features(
-    purchase_days: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
+    history: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
 ) -> DataFrame:
     """Churn-model training features from calibration-period data only (nothing after
     ``calibration_end`` is read), with RFM scores and segments."""
-    return _customer_features_at(purchase_days, analysis_period["calibration_end"], features)
+    return _customer_features_as_of(history, analysis_period, features, "calibration")
 
 
 def build_current_customer_features(
-    purchase_days: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
+    history: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
 ) -> DataFrame:
     """The same features as of ``observation_end``: what the churn model scores today."""
-    return _customer_features_at(purchase_days, analysis_period["observation_end"], features)
+    return _customer_features_as_of(history, analysis_period, features, "current")
