@@ -20,7 +20,7 @@ from scipy.special import gammaln
 from cltv import metrics
 from cltv.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
 from cltv.models.pareto_nbd import power_integral
-from cltv.models.value_model import CustomerValueModel
+from cltv.models.value_model import CustomerValueModel, naive_rate, purchase_model
 from cltv.pipelines.cltv.nodes import (
     _choose,
     customer_values,
@@ -434,10 +434,24 @@ def test_spend_and_ranking_validation_match_pandas(generated):
     assert validation["spend_mae_naive"] == pytest.approx(
         np.abs(both["monetary_value"] - both["monetary_value_holdout"]).mean(), rel=1e-9
     )
+    # the standard errors of the MAE gaps to the chosen model: paired per customer
+    x, t_x, big_t = frame["frequency"], frame["recency"], frame["T"]
+    horizon = period["holdout_days"] / 7
+    predicted = {
+        name: purchase_model(fit, name).predict_purchases(horizon, x, t_x, big_t)
+        for name in validation["candidates"]
+    }
+    predicted["naive"] = naive_rate(x.to_numpy(float), big_t.to_numpy(float)) * horizon
+    error = {m: np.abs(p - frame["frequency_holdout"]) for m, p in predicted.items()}
+    selection = validation["selection"]
+    chosen, standard_errors = selection["chosen"], selection["mae_difference_standard_errors"]
+    assert set(standard_errors) == set(predicted) - {chosen}
+    for m, standard_error in standard_errors.items():
+        paired = (error[m] - error[chosen]).std(ddof=1) / math.sqrt(len(frame))
+        assert standard_error == pytest.approx(paired, rel=1e-6), m
     # BG/NBD's predicted holdout value, and the curve over its tie groups (one-time buyers
     # with the same T tie), in pandas
     purchases = BetaGeoModel.from_params(fit["bgnbd"])
-    x, t_x, big_t = frame["frequency"], frame["recency"], frame["T"]
     value = purchases.predict_purchases(period["holdout_days"] / 7, x, t_x, big_t) * (
         spend.predict_average_order_value(x, frame["monetary_value"])
     )

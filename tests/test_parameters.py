@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
 from deltalake import DeltaTable
 
+from cltv import parameters as parameters_module
 from cltv.parameters import ParameterError, problems, validate_parameters
 
 from .conftest import cli_run, copy_project, run_cli_in_process, run_kedro
@@ -24,6 +27,38 @@ def base_params(project_root) -> dict:
 
 def test_the_committed_parameters_are_valid(base_params):
     assert problems(base_params) == []
+
+
+def test_the_check_imports_no_model_code(project_root):
+    """The check runs before Spark starts, so it must be quick: it needs the parameters'
+    vocabulary, not the models behind it (scipy, scikit-learn, MLflow's model datasets)."""
+    script = f"""
+import sys
+from pathlib import Path
+
+import yaml
+
+import cltv.parameters
+
+params = {{}}
+for path in sorted(Path({str(project_root / "conf" / "base")!r}).glob("parameters*.yml")):
+    params.update(yaml.safe_load(path.read_text()))
+cltv.parameters.validate_parameters(params)
+heavy = ("scipy", "sklearn", "xgboost", "cltv.models", "cltv.pipelines.cltv.nodes",
+         "cltv.datasets.mlflow_cltv_model_dataset")
+print(sorted(name for name in heavy if name in sys.modules))
+"""
+    found = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True
+    )
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "[]"
+
+
+def test_the_vocabulary_names_the_models_the_pipelines_have():
+    from cltv.models.value_model import PURCHASE_MODELS
+
+    assert parameters_module.PURCHASE_MODELS == tuple(PURCHASE_MODELS)
 
 
 @pytest.mark.parametrize(

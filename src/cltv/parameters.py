@@ -10,12 +10,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from cltv.pipelines.cltv.nodes import (
-    BTYD_CHURN_FEATURES,
-    PROMOTION_METRICS,
-    PURCHASE_MODELS,
-    SELECTION_RULES,
-)
 from cltv.pipelines.data_processing.nodes import (
     DAYS_PER_UNIT,
     RETURN_MODES,
@@ -23,9 +17,22 @@ from cltv.pipelines.data_processing.nodes import (
     non_product_codes_problem,
 )
 
+# The vocabulary of the parameters is kept here, and the pipelines import it, so the check
+# runs without importing the models (scipy, MLflow's model flavors) before Spark starts.
+# the purchase models (cltv.models.value_model.PURCHASE_MODELS holds their classes)
+PURCHASE_MODELS = ("bgnbd", "mbgnbd", "pnbd")
+# rules of cltv.model_selection besides naming a candidate: the lowest holdout error of counts
+SELECTION_RULES = {"lowest_mae": "mae", "lowest_rmse": "rmse"}
+# cltv.promotion.metric: "holdout_revenue_" + a key of metrics.value_ranking
+PROMOTION_METRICS = (
+    "holdout_revenue_top_20pct",
+    "holdout_revenue_top_10pct",
+    "holdout_revenue_gini",
+)
+# BG/NBD's outputs offered to the churn model as features
+BTYD_CHURN_FEATURES = ("btyd_p_alive", "btyd_expected_purchases")
 SPLITS = ("train", "validation", "test")
-# churn_modeling.engine and the candidates each knows (kept here, not imported from the
-# pipeline, so the check runs before pyspark, scikit-learn or xgboost is imported)
+# churn_modeling.engine and the candidates each knows
 CHURN_CANDIDATES = {
     "driver": ("logistic_regression", "xgboost"),
     "spark_ml": ("logistic_regression", "gradient_boosted_trees"),

@@ -11,17 +11,17 @@ UDF, so 100M customers are scored where they live, over Spark Connect too.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+if TYPE_CHECKING:  # scikit-learn loads when a candidate is fitted, not when the pipeline is
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,9 @@ def collect_training_rows(
 
 def _preparation(features: dict[str, list[str]]) -> ColumnTransformer:
     """Scale numeric features; one-hot the categoricals, a value unseen in training all zeros."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     return ColumnTransformer(
         [
             ("numeric", StandardScaler(), features["numeric"]),
@@ -110,6 +113,9 @@ def fit_logistic_regression(
     """Elastic-net logistic regression with Spark ML's objective (mean log loss +
     ``reg_param`` x (``elastic_net_param`` L1 + (1 - it) / 2 L2)): scikit-learn's C is
     1 / (reg_param x n)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
     train = rows[rows["split"] == "train"]
     l1_ratio = float(p["elastic_net_param"])
     regularised = p["reg_param"] > 0
@@ -136,6 +142,7 @@ def fit_xgboost(
     """Gradient-boosted trees (XGBoost, ``hist``) that stop adding trees when the validation
     customers' log loss has not improved for ``early_stopping_rounds``; the model keeps the
     trees up to the best round."""
+    from sklearn.pipeline import Pipeline
     from xgboost import XGBClassifier
 
     train, validation = rows[rows["split"] == "train"], rows[rows["split"] == "validation"]

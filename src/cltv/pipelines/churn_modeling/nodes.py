@@ -281,6 +281,7 @@ def evaluate_churn_model(
     test = _held_out(churn_model, model_input, "test").cache()
     table = metrics.score_table(test).cache()
     ranking = metrics.ranking_metrics(table, evaluation["top_fraction"])
+    probability = metrics.probability_metrics(test)
     threshold = selection["threshold"]["value"]
     counts = model_input.groupBy("split").count().collect()
     n_by_split = {row["split"]: row["count"] for row in counts}
@@ -288,7 +289,7 @@ def evaluate_churn_model(
         "model": selection["selected"],
         "roc_auc": ranking["roc_auc"],
         "pr_auc": ranking["pr_auc"],
-        **metrics.probability_metrics(test),
+        **probability,
         "n_train": n_by_split.get("train", 0),
         "n_validation": n_by_split.get("validation", 0),
         "n_test": ranking["n"],
@@ -302,7 +303,7 @@ def evaluate_churn_model(
         "validation": selection["validation"],
         "btyd_features": selection["btyd_features"],
         "training": selection["training"],
-        "head_to_head": _head_to_head(model_input, ranking, metrics.probability_metrics(test)),
+        "head_to_head": _head_to_head(model_input, ranking, probability),
     }
     curves = {
         **metrics.curves(table, evaluation["curve_points"]),
@@ -459,6 +460,7 @@ def score_customers(
 # ------------------------------------------------------------------ champion / challenger
 def promote_churn_model(
     churn_model: Any,
+    churn_metrics: dict[str, Any],
     model_input: DataFrame,
     selection: dict[str, Any],
     promotion: dict[str, Any],
@@ -476,7 +478,8 @@ def promote_churn_model(
     """
     name, version = promotion_in_registry.registered_in_this_run(promotion["registered_model"])
     metric = promotion["metric"]
-    challenger = _test_ranking(churn_model, model_input)
+    # the run's model was scored on the same test customers by evaluate_churn_model
+    challenger = {"pr_auc": churn_metrics["pr_auc"], "roc_auc": churn_metrics["roc_auc"]}
     champion, champion_model, champion_version = None, None, None
     found = promotion_in_registry.load_champion(name, promotion["alias"], load_churn_model)
     if found:
@@ -493,7 +496,7 @@ def promote_churn_model(
         {"score": challenger[metric], "flavor": model_flavor(churn_model)},
         champion,
     )
-    decision["n_test"] = challenger["n"]
+    decision["n_test"] = churn_metrics["n_test"]
     if champion and champion["flavor"] != decision["challenger"]["flavor"]:
         # e.g. a Spark ML champion from before the driver engine: still scored as it is
         decision["reason"] += (

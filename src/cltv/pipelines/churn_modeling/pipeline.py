@@ -73,6 +73,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 promote_churn_model,
                 inputs=[
                     "churn_model",
+                    "churn_metrics",
                     "churn_model_input",
                     "churn_model_selection",
                     "params:churn_modeling.promotion",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
@@ -35,13 +35,12 @@ from cltv.models.value_model import (
     naive_rate,
     purchase_model,
 )
+from cltv.parameters import BTYD_CHURN_FEATURES, SELECTION_RULES
 from cltv.pipelines.data_processing.nodes import days_per_unit
 
 logger = logging.getLogger(__name__)
 
 MODEL_LABELS = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "pnbd": "Pareto/NBD", "naive": "naive"}
-# rules of cltv.model_selection besides naming a candidate: the lowest holdout error of counts
-SELECTION_RULES = {"lowest_mae": "mae", "lowest_rmse": "rmse"}
 FREQUENCY_BUCKETS = 7  # calibration table rows: 0, 1, ..., 6 and "7+"
 # |corr(frequency, spend)| above this questions Gamma-Gamma's independence assumption
 INDEPENDENCE_WARNING = 0.3
@@ -300,18 +299,10 @@ def _total_value(values, totals, value_model: CustomerValueModel) -> dict[str, A
 
 
 # ------------------------------------------------------------------ champion / challenger
-# cltv.promotion.metric: "holdout_revenue_" + a key of metrics.value_ranking
-PROMOTION_METRICS = (
-    "holdout_revenue_top_20pct",
-    "holdout_revenue_top_10pct",
-    "holdout_revenue_gini",
-)
-
-
 def _holdout_ranking(value_model: CustomerValueModel, summary: DataFrame) -> dict[str, Any]:
     """How well the model's CLV, and the naive baseline's, computed from the calibration
     period's histories, rank customers by the revenue they spent in the holdout
-    (:func:`metrics.value_ranking`, keyed as :data:`PROMOTION_METRICS`)."""
+    (:func:`metrics.value_ranking`, keyed as :data:`cltv.parameters.PROMOTION_METRICS`)."""
     histories = summary.select(
         *INPUT_COLUMNS,
         (F.col("frequency_holdout") * F.col("monetary_value_holdout")).alias("holdout_revenue"),
@@ -411,8 +402,6 @@ def promote_cltv_model(
 
 
 # ------------------------------------------------------------------ churn
-# BG/NBD's outputs offered to the churn model as features
-BTYD_CHURN_FEATURES = ("btyd_p_alive", "btyd_expected_purchases")
 # + a purchase model's name: its probability of no purchase in the holdout
 NO_PURCHASE_PREFIX = "p_no_purchase_"
 
@@ -573,6 +562,20 @@ def validate_on_holdout(
     )
     models = [*candidates, "naive"]
     error = {m: F.col(m) - F.col("actual") for m in models}
+    # spend: customers with an own repeat mean who bought in the holdout
+    both = (F.col("frequency") > 0) & (F.col("actual") > 0)
+
+    def spend_error(predicted: str) -> Column:
+        return F.avg(F.when(both, F.abs(F.col(predicted) - F.col("holdout_order_value"))))
+
+    # paired differences of absolute errors against each candidate the rule may choose (is
+    # a model's gap to the chosen one noise or real?): in the same pass as the scores
+    gap = {
+        (m, c): F.stddev(F.abs(error[m]) - F.abs(error[c]))
+        for c in candidates
+        for m in models
+        if m != c
+    }
     row = predictions.agg(
         F.count(F.lit(1)).alias("n_customers"),
         F.sum("actual").alias("total_actual"),
@@ -580,15 +583,17 @@ def validate_on_holdout(
         *[F.avg(F.abs(e)).alias(f"mae_{m}") for m, e in error.items()],
         *[F.sqrt(F.avg(e * e)).alias(f"rmse_{m}") for m, e in error.items()],
         *[F.avg(f"coverage_{m}").alias(f"coverage_{m}") for m in candidates],
+        F.count(F.when(both, 1)).alias("spend_n_customers"),
+        spend_error("order_value").alias("spend_mae_gamma_gamma"),
+        spend_error("own_order_value").alias("spend_mae_naive"),
+        *[column.alias(f"gap_{m}_{c}") for (m, c), column in gap.items()],
     ).first()
-    scores = row.asDict()
+    scores = {k: v for k, v in row.asDict().items() if not k.startswith("gap_")}
     chosen = _choose(model_selection, candidates, scores)
-    # paired differences of absolute errors against the chosen model: noise or a real gap?
-    gaps = predictions.agg(
-        *[F.stddev(F.abs(error[m]) - F.abs(error[chosen])).alias(m) for m in models if m != chosen]
-    ).first()
     standard_errors = {
-        m: (gaps[m] or 0.0) / math.sqrt(scores["n_customers"]) for m in models if m != chosen
+        m: (row[f"gap_{m}_{chosen}"] or 0.0) / math.sqrt(scores["n_customers"])
+        for m in models
+        if m != chosen
     }
     within_noise = [
         m
@@ -606,22 +611,6 @@ def validate_on_holdout(
         .orderBy("bucket")
         .collect()
     )
-    # spend: customers with an own repeat mean who bought in the holdout
-    both = (F.col("frequency") > 0) & (F.col("actual") > 0)
-    spend = (
-        predictions.filter(both)
-        .agg(
-            F.count(F.lit(1)).alias("spend_n_customers"),
-            F.avg(F.abs(F.col("order_value") - F.col("holdout_order_value"))).alias(
-                "spend_mae_gamma_gamma"
-            ),
-            F.avg(F.abs(F.col("own_order_value") - F.col("holdout_order_value"))).alias(
-                "spend_mae_naive"
-            ),
-        )
-        .first()
-        .asDict()
-    )
     # ranking: who holds the holdout revenue, by each model's predicted holdout value
     ranking = {}
     for m in models:
@@ -630,7 +619,7 @@ def validate_on_holdout(
         ).items():
             ranking[f"{key}_{m}"] = value
     predictions.unpersist()
-    scores = {**scores, **spend, **ranking}
+    scores = {**scores, **ranking}
     best_model = min(candidates, key=lambda m: scores[f"mae_{m}"])
     naive_wins_on = _naive_wins_on(scores, candidates, chosen)
     validation = {

@@ -17,7 +17,6 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -703,6 +702,9 @@ def build_dashboard(
     model_quality: go.Figure,
 ) -> str:
     """One self-contained HTML page: KPI cards, the charts, the retention target list."""
+    # plotly.offline (the bundled plotly.js) loads for this node only
+    from plotly.offline import get_plotlyjs
+
     cards = "".join(
         f'<div class="kpi"><div class="label">{html.escape(label)}</div>'
         f'<div class="value">{_format(kpis[key])}</div>{_interval_line(kpis, key)}</div>'
