@@ -113,11 +113,15 @@ def summarise_purchase_days(clean: DataFrame) -> DataFrame:
     )
 
 
+def is_purchase_occasion(until: str) -> Column:
+    """Whether a row of ``purchase_days`` is a purchase occasion (SPEC: a calendar day whose
+    summed revenue is positive) up to ``until``."""
+    return (F.col("day") <= F.lit(until).cast("date")) & (F.col("revenue") > 0)
+
+
 def purchase_occasions(purchase_days: DataFrame, until: str) -> DataFrame:
     """One row per (customer, calendar day) up to ``until`` whose summed revenue is positive."""
-    return purchase_days.filter(
-        (F.col("day") <= F.lit(until).cast("date")) & (F.col("revenue") > 0)
-    ).select("customer_id", "day", "revenue")
+    return purchase_days.filter(is_purchase_occasion(until)).select("customer_id", "day", "revenue")
 
 
 # ------------------------------------------------------------------ summary
@@ -206,8 +210,9 @@ def customer_history(
     the RFM features need from the days up to that date: ``purchase_days`` is read and shuffled
     once, by customer, however many cutoffs there are.
 
-    A customer is in every row; a struct's ``n_purchase_days`` is 0 and its ``n_lines`` null
-    when the customer has no purchase occasion or no sold line by its date.
+    Every customer of ``purchase_days`` has a row; a struct's ``n_purchase_days`` is 0, or its
+    ``n_lines`` null or 0, when the customer had no purchase occasion or no sold line by its
+    date (:func:`rfm_features` leaves those customers out).
     """
     trend_window = max(windows_days)
     day, revenue = F.col("day"), F.col("revenue")
@@ -215,7 +220,7 @@ def customer_history(
     def sums_up_to(cutoff: str) -> Column:
         cutoff_day = F.lit(cutoff).cast("date")
         known = day <= cutoff_day
-        occasion = known & (revenue > 0)  # a purchase occasion (SPEC): positive day revenue
+        occasion = is_purchase_occasion(cutoff)
 
         def revenue_where(condition: Column) -> Column:
             return F.coalesce(F.sum(F.when(occasion & condition, revenue)), F.lit(0.0))
@@ -375,8 +380,8 @@ def _customer_features_as_of(
 def build_customer_features(
     history: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any]
 ) -> DataFrame:
-    """Churn-model training features from calibration-period data only (nothing after
-    ``calibration_end`` is read), with RFM scores and segments."""
+    """Churn-model training features from calibration-period data only (the history's
+    calibration struct sums nothing after ``calibration_end``), with RFM scores and segments."""
     return _customer_features_as_of(history, analysis_period, features, "calibration")
 
 
