@@ -355,8 +355,14 @@ def test_selection_evaluation_and_scoring(generated):
         current_summary, generated["calibration_fit"], generated["period"]
     )
     predictions = score_customers(
-        model, current, btyd_current, selection, modeling["risk_bands"], generated["period"]
-    ).toPandas()
+        model,
+        current,
+        btyd_current,
+        selection,
+        modeling["risk_bands"],
+        generated["period"],
+        modeling["reasons"],
+    )[0].toPandas()
     assert len(predictions) == current.count() == predictions["customer_id"].nunique()
     assert predictions["churn_probability"].between(0, 1).all()
     # bands from modeling["risk_bands"]: high from 0.7, medium from 0.4, low below; each
@@ -590,7 +596,8 @@ def test_logged_models_load_back_score_the_same_and_serve_as_champion(
         champion.selection,
         generated["modeling"]["risk_bands"],
         generated["period"],
-    ).toPandas()
+        generated["modeling"]["reasons"],
+    )[0].toPandas()
     merged = scored.merge(expected, on="customer_id", suffixes=("", "_expected"))
     assert len(merged) == 25
     assert merged["churn_probability"].to_numpy() == pytest.approx(

@@ -33,6 +33,7 @@ from cltv.pipelines.data_processing.nodes import (
 from cltv.synthetic import write_csv
 
 from .conftest import PROJECT_ROOT, copy_project, run_kedro, whole_run_fixture
+from .test_churn_reasons import assert_every_customer_has_reasons
 from .test_cleaning import clean_csv
 from .test_cltv_models import UNCERTAINTY, cltv_params
 
@@ -89,6 +90,7 @@ def regime_run(spark, tmp_path_factory):
 
 def test_each_regime_runs_end_to_end_with_valid_values(regime_run):
     assert_valid_customer_values(regime_run.values)
+    assert_every_customer_has_reasons(regime_run.project)
     assert len(regime_run.values) == regime_run.truth["bgnbd"]["n_customers"]
     validation = regime_run.validation
     assert all(np.isfinite(validation[k]) for k in ("mae_bgnbd", "mae_naive", "total_bgnbd"))

@@ -31,7 +31,7 @@ from cltv.pipelines.reporting.nodes import (
     value_tier_table,
 )
 
-CHARTS = ("revenue", "cohorts", "segments", "churn_risk", "value", "model_quality")
+CHARTS = ("revenue", "cohorts", "segments", "churn_risk", "churn_reasons", "value", "model_quality")
 GOLD_TABLES = {
     "transactions_clean": "02_intermediate",
     "customer_features_current": "04_feature",
@@ -87,6 +87,20 @@ def test_dashboard_draws_every_chart_offline(default_run, tmp_path, project_root
     shown = re.search(r"<h2>Retention targets.*?</table>", dom, re.S).group(0)
     rows = re.findall(r"<tr>\s*<td>([^<]+)</td>", shown)
     assert rows == targets["customer_id"].head(25).tolist()
+    # each target's first churn reason in words, the last column
+    assert "<th>why at risk</th>" in shown
+    reasons = [html.unescape(r) for r in re.findall(r"<td>([^<]*)</td>\s*</tr>", shown)]
+    assert reasons == targets["churn_reason_text"].head(25).tolist()
+    assert all(reasons)
+    # the global view: the inputs that move the probability most, largest at the top
+    importance = json.loads(
+        (default_run.project / "data/08_reporting/churn_reason_importance.json").read_text()
+    )
+    assert importance["observed"] and importance["features"]
+    chart = re.search(r'<div id="churn_reasons"[^>]*>(.*?)</section>', dom, re.S).group(1)
+    labels = [html.unescape(t) for t in re.findall(r'class="ytick"[^>]*>.*?>([^<]+)<', chart)]
+    top = [f["feature"] for f in importance["features"][:15]]
+    assert labels and set(labels) == set(top)
     screenshot = tmp_path / "dashboard.png"
     subprocess.run(
         [*command, f"--screenshot={screenshot}", page.as_uri()],
@@ -153,14 +167,14 @@ def test_value_tiers_by_hand(spark):
 def test_retention_targets_by_hand_and_ranked_by_the_lower_bound(spark):
     churn = spark.createDataFrame(
         [
-            ("solid", "UK", "At Risk", 0.5, "medium"),
-            ("shaky", "UK", "At Risk", 0.5, "medium"),
-            ("likely", "FR", "Hibernating", 0.9, "high"),
-            ("loyal", "UK", "Champions", 0.1, "low"),  # below 0.4: not a target
-            ("small", "DE", "Lost", 0.95, "high"),  # "rest": not a target
+            ("solid", "UK", "At Risk", 0.5, "medium", "one order only"),
+            ("shaky", "UK", "At Risk", 0.5, "medium", "no purchase for 90 days"),
+            ("likely", "FR", "Hibernating", 0.9, "high", None),
+            ("loyal", "UK", "Champions", 0.1, "low", None),  # below 0.4: not a target
+            ("small", "DE", "Lost", 0.95, "high", None),  # "rest": not a target
         ],
         "customer_id string, country string, rfm_segment string, churn_probability double, "
-        "risk_band string",
+        "risk_band string, churn_reason_text string",
     )
     cltv = spark.createDataFrame(
         [
@@ -177,6 +191,12 @@ def test_retention_targets_by_hand_and_ranked_by_the_lower_bound(spark):
     # value at risk: shaky 550, solid 500, likely 450
     assert list(expected["customer_id"]) == ["shaky", "solid", "likely"]
     assert list(expected["value_at_risk"]) == [550.0, 500.0, 450.0]
+    # each with its first churn reason in words, as scored
+    assert list(expected["churn_reason_text"]) == [
+        "no purchase for 90 days",
+        "one order only",
+        None,
+    ]
     lower = retention_targets(churn, cltv, 0.4, 200, rank_by="value_at_risk_lower")
     # its lower bound: solid 450, likely 405, shaky 150
     assert list(lower["customer_id"]) == ["solid", "likely", "shaky"]

@@ -1,4 +1,5 @@
--- High-value customers (top 20% by CLV) most at risk, by value at risk
+-- High-value customers (top 20% by CLV) most at risk, by value at risk, with the first churn
+-- reason in words
 SELECT
   p.customer_id,
   p.country,
@@ -7,7 +8,8 @@ SELECT
   p.risk_band,
   v.clv,
   v.value_tier,
-  v.clv * p.churn_probability AS value_at_risk
+  v.clv * p.churn_probability AS value_at_risk,
+  p.churn_reason_text AS why_at_risk
 FROM churn_predictions AS p
 JOIN customer_cltv AS v ON v.customer_id = p.customer_id
 WHERE p.churn_probability >= 0.4 AND v.value_tier <> 'rest'

@@ -142,7 +142,15 @@ def build_dashboard(sql_dir: Path = SQL_DIR) -> dict[str, Any]:
             }
         )
         x += width
-    columns = ["customer_id", "country", "rfm_segment", "churn_probability", "clv", "value_at_risk"]
+    columns = [
+        "customer_id",
+        "country",
+        "rfm_segment",
+        "churn_probability",
+        "clv",
+        "value_at_risk",
+        "why_at_risk",
+    ]
     table = _widget(
         "retention_targets",
         "retention_targets",

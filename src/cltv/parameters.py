@@ -226,6 +226,13 @@ def problems(params: Mapping[str, Any]) -> list[str]:
                 "must be at least 100" if _number(modeling["max_train_customers"]) < 100 else None
             ),
         )
+    for part in ("churn_reasons", "retention_levers"):
+        if part in (modeling.get("reasons") or {}):
+            _check(
+                found,
+                f"churn_modeling.reasons.{part}",
+                lambda part=part: _positive_whole(modeling["reasons"][part]),
+            )
     found += _promotion_problems(
         modeling.get("promotion") or {}, "churn_modeling", ("pr_auc", "roc_auc")
     )

@@ -127,12 +127,15 @@ def fit_logistic_regression(
         max_iter=p["max_iter"],
         random_state=0,
     )
+    inputs = _inputs(features)
     model = Pipeline([("prepare", _preparation(features)), ("classifier", classifier)])
     model.fit(
-        train[_inputs(features)],
+        train[inputs],
         train[LABEL],
         classifier__sample_weight=_sample_weights(train[LABEL], class_weight),
     )
+    # part of the model: the point each customer's reasons are measured from (.reasons)
+    classifier.training_mean_ = model.named_steps["prepare"].transform(train[inputs]).mean(axis=0)
     return model
 
 

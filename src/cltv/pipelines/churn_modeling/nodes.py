@@ -25,6 +25,7 @@ from cltv.datasets.mlflow_champion_dataset import selection_of
 from cltv.datasets.mlflow_churn_model_dataset import ModelWithExample, load_churn_model
 from cltv.parameters import CHURN_CANDIDATES, CHURN_ENGINES
 from cltv.pipelines.churn_modeling import driver, spark_ml
+from cltv.pipelines.churn_modeling import reasons as reasons_of
 from cltv.pipelines.churn_modeling.driver import LABEL
 from cltv.pipelines.cltv.nodes import MODEL_LABELS, NO_PURCHASE_PREFIX
 
@@ -428,11 +429,16 @@ def score_customers(
     selection: dict[str, Any],
     risk_bands: list[dict[str, Any]],
     analysis_period: dict[str, Any],
-) -> DataFrame:
-    """Churn probability and risk band for every customer known at ``observation_end``.
+    reasons: dict[str, int],
+) -> tuple[DataFrame, reasons_of.GlobalImportance]:
+    """Churn probability, risk band and reasons for every customer known at
+    ``observation_end``; and the mean absolute contribution of each input over them, observed
+    as the table is written (:mod:`.reasons`).
 
     ``risk_bands`` lists ``{name, min_probability}``; a customer gets the first band (highest
-    bound first) whose bound the probability reaches.
+    bound first) whose bound the probability reaches. ``reasons``: how many
+    ``churn_reasons`` (inputs pushing the probability up) and ``retention_levers`` (down) each
+    customer gets, from the model that scored them.
     """
     band = F.lit(None).cast("string")
     # built from the lowest bound up, so the highest bound is tested first
@@ -443,18 +449,54 @@ def score_customers(
     threshold = selection["threshold"]["value"]
     if selection["btyd_features"]["used"]:
         current_features = current_features.join(btyd_scores_current, "customer_id")
-    scored = churn_scores(churn_model, current_features)
-    return scored.select(
+    if reasons_of.explains(churn_model):
+        scored, observation = reasons_of.explained_scores(
+            churn_model, current_features, reasons["churn_reasons"], reasons["retention_levers"]
+        )
+        importance = reasons_of.GlobalImportance(observation, selection["selected"])
+    else:
+        logger.warning(
+            "The churn model %s (%s) cannot be taken apart into reasons: churn_reasons, "
+            "retention_levers and churn_reason_text are left empty",
+            selection["selected"],
+            model_flavor(churn_model),
+        )
+        scored = reasons_of.without_reasons(churn_scores(churn_model, current_features))
+        importance = reasons_of.GlobalImportance(None, selection["selected"])
+    predictions = scored.select(
         "customer_id",
         "churn_probability",
         band.alias("risk_band"),
         (F.col("churn_probability") >= threshold).cast("int").alias("predicted_churn"),
         "rfm_segment",
         "country",
+        *reasons_of.REASON_COLUMNS,
         F.lit(analysis_period["observation_end"]).cast("date").alias("scored_at"),
         F.lit(analysis_period["holdout_days"]).alias("horizon_days"),
         F.lit(selection["selected"]).alias("model"),
     )
+    return predictions, importance
+
+
+def summarise_churn_reasons(
+    importance: reasons_of.GlobalImportance, max_features: int = 20
+) -> tuple[dict[str, Any], dict[str, dict[str, float]], dict[str, Figure]]:
+    """The global view of the reasons: each input's mean absolute contribution (log-odds) over
+    the customers just scored, as ``churn_reason_importance.json``, MLflow metrics
+    (``reason_importance.<feature>``) and a bar plot."""
+    summary = importance.get()
+    shown = summary["features"][:max_features][::-1]
+    figure = Figure(figsize=(7, 0.3 * len(shown) + 1.5), layout="constrained")
+    axes = figure.subplots()
+    axes.barh([f["feature"] for f in shown], [f["mean_abs_contribution"] for f in shown])
+    axes.set(
+        xlabel="mean |contribution| to the log-odds of churn",
+        title=f"{summary['model']}: why customers churn, over {summary['customers']:,} customers",
+    )
+    scores = {
+        f"reason_importance.{f['feature']}": f["mean_abs_contribution"] for f in summary["features"]
+    }
+    return summary, metrics.as_mlflow_metrics(scores), {"churn_reason_importance.png": figure}
 
 
 # ------------------------------------------------------------------ champion / challenger

@@ -12,6 +12,7 @@ from cltv.pipelines.churn_modeling.nodes import (
     record_model_promotion,
     score_customers,
     select_churn_model,
+    summarise_churn_reasons,
 )
 
 
@@ -101,9 +102,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "champion_selection",
                     "params:churn_modeling.risk_bands",
                     "analysis_period",
+                    "params:churn_modeling.reasons",
                 ],
-                outputs="churn_predictions",
+                outputs=["churn_predictions", "churn_reason_observation"],
                 name="score_customers",
+            ),
+            Node(
+                summarise_churn_reasons,
+                inputs="churn_reason_observation",
+                outputs=[
+                    "churn_reason_importance",
+                    "churn_reason_mlflow_metrics",
+                    "churn_reason_plots",
+                ],
+                name="summarise_churn_reasons",
             ),
         ]
     )

@@ -198,7 +198,8 @@ def retention_targets(
 
     Among customers whose churn probability reaches ``min_probability``, ordered by
     ``rank_by``: ``value_at_risk`` (CLV x churn probability) or ``value_at_risk_lower``
-    (the lower bound of the CLV's interval x churn probability).
+    (the lower bound of the CLV's interval x churn probability); with each one's first churn
+    reason in words (``churn_reason_text``).
     """
     if rank_by not in TARGET_RANKINGS:
         raise ValueError(
@@ -206,7 +207,14 @@ def retention_targets(
         )
     return (
         churn_predictions.filter(F.col("churn_probability") >= min_probability)
-        .select("customer_id", "country", "rfm_segment", "churn_probability", "risk_band")
+        .select(
+            "customer_id",
+            "country",
+            "rfm_segment",
+            "churn_probability",
+            "risk_band",
+            "churn_reason_text",
+        )
         .join(
             customer_cltv.filter(F.col("value_tier") != "rest").select(
                 "customer_id", "clv", "clv_lower", "clv_upper", "value_tier", "p_alive"
@@ -558,6 +566,28 @@ def plot_churn_risk(segments: pd.DataFrame, countries: pd.DataFrame) -> go.Figur
     return _layout(figure, "Churn risk")
 
 
+def plot_churn_reasons(importance: dict[str, Any], max_features: int = 15) -> go.Figure:
+    """The global view of the churn reasons: each input's mean absolute contribution to the
+    log-odds of churn over the customers scored (``churn_reason_importance``)."""
+    shown = importance["features"][:max_features][::-1]
+    figure = go.Figure(
+        go.Bar(
+            x=[f["mean_abs_contribution"] for f in shown],
+            y=[f["feature"] for f in shown],
+            orientation="h",
+        )
+    )
+    figure.update_xaxes(title_text="mean |contribution| to the log-odds of churn")
+    if not importance["observed"]:
+        title = f"Why customers churn: {importance['model']} gives no reasons"
+    else:
+        title = (
+            f"Why customers churn: what moves {importance['model']}'s probability, "
+            f"over {importance['customers']:,} customers"
+        )
+    return _layout(figure, title)
+
+
 def plot_value_concentration(concentration: pd.DataFrame, distribution: pd.DataFrame) -> go.Figure:
     figure = make_subplots(
         rows=1, cols=2, subplot_titles=("share held by the top customers", "CLV distribution")
@@ -700,6 +730,7 @@ def build_dashboard(
     churn_risk: go.Figure,
     value: go.Figure,
     model_quality: go.Figure,
+    churn_reasons: go.Figure,
 ) -> str:
     """One self-contained HTML page: KPI cards, the charts, the retention target list."""
     # plotly.offline (the bundled plotly.js) loads for this node only
@@ -719,11 +750,12 @@ def build_dashboard(
             ("cohorts", cohorts),
             ("segments", segments),
             ("churn_risk", churn_risk),
+            ("churn_reasons", churn_reasons),
             ("value", value),
             ("model_quality", model_quality),
         )
     )
-    shown = targets.head(25)
+    shown = targets.head(25).rename(columns={"churn_reason_text": "why at risk"})
     table = shown.to_html(index=False, float_format=lambda v: f"{v:,.3f}", classes="targets")
     level = kpis["predicted_clv_total_interval"][2]
     tiers = value_tiers.rename(

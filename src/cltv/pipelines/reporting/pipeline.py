@@ -9,6 +9,7 @@ from cltv.pipelines.reporting.nodes import (
     cohort_retention,
     drift_report,
     headline_kpis,
+    plot_churn_reasons,
     plot_churn_risk,
     plot_cohorts,
     plot_model_quality,
@@ -101,6 +102,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             "chart_value",
         ),
         Node(plot_model_quality, ["churn_evaluation", "cltv_validation"], "chart_model_quality"),
+        Node(plot_churn_reasons, "churn_reason_importance", "chart_churn_reasons"),
     ]
     dashboard = Node(
         build_dashboard,
@@ -115,6 +117,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             "chart_churn_risk",
             "chart_value",
             "chart_model_quality",
+            "chart_churn_reasons",
         ],
         "dashboard_html",
         name="build_dashboard",

@@ -15,7 +15,7 @@ versions that scored them (``model_versions.json``).
 from kedro.pipeline import Node, Pipeline
 
 from cltv.pipelines import cltv, data_processing, reporting
-from cltv.pipelines.churn_modeling.nodes import score_customers
+from cltv.pipelines.churn_modeling.nodes import score_customers, summarise_churn_reasons
 from cltv.pipelines.scoring.nodes import unpack_champions
 
 CURRENT = ("analysis_period", "customer_features_current", "customer_summary_current")
@@ -53,9 +53,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                         "champion_selection",
                         "params:churn_modeling.risk_bands",
                         "analysis_period",
+                        "params:churn_modeling.reasons",
                     ],
-                    outputs="churn_predictions",
+                    outputs=["churn_predictions", "churn_reason_observation"],
                     name="score_with_champion",
+                ),
+                Node(
+                    summarise_churn_reasons,
+                    inputs="churn_reason_observation",
+                    outputs=[
+                        "churn_reason_importance",
+                        "churn_reason_mlflow_metrics",
+                        "churn_reason_plots",
+                    ],
+                    name="summarise_churn_reasons",
                 ),
             ]
         )

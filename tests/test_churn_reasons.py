@@ -1,0 +1,372 @@
+"""Why this customer: the churn reasons add up to the model's log-odds, equal SHAP's for
+XGBoost, follow a hand computation for logistic regression, and move with the feature."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from cltv.pipelines.churn_modeling import driver, reasons
+from cltv.pipelines.churn_modeling.nodes import score_customers, summarise_churn_reasons
+
+FEATURES = {"numeric": ["recency_days", "monetary_total"], "categorical": ["country"]}
+INPUTS = [*FEATURES["numeric"], *FEATURES["categorical"]]
+LOGISTIC = {"reg_param": 0.01, "elastic_net_param": 0.5, "max_iter": 1000}
+XGBOOST = {
+    "max_iter": 200,
+    "early_stopping_rounds": 5,
+    "max_depth": 3,
+    "step_size": 0.3,
+    "subsampling_rate": 0.8,
+    "seed": 7,
+    "n_jobs": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def customers() -> pd.DataFrame:
+    """Customers whose churn rises with recency and in one country, falls with spend."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"c{i:05d}" for i in range(n)],
+            "recency_days": rng.integers(0, 400, n),
+            "monetary_total": rng.lognormal(5, 1, n),
+            "country": rng.choice(["France", "Germany", "United Kingdom"], n, p=[0.2, 0.2, 0.6]),
+            "split": rng.choice(["train", "validation"], n, p=[0.75, 0.25]),
+        }
+    )
+    log_odds = (
+        (frame["recency_days"] - 200) / 80
+        + (frame["country"] == "Germany") * 1.0
+        - np.log(frame["monetary_total"]) / 3
+        + rng.normal(0, 1, n)
+    )
+    frame[driver.LABEL] = (log_odds > 0).astype(int)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def models(customers) -> dict[str, Pipeline]:
+    return {
+        "logistic_regression": driver.fit_logistic_regression(
+            customers, FEATURES, LOGISTIC, "none"
+        ),
+        "xgboost": driver.fit_xgboost(customers, FEATURES, XGBOOST, "none"),
+    }
+
+
+def _log_odds(model: Pipeline, frame: pd.DataFrame) -> np.ndarray:
+    """The classifier's own margin on the prepared inputs."""
+    prepared = model.named_steps["prepare"].transform(frame[INPUTS])
+    classifier = model.named_steps["classifier"]
+    if hasattr(classifier, "get_booster"):
+        return classifier.predict(prepared, output_margin=True).astype(float)
+    return classifier.decision_function(prepared)
+
+
+def _assert_adds_up(pushes, bias, model, frame) -> None:
+    """Contributions plus bias = log-odds, to 1e-6 (relative beyond 1: XGBoost adds its float32
+    contributions in float32, 2-3e-7 of the margin)."""
+    np.testing.assert_allclose(
+        pushes.sum(axis=1) + bias, _log_odds(model, frame), rtol=1e-6, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "xgboost"])
+def test_contributions_and_bias_add_up_to_the_log_odds(models, customers, name):
+    model = models[name]
+    pushes, bias = reasons.contributions(model, customers)
+    assert pushes.shape == (len(customers), len(INPUTS))
+    _assert_adds_up(pushes, bias, model, customers)
+    probability = model.predict_proba(customers[INPUTS])[:, 1]
+    expit = 1.0 / (1.0 + np.exp(-(pushes.sum(axis=1) + bias)))
+    np.testing.assert_allclose(expit, probability, atol=1e-6)
+
+
+def test_xgboost_contributions_equal_shaps_tree_explainer(models, customers):
+    shap = pytest.importorskip("shap")
+    model = models["xgboost"]
+    classifier = model.named_steps["classifier"]
+    # training stopped early: the reasons explain the trees predict_proba uses, not all of them
+    assert classifier.best_iteration + 1 < classifier.get_booster().num_boosted_rounds()
+    prepared = model.named_steps["prepare"].transform(customers[INPUTS])
+    explainer = shap.TreeExplainer(classifier)
+    values = explainer.shap_values(prepared)
+    # shap sees the one-hot slots: a categorical's reason is the sum of its slots
+    slots = [
+        *FEATURES["numeric"],
+        *[f"country_{c}" for c in ("France", "Germany", "United Kingdom")],
+    ]
+    assert list(model.named_steps["prepare"].get_feature_names_out()) == slots
+    expected = np.column_stack([values[:, 0], values[:, 1], values[:, 2:].sum(axis=1)])
+    pushes, bias = reasons.contributions(model, customers)
+    np.testing.assert_allclose(pushes, expected, atol=1e-6)
+    np.testing.assert_allclose(bias, explainer.expected_value, atol=1e-6)
+
+
+def _hand_model() -> Pipeline:
+    """Recency 10 and 30 in training (mean 20, sd 10), countries FR and UK half each; log-odds
+    = -1 + 2 z(recency) + 0.5 [FR] - 0.5 [UK]."""
+    training = pd.DataFrame({"recency_days": [10.0, 30.0], "country": ["FR", "UK"]})
+    preparation = ColumnTransformer(
+        [
+            ("numeric", StandardScaler(), ["recency_days"]),
+            (
+                "categorical",
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ["country"],
+            ),
+        ],
+        verbose_feature_names_out=False,
+    )
+    classifier = LogisticRegression()
+    classifier.classes_ = np.array([0, 1])
+    classifier.coef_ = np.array([[2.0, 0.5, -0.5]])
+    classifier.intercept_ = np.array([-1.0])
+    classifier.training_mean_ = np.array([0.0, 0.5, 0.5])
+    model = Pipeline([("prepare", preparation), ("classifier", classifier)])
+    model.named_steps["prepare"].fit(training)
+    return model
+
+
+def test_a_logistic_regression_by_hand(spark):
+    model = _hand_model()
+    customers = pd.DataFrame(
+        {"customer_id": ["a", "b"], "recency_days": [40, 10], "country": ["UK", "FR"]}
+    )
+    pushes, bias = reasons.contributions(model, customers)
+    # a: z = 2, so recency 2 x 2 = 4; UK: 0.5 x (0 - 0.5) + (-0.5) x (1 - 0.5) = -0.5
+    # b: z = -1, so recency -2; FR: 0.5 x (1 - 0.5) + (-0.5) x (0 - 0.5) = 0.5
+    np.testing.assert_allclose(pushes, [[4.0, -0.5], [-2.0, 0.5]])
+    # bias: -1 + 0.5 x 0.5 - 0.5 x 0.5 = -1
+    np.testing.assert_allclose(bias, [-1.0, -1.0])
+
+    scored, observation = reasons.explained_scores(model, spark.createDataFrame(customers), 3, 1)
+    rows = {r["customer_id"]: r.asDict(recursive=True) for r in scored.collect()}
+    a, b = rows["a"], rows["b"]
+    assert a["churn_probability"] == pytest.approx(1 / (1 + math.exp(-2.5)))  # -1 + 4 - 0.5
+    assert a["churn_reasons"] == [
+        {"feature": "recency_days", "value": "40", "contribution": pytest.approx(4.0)}
+    ]
+    assert a["retention_levers"] == [
+        {"feature": "country", "value": "UK", "contribution": pytest.approx(-0.5)}
+    ]
+    assert a["churn_reason_text"] == "no purchase for 40 days"
+    assert b["churn_reasons"] == [
+        {"feature": "country", "value": "FR", "contribution": pytest.approx(0.5)}
+    ]
+    assert b["retention_levers"][0]["feature"] == "recency_days"
+    assert b["churn_reason_text"] == "a customer in FR"
+    # the global view, observed on that one action: mean |contribution| per input
+    assert observation.get == {
+        "customers": 2,
+        "recency_days": pytest.approx(3.0),
+        "country": pytest.approx(0.5),
+    }
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "xgboost"])
+def test_shuffling_one_feature_moves_its_reasons_with_it(spark, customers, name):
+    """An additive model (trees of depth one for XGBoost): a customer's reason from a feature
+    depends only on their value of it, so shuffled values carry their reasons along."""
+    params = {**XGBOOST, "max_depth": 1} if name == "xgboost" else LOGISTIC
+    model = driver.BUILDERS[name](customers, FEATURES, params, "none")
+    order = np.random.default_rng(11).permutation(len(customers))
+    shuffled = customers.copy()
+    shuffled["recency_days"] = customers["recency_days"].to_numpy()[order]
+    before, _ = reasons.contributions(model, customers)
+    after, bias = reasons.contributions(model, shuffled)
+    _assert_adds_up(after, bias, model, shuffled)
+    recency = INPUTS.index("recency_days")
+    np.testing.assert_allclose(after[:, recency], before[order, recency], atol=1e-6)
+    others = [i for i in range(len(INPUTS)) if i != recency]
+    np.testing.assert_allclose(after[:, others], before[:, others], atol=1e-6)
+
+    def recency_reasons(frame: pd.DataFrame) -> pd.Series:
+        scored, _ = reasons.explained_scores(model, spark.createDataFrame(frame), 3, 3)
+        table = scored.toPandas().set_index("customer_id").loc[frame["customer_id"]]
+        return table["churn_reasons"].map(
+            lambda found: next(
+                (
+                    (r["value"], round(r["contribution"], 5))
+                    for r in found
+                    if r["feature"] == "recency_days"
+                ),
+                None,
+            )
+        )
+
+    assert (
+        recency_reasons(shuffled).tolist() == recency_reasons(customers).to_numpy()[order].tolist()
+    )
+
+
+def test_reasons_are_ranked_and_signed(spark, models, customers):
+    frame = spark.createDataFrame(customers.drop(columns=["split", driver.LABEL]))
+    scored, observation = reasons.explained_scores(models["xgboost"], frame, 2, 1)
+    table = scored.toPandas()
+    pushes, _ = reasons.contributions(models["xgboost"], customers)
+    assert len(table) == len(customers)
+    for found in table["churn_reasons"]:
+        contributions = [r["contribution"] for r in found]
+        assert len(found) <= 2 and all(c > 0 for c in contributions)
+        assert contributions == sorted(contributions, reverse=True)
+    assert all(
+        len(f) <= 1 and all(r["contribution"] < 0 for r in f) for f in table["retention_levers"]
+    )
+    # a customer with no reason has no words, and every other one has them
+    has_reason = table["churn_reasons"].map(len) > 0
+    assert (table["churn_reason_text"].notna() == has_reason).all()
+    seen = observation.get
+    assert seen["customers"] == len(customers)
+    for i, feature in enumerate(INPUTS):
+        assert seen[feature] == pytest.approx(np.abs(pushes[:, i]).mean(), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("feature", "value", "customer", "words"),
+    [
+        (
+            "recency_days",
+            94,
+            {"n_purchase_days": 5, "mean_days_between_purchases": 21.0},
+            "no purchase for 94 days; this customer usually buys every 21",
+        ),
+        (
+            "recency_days",
+            1,
+            {"n_purchase_days": 1, "mean_days_between_purchases": 0.0},
+            "no purchase for 1 day",
+        ),
+        ("revenue_trend_90d", -0.25, {}, "spend fell 40% against the previous 90 days"),
+        (
+            "revenue_trend_180d",
+            -1.0,
+            {},
+            "no spend in the last 180 days, after spending in the 180 before",
+        ),
+        ("revenue_trend_180d", 0.5, {}, "spend rose 200% against the previous 180 days"),
+        ("n_purchase_days", 1, {}, "one purchase only"),
+        ("purchases_last_30d", 0, {}, "no purchase in the last 30 days"),
+        ("revenue_last_90d", 1234.5, {}, "spent 1,234 in the last 90 days"),
+        ("mean_days_between_purchases", 0.0, {"n_purchase_days": 1}, "one purchase only"),
+        ("btyd_p_alive", 0.14, {}, "the purchase model gives a 14% chance of still buying"),
+        ("loyalty_points", 7, {}, "loyalty_points is 7"),
+    ],
+)
+def test_each_feature_has_words_for_people(feature, value, customer, words):
+    assert reasons.phrase_for(feature)(value, {feature: value, **customer}) == words
+
+
+def test_every_default_feature_has_a_phrase_of_its_own(project_root):
+    import yaml
+
+    params = yaml.safe_load((project_root / "conf/base/parameters_churn_modeling.yml").read_text())[
+        "churn_modeling"
+    ]
+    features = [
+        *params["features"]["numeric"],
+        *params["features"]["categorical"],
+        *params["btyd_features"],
+    ]
+    for feature in features:
+        assert not reasons.phrase_for(feature)(1, {}).startswith(f"{feature} is"), feature
+
+
+def test_scoring_writes_reasons_and_the_global_view(spark, models, customers, tmp_path):
+    """score_customers' reasons come from the model that scored, and the global view from the
+    write of the table itself."""
+    features = spark.createDataFrame(
+        customers.drop(columns=["split", driver.LABEL]).assign(rfm_segment="champions")
+    )
+    selection = {
+        "selected": "xgboost",
+        "threshold": {"value": 0.5},
+        "btyd_features": {"used": False},
+    }
+    period = {"observation_end": "2011-12-09", "holdout_days": 90}
+    predictions, importance = score_customers(
+        models["xgboost"],
+        features,
+        None,
+        selection,
+        [{"name": "high", "min_probability": 0.5}, {"name": "low", "min_probability": 0.0}],
+        period,
+        {"churn_reasons": 3, "retention_levers": 1},
+    )
+    from cltv.datasets import SparkDeltaTableDataset
+
+    SparkDeltaTableDataset(filepath=str(tmp_path / "churn_predictions")).save(predictions)
+    written = DeltaTable(str(tmp_path / "churn_predictions")).to_pandas()
+    assert list(written.columns[6:9]) == list(reasons.REASON_COLUMNS)
+    assert written["churn_reasons"].notna().all()
+    summary, mlflow_metrics, plots = summarise_churn_reasons(importance)
+    pushes, _ = reasons.contributions(models["xgboost"], customers)
+    means = dict(zip(INPUTS, np.abs(pushes).mean(axis=0), strict=True))
+    assert summary["observed"] and summary["customers"] == len(customers)
+    assert [f["feature"] for f in summary["features"]] == sorted(means, key=lambda f: -means[f])
+    for entry in summary["features"]:
+        assert entry["mean_abs_contribution"] == pytest.approx(means[entry["feature"]], rel=1e-6)
+        key = f"reason_importance.{entry['feature']}"
+        assert mlflow_metrics[key]["value"] == entry["mean_abs_contribution"]
+    assert list(plots) == ["churn_reason_importance.png"]
+    json.dumps(summary)  # the dashboard's JSON
+
+
+def test_a_model_without_reasons_leaves_the_columns_empty_and_says_so(caplog):
+    importance = reasons.GlobalImportance(None, "gradient_boosted_trees")
+    assert importance.get() == {
+        "model": "gradient_boosted_trees",
+        "customers": 0,
+        "observed": False,
+        "features": [],
+    }
+    assert not reasons.explains(object())
+
+
+def assert_every_customer_has_reasons(project) -> pd.DataFrame:
+    """A run's ``churn_predictions``: every customer has reasons from the inputs of the model
+    that scored, up the most first, and the first one in words."""
+    table = DeltaTable(str(project / "data/07_model_output/churn_predictions")).to_pandas()
+    selection = json.loads((project / "data/06_models/churn_model_selection.json").read_text())
+    inputs = {*selection["features"]["numeric"], *selection["features"]["categorical"]}
+    assert table["churn_reasons"].notna().all() and table["retention_levers"].notna().all()
+    for found, levers, words in table[
+        ["churn_reasons", "retention_levers", "churn_reason_text"]
+    ].itertuples(index=False):
+        pushes = [r["contribution"] for r in found]
+        assert len(found) <= 3 and all(p > 0 for p in pushes) and pushes == sorted(pushes)[::-1]
+        assert len(levers) <= 1 and all(r["contribution"] < 0 for r in levers)
+        assert {r["feature"] for r in [*found, *levers]} <= inputs
+        assert (words is not None) == (len(found) > 0)
+    # nearly everyone has something that pushes their churn up
+    assert (table["churn_reasons"].map(len) > 0).mean() > 0.9
+    return table
+
+
+def test_every_customer_of_a_run_has_reasons_and_the_run_logs_the_global_view(default_run):
+    import mlflow
+
+    assert_every_customer_has_reasons(default_run.project)
+    importance = json.loads(
+        (default_run.project / "data/08_reporting/churn_reason_importance.json").read_text()
+    )
+    assert importance["observed"]
+    mlflow.set_tracking_uri(f"sqlite:///{default_run.project / 'mlflow.db'}")
+    run = mlflow.search_runs(experiment_names=["cltv-churn"], order_by=["start_time ASC"]).iloc[0]
+    for entry in importance["features"]:
+        logged = run[f"metrics.churn.reason_importance.{entry['feature']}"]
+        assert logged == pytest.approx(entry["mean_abs_contribution"])
+    artifacts = mlflow.MlflowClient().list_artifacts(run.run_id, "churn_reason_plots")
+    assert [a.path for a in artifacts] == ["churn_reason_plots/churn_reason_importance.png"]
