@@ -181,12 +181,24 @@ def run_size(rows: int | str, workdir: Path, only: str | None, floor: Path = FLO
 
 NODE_TIME = re.compile(r"^(\S+ \S+) INFO cltv\.hooks: Node (\S+) took ([0-9.]+) s$")
 NODE_JOBS = re.compile(r" DEBUG cltv\.hooks: Node (\S+) took [0-9.]+ s and ran (\d+) Spark jobs$")
-STAGES = ("start-up", "cleaning", "summaries + features", "churn", "CLV", "reporting")
+STAGES = (
+    "start-up",
+    "cleaning",
+    "summaries + features",
+    "churn",
+    "scoring + reasons",
+    "CLV",
+    "reporting",
+)
+# scoring every customer with the champion, where the churn reasons are computed (in the
+# same pandas UDF) and their global view observed: a stage of its own, to see what they cost
+SCORING_NODES = ("score_customers", "summarise_churn_reasons")
 
 
 def stage_of_nodes() -> dict[str, str]:
     """Each node of the default pipeline and its stage: cleaning is everything up to the clean
-    and quarantine tables; churn includes the purchase models' churn scores it reads."""
+    and quarantine tables; churn includes the purchase models' churn scores it reads, but not
+    the scoring of every customer (:data:`SCORING_NODES`)."""
     from kedro.framework.project import configure_project, pipelines
 
     configure_project("cltv")
@@ -200,6 +212,7 @@ def stage_of_nodes() -> dict[str, str]:
     stages.update({node.name: "churn" for node in pipelines["churn_modeling"].nodes})
     for node in pipelines["cltv"].nodes:
         stages[node.name] = "churn" if node.name.startswith("btyd_churn_scores") else "CLV"
+    stages.update(dict.fromkeys(SCORING_NODES, "scoring + reasons"))
     stages.update({node.name: "reporting" for node in pipelines["reporting"].nodes})
     return stages
 

@@ -205,7 +205,7 @@ def retention_targets(
         raise ValueError(
             f"reporting.targets.rank_by is {rank_by!r}; use one of {', '.join(TARGET_RANKINGS)}"
         )
-    return (
+    targets = (
         churn_predictions.filter(F.col("churn_probability") >= min_probability)
         .select(
             "customer_id",
@@ -227,6 +227,8 @@ def retention_targets(
         .limit(limit)
         .toPandas()
     )
+    # the reason last: the list reads who, how much, then why
+    return targets[[*targets.columns.drop("churn_reason_text"), "churn_reason_text"]]
 
 
 def headline_kpis(
