@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost
 from deltalake import DeltaTable
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
@@ -115,6 +116,35 @@ def test_xgboost_contributions_equal_shaps_tree_explainer(models, customers):
     np.testing.assert_allclose(bias, explainer.expected_value, atol=1e-6)
 
 
+def test_tree_contributions_by_path_pattern_equal_xgboosts_on_every_row(models, customers):
+    """The patterns shortcut (one TreeSHAP per distinct path pattern of each tree) gives
+    ``pred_contribs``' numbers, with missing values and values on a threshold too."""
+    model = models["xgboost"]
+    classifier = model.named_steps["classifier"]
+    frame = customers.copy()
+    frame.loc[frame.index[::17], "monetary_total"] = np.nan  # each tree's default way
+    trees = json.loads(classifier.get_booster().save_raw("json"))["learner"]
+    splits = trees["gradient_booster"]["model"]["trees"][0]
+    on_threshold = np.float32(splits["split_conditions"][0])  # a split's threshold (to rounding)
+    scaler = model.named_steps["prepare"].named_transformers_["numeric"]
+    feature = splits["split_indices"][0]
+    frame[INPUTS[feature]] = frame[INPUTS[feature]].astype(float)
+    frame.loc[frame.index[::23], INPUTS[feature]] = (
+        float(on_threshold) * scaler.scale_[feature] + scaler.mean_[feature]
+    )
+    explainer = reasons.Explainer(model)
+    prepared = explainer.prepare(frame)
+    pushes, bias = explainer.contributions(prepared)
+    direct = classifier.get_booster().predict(
+        xgboost.DMatrix(prepared),
+        pred_contribs=True,
+        iteration_range=(0, classifier.best_iteration + 1),
+    )
+    grouped = np.column_stack([direct[:, 0], direct[:, 1], direct[:, 2:-1].sum(axis=1)])
+    np.testing.assert_allclose(pushes, grouped, atol=1e-6)
+    np.testing.assert_allclose(bias, direct[:, -1], atol=1e-6)
+
+
 def _hand_model() -> Pipeline:
     """Recency 10 and 30 in training (mean 20, sd 10), countries FR and UK half each; log-odds
     = -1 + 2 z(recency) + 0.5 [FR] - 0.5 [UK]."""
@@ -168,12 +198,16 @@ def test_a_logistic_regression_by_hand(spark):
     ]
     assert b["retention_levers"][0]["feature"] == "recency_days"
     assert b["churn_reason_text"] == "a customer in FR"
-    # the global view, observed on that one action: mean |contribution| per input
+    # the global view, observed on that one action: total |contribution| per input
     assert observation.get == {
         "customers": 2,
-        "recency_days": pytest.approx(3.0),
-        "country": pytest.approx(0.5),
+        "recency_days": pytest.approx(6.0),  # 4 + 2
+        "country": pytest.approx(1.0),  # 0.5 + 0.5
     }
+    assert reasons.GlobalImportance(observation, "hand").get()["features"] == [
+        {"feature": "recency_days", "mean_abs_contribution": pytest.approx(3.0)},
+        {"feature": "country", "mean_abs_contribution": pytest.approx(0.5)},
+    ]
 
 
 @pytest.mark.parametrize("name", ["logistic_regression", "xgboost"])
@@ -231,7 +265,7 @@ def test_reasons_are_ranked_and_signed(spark, models, customers):
     seen = observation.get
     assert seen["customers"] == len(customers)
     for i, feature in enumerate(INPUTS):
-        assert seen[feature] == pytest.approx(np.abs(pushes[:, i]).mean(), rel=1e-6)
+        assert seen[feature] == pytest.approx(np.abs(pushes[:, i]).sum(), rel=1e-6)
 
 
 @pytest.mark.parametrize(

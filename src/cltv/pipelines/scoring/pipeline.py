@@ -6,16 +6,17 @@ From the clean transactions already in ``transactions_clean`` (e.g. after
 ``ingest_increment``): the current features and summary, then the models behind the registry
 alias ``champion`` (:class:`cltv.datasets.MlflowChampionDataset`): ``cltv_churn`` writes
 ``churn_predictions`` and ``cltv_value`` (the fit, with its covariance for the intervals)
-writes ``customer_cltv``, distributed, with the model's own code in a pandas UDF. Nothing is
-read from ``data/`` but the clean lines and the current tables. ``drift_report`` then compares
-the three customer tables with what they held before (``drift_report.json``) and names the
-versions that scored them (``model_versions.json``).
+writes ``customer_cltv``, distributed, with the model's own code in a pandas UDF; the churn
+reasons come from the champion as in training (and ``summarise_churn_reasons``, their global
+view). Nothing is read from ``data/`` but the clean lines and the current tables.
+``drift_report`` then compares the three customer tables with what they held before
+(``drift_report.json``) and names the versions that scored them (``model_versions.json``).
 """
 
 from kedro.pipeline import Node, Pipeline
 
-from cltv.pipelines import cltv, data_processing, reporting
-from cltv.pipelines.churn_modeling.nodes import score_customers, summarise_churn_reasons
+from cltv.pipelines import churn_modeling, cltv, data_processing, reporting
+from cltv.pipelines.churn_modeling.nodes import score_customers
 from cltv.pipelines.scoring.nodes import unpack_champions
 
 CURRENT = ("analysis_period", "customer_features_current", "customer_summary_current")
@@ -58,19 +59,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                     outputs=["churn_predictions", "churn_reason_observation"],
                     name="score_with_champion",
                 ),
-                Node(
-                    summarise_churn_reasons,
-                    inputs="churn_reason_observation",
-                    outputs=[
-                        "churn_reason_importance",
-                        "churn_reason_mlflow_metrics",
-                        "churn_reason_plots",
-                    ],
-                    name="summarise_churn_reasons",
-                ),
             ]
         )
         + current
+        + churn_modeling.create_pipeline().only_nodes("summarise_churn_reasons")
         + cltv.create_pipeline().only_nodes(*CLTV_NODES)
         + reporting.create_pipeline().only_nodes("compare_with_previous_run")
     )
