@@ -93,6 +93,13 @@ def test_spark_connect_run_gives_the_classic_run_models(connect_run, default_run
     cltv = DeltaTable(str(project / "data/07_model_output/customer_cltv")).to_pandas()
     customers = _table(project, "03_primary", "customer_summary_current", ["customer_id"])
     assert len(predictions) == len(cltv) == len(customers)
+    # the churn reasons' global view is observed on the write over Connect too
+    _written_by(trained_twice, project / "data/08_reporting/churn_reason_importance.json")
+    connect, classic = (_json(p, "08_reporting/churn_reason_importance.json") for p in runs)
+    assert connect["observed"] and connect["customers"] == len(predictions)
+    assert [f["feature"] for f in connect["features"]] == [
+        f["feature"] for f in classic["features"]
+    ]
 
 
 def test_spark_connect_run_logs_the_model_to_mlflow(connect_run):
