@@ -268,6 +268,37 @@ def test_reasons_are_ranked_and_signed(spark, models, customers):
         assert seen[feature] == pytest.approx(np.abs(pushes[:, i]).sum(), rel=1e-6)
 
 
+def test_a_reason_shows_the_customers_own_value(spark, models):
+    """Each input's value as the customer has it: an integer as it is, a double to four
+    decimals, a country as text, and nothing for a missing value."""
+    schema = "customer_id string, recency_days int, monetary_total double, country string"
+    rows = [
+        ("c1", 300, 12.34567, "Germany"),
+        ("c2", 5, 250.0, "France"),
+        ("c3", 120, None, "United Kingdom"),
+    ]
+    expected = {
+        "c1": {"recency_days": "300", "monetary_total": "12.3457", "country": "Germany"},
+        "c2": {"recency_days": "5", "monetary_total": "250.0", "country": "France"},
+        "c3": {"recency_days": "120", "monetary_total": None, "country": "United Kingdom"},
+    }
+    scored, _ = reasons.explained_scores(
+        models["xgboost"], spark.createDataFrame(rows, schema), 3, 3
+    )
+    shown = {
+        (row["customer_id"], found["feature"]): found["value"]
+        for row in scored.collect()
+        for found in [*row["churn_reasons"], *row["retention_levers"]]
+    }
+    # every input pushes each of these customers one way or the other
+    assert len(shown) == 9
+    assert shown == {
+        (customer, feature): value
+        for customer, values in expected.items()
+        for feature, value in values.items()
+    }
+
+
 @pytest.mark.parametrize(
     ("feature", "value", "customer", "words"),
     [

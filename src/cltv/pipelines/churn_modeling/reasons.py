@@ -102,6 +102,10 @@ class _TreePaths:
         self._rounds_alone = (
             [booster[r : r + 1] for r in range(self._rounds)] if self._splits else []
         )
+        for alone in self._rounds_alone:
+            # a few hundred rows per call: a thread pool per call costs more than it saves,
+            # and the executor's other worker wants the second core
+            alone.set_param({"nthread": 1})
 
     def _parse(self, model: dict[str, Any]) -> list[tuple[np.ndarray, ...]] | None:
         """Per tree of the rounds used: each split's feature, threshold (float32, as XGBoost
@@ -339,17 +343,24 @@ def in_words(
 CHUNK_ROWS = 131_072
 
 
-def _explained_udf(explainer: Explainer, columns: list[str], reasons: int, levers: int):
+def _explained_udf(
+    explainer: Explainer, columns: list[str], numeric: list[bool], reasons: int, levers: int
+):
     """One pass over the customers of a partition, in chunks: the probability (as
-    ``predict_proba`` gives it), the inputs ranked by contribution both ways, the chunk's
+    ``predict_proba`` gives it), the inputs ranked by contribution both ways with the
+    customer's value of each (``numeric`` inputs; null for a categorical one), the chunk's
     total absolute contribution per input (observed on the write: the global view), and the
     first reason in words; flat numeric columns, which Arrow moves without Python objects."""
     features = explainer.inputs
+    numeric_inputs = [f for f, is_numeric in zip(features, numeric, strict=True) if is_numeric]
     ranked = [f"up_{i}" for i in range(reasons)], [f"down_{i}" for i in range(levers)]
     schema = ", ".join(
         [
             "churn_probability double",
-            *[f"{name} int, {name}_by double" for name in (*ranked[0], *ranked[1])],
+            *[
+                f"{name} int, {name}_by double, {name}_value double"
+                for name in (*ranked[0], *ranked[1])
+            ],
             *[f"magnitude_{i} double" for i in range(len(features))],
             "churn_reason_text string",
         ]
@@ -360,10 +371,14 @@ def _explained_udf(explainer: Explainer, columns: list[str], reasons: int, lever
         pushes, _ = explainer.contributions(prepared)
         up, up_by = _ranked(pushes, reasons)
         down, down_by = _ranked(-pushes, levers)
+        values = np.full((len(frame), len(features)), np.nan)
+        values[:, np.flatnonzero(numeric)] = frame[numeric_inputs].to_numpy(float, na_value=np.nan)
+        rows = np.arange(len(frame))
         result = {"churn_probability": explainer.probability(prepared)}
         for names, order, by in ((ranked[0], up, up_by), (ranked[1], down, -down_by)):
             for i, name in enumerate(names):
                 result[name], result[f"{name}_by"] = order[:, i].astype("int32"), by[:, i]
+                result[f"{name}_value"] = values[rows, order[:, i]]
         # the chunk's total |contribution| per input rides on its first row alone (the rest
         # null): the observed sums over the table are then a few values per chunk to move,
         # not one per customer and input
@@ -388,37 +403,54 @@ def _explained_udf(explainer: Explainer, columns: list[str], reasons: int, lever
 
 
 def _reason_structs(names: list[str], customers: DataFrame, features: list[str], keep) -> Column:
-    """The ranked inputs ``names`` (columns ``<name>``, ``<name>_by`` of the UDF's result) as
-    (feature, value, contribution) structs, kept where ``keep`` holds for the contribution (a
-    reason pushes up, a lever down)."""
+    """The ranked inputs ``names`` (columns ``<name>``, ``<name>_by``, ``<name>_value`` of the
+    UDF's result) as (feature, value, contribution) structs, kept where ``keep`` holds for the
+    contribution (a reason pushes up, a lever down). Ranked, the kept ones come first: a slice
+    of the array, not a ``filter``, whose lambda Spark runs without generated code."""
     part = F.col("_explained")
     inputs = F.array(*[F.lit(f) for f in features])
+    kinds = F.array(*[F.lit(_kind(customers, f)) for f in features])
+    categorical = [f for f in features if _kind(customers, f) == "text"]
 
-    def shown(index: Column) -> Column:
-        # a CASE, not an array of every value: only the chosen input's value becomes text
-        value = F.lit(None).cast("string")
+    def shown(name: str) -> Column:
+        # the UDF hands back numbers, so the text is a CASE of four kinds, not one branch per
+        # input: a CASE over every input costs seconds at 530,000 customers to compile and run
+        index, number = part[name], part[f"{name}_value"]
+        kind = F.element_at(kinds, index + 1)
+        text = F.lit(None).cast("string")
         for i, feature in enumerate(features):
-            value = F.when(index == i, _shown(feature, customers)).otherwise(value)
-        return value
+            if feature in categorical:
+                text = F.when(index == i, F.col(feature)).otherwise(text)
+        return (
+            F.when(kind == "decimal", F.round(number, VALUE_DECIMALS).cast("string"))
+            .when(kind == "integral", number.cast("long").cast("string"))
+            .when(kind == "boolean", (number != 0).cast("string"))
+            .otherwise(text)
+        )
 
     structs = F.array(
         *[
             F.struct(
                 F.element_at(inputs, part[name] + 1).alias("feature"),
-                shown(part[name]).alias("value"),
+                shown(name).alias("value"),
                 part[f"{name}_by"].alias("contribution"),
             )
             for name in names
         ]
     )
-    return F.filter(structs, lambda s: keep(s["contribution"]))
+    kept = sum(keep(part[f"{name}_by"]).cast("int") for name in names)
+    return F.slice(structs, 1, kept)
 
 
-def _shown(column: str, customers: DataFrame) -> Column:
-    """A feature's value as the reasons show it: text, doubles to :data:`VALUE_DECIMALS`."""
+def _kind(customers: DataFrame, column: str) -> str:
+    """How a reason shows an input's value: ``decimal`` (to :data:`VALUE_DECIMALS`),
+    ``integral``, ``boolean`` or ``text`` (as it is)."""
     kind = customers.schema[column].dataType.typeName()
-    value = F.round(column, VALUE_DECIMALS) if kind in ("double", "float") else F.col(column)
-    return value.cast("string")
+    if kind in ("double", "float"):
+        return "decimal"
+    if kind in ("byte", "short", "integer", "long"):
+        return "integral"
+    return "boolean" if kind == "boolean" else "text"
 
 
 def explained_scores(
@@ -432,7 +464,8 @@ def explained_scores(
     reasons, levers = min(reasons, len(features)), min(levers, len(features))
     columns = list(dict.fromkeys(["customer_id", *features, *PHRASE_CONTEXT]).keys())
     columns = [c for c in columns if c in customers.columns]
-    explained = _explained_udf(explainer, columns, reasons, levers)
+    numeric = [_kind(customers, f) != "text" for f in features]
+    explained = _explained_udf(explainer, columns, numeric, reasons, levers)
     scored = customers.withColumn("_explained", explained(*columns))
     observation = Observation("churn_reasons")
     part = F.col("_explained")
