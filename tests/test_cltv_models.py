@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from lifetimes import BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
 from lifetimes.datasets import load_cdnow_summary, load_cdnow_summary_data_with_monetary_value
@@ -162,6 +162,8 @@ def test_pareto_nbd_reproduces_the_published_cdnow_estimates_and_agrees_with_lif
     low_share=st.sampled_from([0.0, 1e-6, 0.3, 0.999999]),
     high=st.floats(0.5, 200.0),
 )
+# found by hypothesis: a rate 8,000 times smaller than the other, a heavy buyer (p 10)
+@example(log_alpha=0.0, log_beta=-9.0, p=10.0, q=0.25, low_share=0.0, high=127.0)
 def test_the_pareto_nbd_quadrature_matches_adaptive_integration(
     log_alpha, log_beta, p, q, low_share, high
 ):
