@@ -344,15 +344,16 @@ CHUNK_ROWS = 131_072
 
 
 def _explained_udf(
-    explainer: Explainer, columns: list[str], numeric: list[bool], reasons: int, levers: int
+    explainer: Explainer, columns: list[str], kinds: list[str], reasons: int, levers: int
 ):
     """One pass over the customers of a partition, in chunks: the probability (as
     ``predict_proba`` gives it), the inputs ranked by contribution both ways with the
-    customer's value of each (``numeric`` inputs; null for a categorical one), the chunk's
+    customer's value of each (null for an input of kind ``text``), the chunk's
     total absolute contribution per input (observed on the write: the global view), and the
     first reason in words; flat numeric columns, which Arrow moves without Python objects."""
     features = explainer.inputs
-    numeric_inputs = [f for f, is_numeric in zip(features, numeric, strict=True) if is_numeric]
+    numeric = [i for i, kind in enumerate(kinds) if kind != "text"]
+    numeric_inputs = [features[i] for i in numeric]
     ranked = [f"up_{i}" for i in range(reasons)], [f"down_{i}" for i in range(levers)]
     schema = ", ".join(
         [
@@ -372,7 +373,7 @@ def _explained_udf(
         up, up_by = _ranked(pushes, reasons)
         down, down_by = _ranked(-pushes, levers)
         values = np.full((len(frame), len(features)), np.nan)
-        values[:, np.flatnonzero(numeric)] = frame[numeric_inputs].to_numpy(float, na_value=np.nan)
+        values[:, numeric] = frame[numeric_inputs].to_numpy(float, na_value=np.nan)
         rows = np.arange(len(frame))
         result = {"churn_probability": explainer.probability(prepared)}
         for names, order, by in ((ranked[0], up, up_by), (ranked[1], down, -down_by)):
@@ -402,24 +403,23 @@ def _explained_udf(
     return pandas_udf(chunks, schema)  # an iterator UDF, from the type hints
 
 
-def _reason_structs(names: list[str], customers: DataFrame, features: list[str], keep) -> Column:
+def _reason_structs(names: list[str], features: list[str], kinds: list[str], keep) -> Column:
     """The ranked inputs ``names`` (columns ``<name>``, ``<name>_by``, ``<name>_value`` of the
     UDF's result) as (feature, value, contribution) structs, kept where ``keep`` holds for the
     contribution (a reason pushes up, a lever down). Ranked, the kept ones come first: a slice
     of the array, not a ``filter``, whose lambda Spark runs without generated code."""
     part = F.col("_explained")
     inputs = F.array(*[F.lit(f) for f in features])
-    kinds = F.array(*[F.lit(_kind(customers, f)) for f in features])
-    categorical = [f for f in features if _kind(customers, f) == "text"]
+    kind_of_input = F.array(*[F.lit(kind) for kind in kinds])
 
     def shown(name: str) -> Column:
         # the UDF hands back numbers, so the text is a CASE of four kinds, not one branch per
         # input: a CASE over every input costs seconds at 530,000 customers to compile and run
         index, number = part[name], part[f"{name}_value"]
-        kind = F.element_at(kinds, index + 1)
+        kind = F.element_at(kind_of_input, index + 1)
         text = F.lit(None).cast("string")
-        for i, feature in enumerate(features):
-            if feature in categorical:
+        for i, (feature, its_kind) in enumerate(zip(features, kinds, strict=True)):
+            if its_kind == "text":
                 text = F.when(index == i, F.col(feature)).otherwise(text)
         return (
             F.when(kind == "decimal", F.round(number, VALUE_DECIMALS).cast("string"))
@@ -464,8 +464,8 @@ def explained_scores(
     reasons, levers = min(reasons, len(features)), min(levers, len(features))
     columns = list(dict.fromkeys(["customer_id", *features, *PHRASE_CONTEXT]).keys())
     columns = [c for c in columns if c in customers.columns]
-    numeric = [_kind(customers, f) != "text" for f in features]
-    explained = _explained_udf(explainer, columns, numeric, reasons, levers)
+    kinds = [_kind(customers, f) for f in features]
+    explained = _explained_udf(explainer, columns, kinds, reasons, levers)
     scored = customers.withColumn("_explained", explained(*columns))
     observation = Observation("churn_reasons")
     part = F.col("_explained")
@@ -479,8 +479,8 @@ def explained_scores(
     result = observed.select(
         *customers.columns,
         part["churn_probability"].alias("churn_probability"),
-        _reason_structs(up, customers, features, lambda c: c > 0).alias("churn_reasons"),
-        _reason_structs(down, customers, features, lambda c: c < 0).alias("retention_levers"),
+        _reason_structs(up, features, kinds, lambda c: c > 0).alias("churn_reasons"),
+        _reason_structs(down, features, kinds, lambda c: c < 0).alias("retention_levers"),
         part["churn_reason_text"].alias("churn_reason_text"),
     )
     return result, observation
