@@ -40,22 +40,28 @@ def test_changed_settings_take_the_alias_whatever_the_metric_says():
 
 
 @pytest.mark.parametrize(
-    ("score", "champion", "outcome", "without_min_gain"),
+    ("score", "champion", "outcome", "without_min_gain", "difference"),
     [
-        (0.69304, 0.69296, "tie", "tie"),  # both print as 0.6930 (UCI Online Retail I)
-        (0.70300, 0.70000, "tie", "better"),  # better, but by less than min_gain
-        (0.69700, 0.70000, "tie", "worse"),
-        (0.70500, 0.70000, "better", "better"),  # exactly min_gain
-        (0.69000, 0.70000, "worse", "worse"),
+        (0.69304, 0.69296, "tie", "tie", "+0.0000"),  # both print as 0.6930 (Online Retail I)
+        (0.70300, 0.70000, "tie", "better", "+0.0030"),  # better, but by less than min_gain
+        (0.69700, 0.70000, "tie", "worse", "-0.0030"),
+        (0.70500, 0.70000, "better", "better", "+0.0050"),  # exactly min_gain
+        (0.69000, 0.70000, "worse", "worse", "-0.0100"),
+        # the same printed difference gets the same word: as binary floats the first
+        # difference is 0.00499999... and the second 0.00500000...04
+        (0.565, 0.560, "better", "better", "+0.0050"),
+        (0.560, 0.565, "worse", "worse", "-0.0050"),
+        (0.5649, 0.560, "tie", "better", "+0.0049"),
     ],
 )
 def test_a_difference_below_min_gain_or_the_printed_precision_is_a_tie(
-    score, champion, outcome, without_min_gain
+    score, champion, outcome, without_min_gain, difference
 ):
     decision = _decide(score, champion)
     assert decision["outcome"] == outcome
     assert decision["promoted"] is (outcome == "better")
     assert decision["reason"].startswith("a tie") is (outcome == "tie")
+    assert f"a difference of {difference}" in decision["reason"]
     # with no min_gain, only a difference that shows when printed wins
     assert promotion.compare_scores(score, champion, 0.0)[0] == without_min_gain
 
@@ -107,14 +113,15 @@ def test_a_promotion_moves_the_alias_and_a_loss_leaves_it(registry):
         "cltv_value", 2, RULES, {"score": 0.8, "settings": SETTINGS},
         {"version": 1, "score": 0.7, "settings": SETTINGS},
     )  # fmt: skip
-    scores = promotion.settle(won, "CLV model")
+    promotion.settle(won, "CLV model")
     assert int(registry.get_model_version_by_alias("cltv_value", "champion").version) == 2
-    assert scores == {"challenger": 0.8, "promoted": 1.0, "champion": 0.7}
+    assert promotion.decision_scores(won) == {"challenger": 0.8, "promoted": 1.0, "champion": 0.7}
     lost = promotion.challenge(
         "cltv_value", 3, RULES, {"score": None, "no_score": "no holdout revenue"},
         {"version": 2, "score": None},
     )  # fmt: skip
-    assert promotion.settle(lost, "CLV model") == {"promoted": 0.0}  # no score, no metric
+    promotion.settle(lost, "CLV model")
+    assert promotion.decision_scores(lost) == {"promoted": 0.0}  # no score, no metric
     assert int(registry.get_model_version_by_alias("cltv_value", "champion").version) == 2
     assert promotion.produced_by(lost) == {
         "registered_model": "cltv_value",
@@ -157,7 +164,7 @@ def test_scoring_refuses_a_time_unit_its_clv_champion_was_not_fitted_in():
     churn = ChampionModel(model=None, version=4, selection={"selected": "x"})
     cltv = ChampionModel(model=value_model, version=7, selection={})
     with pytest.raises(ValueError) as refused:
-        unpack_champions(churn, cltv, "D")
+        unpack_champions(churn, cltv, {}, {}, 90, "D")
     assert str(refused.value) == (
         "the CLV champion (cltv_value version 7) was fitted with time_unit W, but this run's "
         "time_unit is D: score with --params time_unit=W, or train and promote a model in D "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import mlflow
@@ -46,9 +47,6 @@ def registered_in_this_run(name: str) -> tuple[str, int]:
 # the registry's answer when a model or alias does not exist (MLflow's own stores; Unity
 # Catalog): the only error that means "no champion yet"
 NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"})
-# scores are printed with 4 decimals: a difference that does not show there is a tie whatever
-# min_gain
-PRINTED_PRECISION = 0.00005
 
 
 class RegistryError(RuntimeError):
@@ -105,29 +103,43 @@ def load_champion(
     return version, load(version_uri(version))
 
 
+def shown(value: Any, width: int = 60) -> str:
+    """``value`` as a reason prints it: a long one (a list of segments) cut to ``width``."""
+    text = str(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def setting_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
     """``name before → after`` for each setting that differs (both None: none)."""
     before, after = before or {}, after or {}
     return [
-        f"{name} {before.get(name)} → {after.get(name)}"
+        f"{name} {shown(before.get(name))} → {shown(after.get(name))}"
         for name in sorted(set(before) | set(after))
         if before.get(name) != after.get(name)
     ]
+
+
+# scores are printed with 4 decimals, and compared as printed: a difference that does not show
+# there is a tie whatever min_gain, and the same printed difference always gets the same word
+# (in binary floats 0.565 - 0.560 is below 0.005 and 0.705 - 0.700 above it)
+def as_printed(score: float) -> Decimal:
+    """``score`` as the reports print it (4 decimals), exactly."""
+    return Decimal(f"{score:.4f}")
 
 
 def compare_scores(
     score: float | None, other: float | None, min_gain: float
 ) -> tuple[str, float | None]:
     """``better``, ``worse``, ``tie`` or ``unknown`` (a score is missing) for ``score``
-    against ``other``, and the difference. A difference below ``min_gain`` or below the
-    printed precision is a tie, never a win."""
+    against ``other``, and the difference, both as printed (4 decimals). A difference below
+    ``min_gain`` (taken as written, in decimal) or one that does not show when printed is a
+    tie, never a win."""
     if score is None or other is None:
         return "unknown", None
-    gain = score - other
-    printed_alike = f"{score:.4f}" == f"{other:.4f}"
-    if printed_alike or abs(gain) < max(min_gain, PRINTED_PRECISION):
-        return "tie", gain
-    return ("better" if gain > 0 else "worse"), gain
+    gain = as_printed(score) - as_printed(other)
+    if gain == 0 or abs(gain) < Decimal(repr(float(min_gain))):
+        return "tie", float(gain)
+    return ("better" if gain > 0 else "worse"), float(gain)
 
 
 def challenge(
@@ -162,6 +174,16 @@ def challenge(
         if challenger.get("score") is None:
             reason += f" ({metric} could not be computed: {no_score})"
         return {**decision, "promoted": True, "outcome": "first", "reason": reason}
+    if champion.get("settings") is None and challenger.get("settings") is not None:
+        return {
+            **decision,
+            "promoted": True,
+            "outcome": "settings changed",
+            "reason": f"settings changed: the champion, version {champion['version']}, was "
+            "logged without its settings (before they were part of the model), so "
+            f"{metric} cannot tell whether the two models mean the same; the challenger's "
+            "are logged with it",
+        }
     changes = setting_changes(champion.get("settings"), challenger.get("settings"))
     if changes:
         return {
@@ -192,9 +214,8 @@ def challenge(
     return {**decision, "promoted": outcome == "better", "outcome": outcome, "reason": reason}
 
 
-def settle(decision: dict[str, Any], label: str) -> dict[str, dict[str, float]]:
-    """Move the alias when ``decision`` promotes; log it. Returns its scores as MLflow
-    metrics (``challenger``, ``champion``, ``promoted``)."""
+def settle(decision: dict[str, Any], label: str) -> None:
+    """Move the alias when ``decision`` promotes; log it either way."""
     name, version, alias = (
         decision["registered_model"],
         decision["challenger"]["version"],
@@ -216,13 +237,17 @@ def settle(decision: dict[str, Any], label: str) -> dict[str, dict[str, float]]:
         alias,
         decision["reason"],
     )
+
+
+def decision_scores(decision: dict[str, Any]) -> dict[str, float]:
+    """``decision``'s scores as MLflow metrics: ``challenger``, ``champion`` (when there is
+    one and it was scored) and ``promoted``. A missing score is left out, never logged as 0."""
     scores = {
         "challenger": decision["challenger"]["score"],
         "promoted": float(decision["promoted"]),
     }
     if decision["champion"]:
         scores["champion"] = decision["champion"].get("score")
-    # a missing score is left out, never logged as 0
     return {key: score for key, score in scores.items() if score is not None}
 
 
