@@ -29,6 +29,122 @@ def test_the_committed_parameters_are_valid(base_params):
     assert problems(base_params) == []
 
 
+def test_the_parameters_as_kedro_merges_them_are_valid(project_root):
+    """As the run sees them: conf/base through the project's OmegaConfigLoader (globals
+    resolved), with a nested ``--params`` merged in the way Kedro does."""
+    from kedro.config import OmegaConfigLoader
+
+    from cltv.settings import CONFIG_LOADER_ARGS
+
+    loader = OmegaConfigLoader(
+        str(project_root / "conf"),
+        **{**CONFIG_LOADER_ARGS, "default_run_env": "base"},
+        runtime_params={"churn_modeling": {"threshold": {"rule": "fixed", "value": 0.9}}},
+    )
+    params = loader["parameters"]
+    assert params["churn_modeling"]["promotion"]["registered_model"] == "cltv_churn"
+    assert params["churn_modeling"]["threshold"] == {"rule": "fixed", "value": 0.9}
+    validate_parameters(params)
+
+
+def test_keys_beside_the_sections_are_left_alone(base_params):
+    """Kedro or a plugin may add top-level keys; only the sections of parameters*.yml are
+    ours to judge."""
+    assert problems({**base_params, "runner": "SequentialRunner", "mlflow": {"x": 1}}) == []
+
+
+def test_every_problem_is_reported_in_one_error(base_params):
+    params = yaml.safe_load(yaml.safe_dump(base_params))  # a deep copy
+    params["time_unit"] = "M"
+    params["churn_modeling"]["threshold"]["rule"] = "best_f1"
+    params["churn_modeling"]["candidates"]["driver"]["xgboost"]["max_depth"] = 0
+    params["cltv"]["valuation"]["margin"] = -1
+    params["reporting"]["targets"]["limit"] = "all"
+    with pytest.raises(ParameterError) as error:
+        validate_parameters(params)
+    assert str(error.value).split("; ") == [
+        "parameter time_unit: 'M' is not one of D, W",
+        "parameter churn_modeling.candidates.driver.xgboost.max_depth: "
+        "0 must be a whole number above 0",
+        "parameter churn_modeling.threshold.rule: "
+        "'best_f1' is not one of max_youden, max_f1, top_fraction, fixed",
+        "parameter cltv.valuation.margin: -1 must be above 0",
+        "parameter reporting.targets.limit: 'all' must be a whole number above 0",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("section", "path", "message"),
+    [
+        (
+            "churn_modeling",
+            ["treshold"],
+            "parameter churn_modeling.treshold: unknown setting; did you mean threshold?",
+        ),
+        (
+            "cltv",
+            ["valuation", "discount"],
+            "parameter cltv.valuation.discount: unknown setting; did you mean discount_rate?",
+        ),
+        (
+            "churn_modeling",
+            ["candidates", "driver", "random_forest"],
+            "parameter churn_modeling.candidates.driver.random_forest: unknown setting; known: "
+            "logistic_regression, xgboost",
+        ),
+    ],
+)
+def test_a_misspelt_or_unknown_key_is_reported(base_params, section, path, message):
+    params = yaml.safe_load(yaml.safe_dump(base_params))
+    target = params[section]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = {"rule": "fixed"}
+    assert problems(params) == [message]
+
+
+@pytest.mark.parametrize(
+    ("threshold", "message"),
+    [
+        (
+            {"rule": "fixed", "value": None},
+            "parameter churn_modeling.threshold.value: "
+            "rule fixed needs a probability between 0 and 1, not None",
+        ),
+        (
+            {"rule": "top_fraction", "value": 1.5},
+            "parameter churn_modeling.threshold.value: "
+            "rule top_fraction needs the share flagged, above 0 and at most 1, not 1.5",
+        ),
+    ],
+)
+def test_a_threshold_rule_needs_its_value(base_params, threshold, message):
+    params = yaml.safe_load(yaml.safe_dump(base_params))
+    params["churn_modeling"]["threshold"] = threshold
+    assert problems(params) == [message]
+
+
+def test_a_list_item_is_named_by_its_list(base_params):
+    """``--params`` cannot name an item of a list: the list is named, the item is counted."""
+    params = yaml.safe_load(yaml.safe_dump(base_params))
+    params["churn_modeling"]["risk_bands"][1]["min_probability"] = 1.5
+    params["features"]["windows_days"] = [30, -90]
+    assert problems(params) == [
+        "parameter features.windows_days: -90 must be a whole number above 0",
+        "parameter churn_modeling.risk_bands: item 2, min_probability: 1.5 must be between 0 and 1",
+    ]
+
+
+def test_the_cltv_selection_names_a_rule_or_a_listed_candidate(base_params):
+    params = yaml.safe_load(yaml.safe_dump(base_params))
+    params["cltv"]["candidates"] = ["bgnbd", "mbgnbd"]
+    params["cltv"]["model_selection"] = "pnbd"
+    assert problems(params) == [
+        "parameter cltv.model_selection: 'pnbd' is not one of lowest_mae, lowest_rmse, bgnbd, "
+        "mbgnbd (a purchase model must be one of cltv.candidates)"
+    ]
+
+
 def test_the_check_imports_no_model_code(project_root):
     """The check runs before Spark starts, so it must be quick: it needs the parameters'
     vocabulary, not the models behind it (scipy, scikit-learn, MLflow's model datasets)."""
@@ -57,8 +173,15 @@ print(sorted(name for name in heavy if name in sys.modules))
 
 def test_the_vocabulary_names_the_models_the_pipelines_have():
     from cltv.models.value_model import PURCHASE_MODELS
+    from cltv.pipelines.data_processing.nodes import DAYS_PER_UNIT
 
     assert parameters_module.PURCHASE_MODELS == tuple(PURCHASE_MODELS)
+    assert parameters_module.TIME_UNITS == tuple(DAYS_PER_UNIT)
+    assert parameters_module.CHURN_CANDIDATES == {
+        "driver": ("logistic_regression", "xgboost"),
+        "spark_ml": ("logistic_regression", "gradient_boosted_trees"),
+    }
+    assert parameters_module.SPLITS == ("train", "validation", "test")
 
 
 @pytest.mark.parametrize(

@@ -178,3 +178,22 @@ def deploy(
     click.echo(f"conf:  {result.conf_path}")
     if result.run_id is not None:
         click.echo(f"run {result.run_id}: {result.run_url}")
+
+
+@cltv.command(name="settings-schema")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the schema to this file [default: standard output].",
+)
+def settings_schema(out: Path | None) -> None:
+    """Print the JSON schema of the parameters, for editors' completion and checks.
+
+    conf/parameters.schema.json is its committed copy (a test keeps it up to date).
+    """
+    from cltv.parameters import settings_schema as schema_text
+
+    if out is None:
+        click.echo(schema_text(), nl=False)
+    else:
+        out.write_text(schema_text())
