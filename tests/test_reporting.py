@@ -23,8 +23,11 @@ from cltv import lakeview
 from cltv.datasets import SparkDeltaTableDataset
 from cltv.pipelines.data_processing.nodes import summarise_purchase_days
 from cltv.pipelines.reporting.nodes import (
+    build_dashboard,
     churn_risk_by_country,
     cohort_retention,
+    headline_kpis,
+    plot_model_quality,
     retention_targets,
     revenue_by_month,
     segment_summary,
@@ -434,3 +437,342 @@ def test_kedro_viz_build_shows_pipelines_charts_and_table_previews(default_run):
         assert shown["preview_type"] == "TablePreview", table
         assert shown["preview"]["data"], table
     assert preview("chart_revenue")["preview_type"] == "PlotlyPreview"
+
+
+# ------------------------------------------------------------------ one model's numbers on the page
+# this run's models (the challengers): what churn_metrics, churn_evaluation, cltv_validation and
+# cltv_model_fit describe
+THIS_RUNS_CHURN = {
+    "version": 5,
+    "score": 0.70,
+    "flavor": "sklearn",
+    "settings": {"churn_modeling.threshold": {"rule": "max_youden"}},
+    "model": "xgboost_with_btyd",
+    "threshold": {"rule": "max_youden", "value": 0.42},
+    "pr_auc": 0.70,
+    "roc_auc": 0.81,
+}
+THIS_RUNS_CLV = {"version": 7, "score": 0.55, "purchase_model": "bgnbd", "settings": {}}
+THIS_RUNS_NOTE = "BG/NBD: a → 0, no dropout seen."
+CHAMPION_NOTE = "Pareto/NBD: s at its upper bound."
+
+
+def _decision(name, challenger, champion, promoted, outcome, reason):
+    return {
+        "registered_model": name,
+        "alias": "champion",
+        "metric": "pr_auc" if name == "cltv_churn" else "holdout_revenue_top_20pct",
+        "min_gain": 0.005,
+        "challenger": challenger,
+        "champion": champion,
+        "promoted": promoted,
+        "outcome": outcome,
+        "reason": reason,
+    }
+
+
+PROMOTED = {
+    "cltv_churn": _decision(
+        "cltv_churn",
+        THIS_RUNS_CHURN,
+        {
+            "version": 4,
+            "flavor": "sklearn",
+            "settings": {"churn_modeling.threshold": {"rule": "fixed"}},
+            "model": "logistic_regression",
+            "threshold": {"rule": "fixed", "value": 0.5},
+        },  # another contract: not scored on this run's test customers
+        True,
+        "settings changed",
+        "settings changed: threshold fixed → max_youden",
+    ),
+    "cltv_value": _decision(
+        "cltv_value", THIS_RUNS_CLV, None, True, "first", "no model had the alias 'champion' yet"
+    ),
+}
+LOST = {
+    "cltv_churn": _decision(
+        "cltv_churn",
+        THIS_RUNS_CHURN,
+        {
+            "version": 4,
+            "flavor": "sklearn",
+            "settings": THIS_RUNS_CHURN["settings"],
+            "model": "logistic_regression",
+            "threshold": {"rule": "fixed", "value": 0.5},
+            "score": 0.72,
+            "pr_auc": 0.72,
+            "roc_auc": 0.83,
+        },
+        False,
+        "worse",
+        "pr_auc 0.7000 vs the champion's 0.7200 (version 4): a difference of -0.0200, below the "
+        "0.005 required",
+    ),
+    "cltv_value": _decision(
+        "cltv_value",
+        THIS_RUNS_CLV,
+        {
+            "version": 6,
+            "purchase_model": "pnbd",
+            "settings": {},
+            "score": 0.56,
+            "fit_notes": [CHAMPION_NOTE],
+        },
+        False,
+        "tie",
+        "a tie, holdout_revenue_top_20pct 0.5500 vs the champion's 0.5600 (version 6): a "
+        "difference of -0.0100, below the 0.02 required: the champion keeps the alias",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def kpi_inputs(spark):
+    """Two customers: a (two purchase days) and b (one, and a day returned in full)."""
+    day = dt.datetime.fromisoformat
+    days = _purchase_days(
+        spark,
+        [
+            ("a", "1", day("2011-01-05 10:00"), 2, 0, 10.0),
+            ("a", "2", day("2011-02-07 10:00"), 1, 0, 5.0),
+            ("b", "3", day("2011-01-20 09:00"), 4, 0, 40.0),
+            ("b", "4", day("2011-02-25 08:00"), 5, 5, 0.0),  # returned in full: no sale
+        ],
+    )
+    cltv = spark.createDataFrame(
+        [("a", 100.0, 1, 1.5), ("b", 50.0, 0, 0.5)],
+        "customer_id string, clv double, frequency int, expected_purchases double",
+    )
+    churn = spark.createDataFrame(
+        [("a", 0.2, "low"), ("b", 0.8, "high")],
+        "customer_id string, churn_probability double, risk_band string",
+    )
+    validation = {
+        "candidates": ["bgnbd"],
+        "selection": {"chosen": "bgnbd", "naive_wins_on": ["MAE"]},
+        "verdict": "The naive baseline beats BG/NBD on MAE.",
+        "predictive_interval": {"level": 0.8},
+        "total_actual": 3.0,
+        **{f"{m}_bgnbd": v for m, v in (("mae", 0.4), ("rmse", 0.5), ("total", 2.5))},
+        **{f"{m}_naive": v for m, v in (("mae", 0.3), ("rmse", 0.6), ("total", 2.0))},
+    }
+    return {
+        "purchase_days": days,
+        "customer_cltv": cltv,
+        "churn_predictions": churn,
+        "analysis_period": {
+            "first_transaction_date": "2011-01-05",
+            "observation_end": "2011-03-31",
+        },
+        "churn_metrics": {  # this run's model on this run's test customers
+            "model": "xgboost_with_btyd",
+            "roc_auc": 0.81,
+            "pr_auc": 0.70,
+            "head_to_head": {"verdict": "The classifier ranks churners better."},
+        },
+        "cltv_validation": validation,
+        "cltv_model_fit": {  # this run's fit
+            "purchase_model": "bgnbd",
+            "bgnbd": {"note": THIS_RUNS_NOTE},
+            "gamma_gamma": {"note": ""},
+        },
+        "cltv_total_value": {"clv_lower": 120.0, "clv_upper": 180.0, "interval": 0.8},
+    }
+
+
+# what the tables say, whoever's model wrote them
+TABLE_KPIS = {
+    "period": "2011-01-05 – 2011-03-31",
+    "revenue": 55.0,
+    "customers": 2,
+    "invoices": 3,
+    "repeat_customer_rate": 0.5,
+    "predicted_clv_total": 150.0,
+    "predicted_clv_total_interval": [120.0, 180.0, 0.8],
+    "predicted_purchases": 2.0,
+    "mean_churn_probability": 0.5,
+    "high_risk_customers": 1,
+    "cltv_mae_bgnbd": 0.4,
+    "cltv_mae_naive": 0.3,
+}
+MODEL_KEYS = (
+    "churn_model",
+    "churn_model_version",
+    "churn_roc_auc",
+    "churn_pr_auc",
+    "churn_threshold",
+    "churn_threshold_rule",
+    "cltv_purchase_model",
+    "cltv_model_version",
+    "challengers",
+    "model_decisions",
+    "churn_head_to_head",
+    "cltv_model_notes",
+)
+
+
+def _page(kpis, model_quality=None) -> str:
+    figure = model_quality or pio.from_json('{"data": [], "layout": {}}')
+    drift = {"compared": False, "psi_warning": 0.2, "models": {}, "produced_by": "training"}
+    return build_dashboard(
+        kpis,
+        pd.DataFrame({"customer_id": ["a"], "churn_reason_text": ["one order only"]}),
+        pd.DataFrame({"value_tier": ["top_1pct"], "clv_total": [150.0]}),
+        drift,
+        *[figure] * 7,
+    )
+
+
+def _card(label, value, challenger=None) -> str:
+    line = (
+        ""
+        if challenger is None
+        else f'<div class="challenger">this run\'s challenger, version {challenger}</div>'
+    )
+    return f'<div class="label">{label}</div><div class="value">{value}</div>{line}</div>'
+
+
+def test_a_promoted_run_shows_its_own_model_as_production(kpi_inputs):
+    kpis = headline_kpis(**kpi_inputs, model_promotion=PROMOTED)
+    assert {key: kpis[key] for key in TABLE_KPIS} == TABLE_KPIS
+    assert {key: kpis[key] for key in MODEL_KEYS} == {
+        "churn_model": "xgboost_with_btyd",
+        "churn_model_version": 5,
+        "churn_roc_auc": 0.81,
+        "churn_pr_auc": 0.70,
+        "churn_threshold": 0.42,  # this run's, which scored the table; not the champion's 0.5
+        "churn_threshold_rule": "max_youden",
+        "cltv_purchase_model": "BG/NBD",
+        "cltv_model_version": 7,
+        "challengers": {},
+        "model_decisions": "",
+        "churn_head_to_head": "The classifier ranks churners better.",
+        "cltv_model_notes": f"{THIS_RUNS_NOTE} The naive baseline beats BG/NBD on MAE.",
+    }
+    assert [row["values customers"] for row in kpis["cltv_candidates"]] == ["yes", ""]
+    page = _page(kpis)
+    assert (
+        "churn model: xgboost_with_btyd (version 5, threshold 0.4200 by max_youden); "
+        "CLV purchase model: BG/NBD (version 7)"
+    ) in page
+    assert _card("Churn ROC-AUC (test)", "0.810") in page
+    assert _card("Churn threshold (predicted_churn)", "0.420") in page
+    assert 'class="challenger"' not in page and "Champion / challenger" not in page
+
+
+def test_a_run_whose_models_lost_shows_the_champions_and_its_own_beside_them(kpi_inputs):
+    kpis = headline_kpis(**kpi_inputs, model_promotion=LOST)
+    assert {key: kpis[key] for key in TABLE_KPIS} == TABLE_KPIS
+    challenger = "this run's challenger, cltv_churn version 5, not in production"
+    candidates = "This run's candidates (this run's challenger, cltv_value version 7, not in "
+    assert {key: kpis[key] for key in MODEL_KEYS} == {
+        # the champions wrote the tables: theirs are the production figures
+        "churn_model": "logistic_regression",
+        "churn_model_version": 4,
+        "churn_roc_auc": 0.83,
+        "churn_pr_auc": 0.72,
+        "churn_threshold": 0.5,
+        "churn_threshold_rule": "fixed",
+        "cltv_purchase_model": "Pareto/NBD",
+        "cltv_model_version": 6,
+        # this run's figures, beside them
+        "challengers": {
+            "cltv_churn": {
+                "model": "xgboost_with_btyd",
+                "model_version": 5,
+                "roc_auc": 0.81,
+                "pr_auc": 0.70,
+                "threshold": 0.42,
+                "threshold_rule": "max_youden",
+            },
+            "cltv_value": {"purchase_model": "BG/NBD", "model_version": 7},
+        },
+        "model_decisions": (
+            "cltv_churn version 5, trained by this run, did not take the alias 'champion' "
+            "(pr_auc 0.7000 vs the champion's 0.7200 (version 4): a difference of -0.0200, "
+            "below the 0.005 required): the tables, the churn KPI cards and the reasons chart "
+            "are version 4's, the champion (logistic_regression: ROC-AUC 0.8300, PR-AUC 0.7200 "
+            "on this run's test customers, threshold 0.5000 (fixed)); this run's challenger "
+            "(xgboost_with_btyd: ROC-AUC 0.8100, PR-AUC 0.7000 on this run's test customers, "
+            "threshold 0.4200 (max_youden)) is the one in the churn ROC and reliability charts "
+            "and the churn head-to-head. "
+            "cltv_value version 7, trained by this run, did not take the alias 'champion' "
+            f"({LOST['cltv_value']['reason']}): customer_cltv and its totals are version 6's, "
+            "the champion (Pareto/NBD); this run's challenger (BG/NBD) and its candidates are "
+            "the ones in the holdout chart and the purchase-model table."
+        ),
+        "churn_head_to_head": f"{challenger}: The classifier ranks churners better.",
+        # the boundary notes of the fit that valued the customers, the champion's; the
+        # holdout's verdict is this run's candidates'
+        "cltv_model_notes": (
+            f"{CHAMPION_NOTE} {candidates}production): The naive baseline beats BG/NBD on MAE."
+        ),
+    }
+    assert kpis["cltv_candidates"][0]["values customers"] == (
+        "no: this run's choice, version 7, did not take the alias; version 6 values customers"
+    )
+    page = _page(kpis)
+    assert (
+        "churn model: logistic_regression (version 4, threshold 0.5000 by fixed); "
+        "CLV purchase model: Pareto/NBD (version 6)"
+    ) in page
+    assert _card("Churn ROC-AUC (test)", "0.830", "5, not in production: 0.810") in page
+    assert _card("Churn PR-AUC (test)", "0.720", "5, not in production: 0.700") in page
+    assert (
+        _card("Churn threshold (predicted_churn)", "0.500", "5, not in production: 0.420") in page
+    )
+    assert _card("CLV purchase model", "Pareto/NBD", "7, not in production: BG/NBD") in page
+    assert f'<p class="note">Champion / challenger: {html.escape(kpis["model_decisions"])}' in page
+
+
+def test_a_champion_without_a_score_on_this_runs_customers_is_not_scored_never_0(kpi_inputs):
+    unscored = {
+        **LOST,
+        "cltv_churn": {
+            **LOST["cltv_churn"],
+            "champion": {
+                key: value
+                for key, value in LOST["cltv_churn"]["champion"].items()
+                if key not in ("score", "pr_auc", "roc_auc")
+            },
+        },
+    }
+    kpis = headline_kpis(**kpi_inputs, model_promotion=unscored)
+    assert (kpis["churn_roc_auc"], kpis["churn_pr_auc"]) == (None, None)
+    assert (
+        "the champion (logistic_regression: ROC-AUC not scored, PR-AUC not scored on "
+        in (kpis["model_decisions"])
+    )
+    page = _page(kpis)
+    assert _card("Churn ROC-AUC (test)", "not scored", "5, not in production: 0.810") in page
+
+
+def test_the_evaluation_charts_say_whose_model_they_show():
+    evaluation = {
+        "model": "xgboost_with_btyd",
+        "roc": [{"fpr": 0.0, "tpr": 0.0}, {"fpr": 1.0, "tpr": 1.0}],
+        "calibration": [{"mean_predicted": 0.5, "observed_rate": 0.4}],
+    }
+    validation = {
+        "candidates": ["bgnbd"],
+        "by_calibration_frequency": [{"frequency": "0", "actual": 1.0, "bgnbd": 1.2, "naive": 0.9}],
+    }
+
+    def titles(promotion):
+        figure = plot_model_quality(evaluation, validation, promotion)
+        return [a.text for a in figure.layout.annotations]
+
+    assert titles(PROMOTED) == [
+        "Churn ROC (xgboost_with_btyd, test;<br>version 5, in production)",
+        "Churn reliability (test;<br>version 5, in production)",
+        "Holdout purchases by calibration frequency<br>(this run's candidates; version 7 in "
+        "production)",
+    ]
+    assert titles(LOST) == [
+        "Churn ROC (xgboost_with_btyd, test;<br>this run's challenger, version 5, not in "
+        "production)",
+        "Churn reliability (test;<br>this run's challenger, version 5, not in production)",
+        "Holdout purchases by calibration frequency<br>(this run's candidates; the challenger, "
+        "version 7, not in production)",
+    ]

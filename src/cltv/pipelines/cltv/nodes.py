@@ -358,6 +358,9 @@ def promote_cltv_model(
             "version": int(champion_version.version),
             "purchase_model": champion_model.purchase_model_name,
             "settings": champion_model.settings(),
+            # it values the customers when it keeps the alias: the dashboard says what its
+            # fit could not do
+            "fit_notes": boundary_notes(champion_model.fit),
         }
         if not promotion_in_registry.setting_changes(champion["settings"], value_model.settings()):
             # scored only when the settings agree: a model valued in other units or with
@@ -500,6 +503,13 @@ def candidate_names(fit: dict[str, Any]) -> list[str]:
     """The purchase models a fit or a validation holds (BG/NBD alone before there was a
     choice)."""
     return list(fit.get("candidates", ["bgnbd"]))
+
+
+def boundary_notes(fit: dict[str, Any]) -> list[str]:
+    """The notes of any boundary optimum of the models in ``fit`` that value customers (its
+    purchase model and Gamma-Gamma); empty when both are inside their bounds."""
+    valuing = (fit.get("purchase_model", "bgnbd"), "gamma_gamma")
+    return [fit[name]["note"] for name in valuing if fit.get(name, {}).get("note")]
 
 
 def validate_on_holdout(

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from cltv import metrics
 from cltv.parameters import TARGET_RANKINGS
-from cltv.pipelines.cltv.nodes import MODEL_LABELS, candidate_names
+from cltv.pipelines.cltv.nodes import MODEL_LABELS, boundary_notes, candidate_names
 
 CLV_BINS = 20
 
@@ -242,13 +242,19 @@ def headline_kpis(
     cltv_total_value: dict[str, Any],
     model_promotion: dict[str, Any],
 ) -> dict[str, Any]:
-    """The numbers at the top of the dashboard, and what the CLV models could not do, in words
-    (``cltv_model_notes``: the notes of any boundary optimum of the models that value
-    customers, and the holdout's verdict when the naive baseline beats the chosen model on any
-    measure; empty when there is nothing to say) and, in ``churn_head_to_head``, how the churn
-    classifier compares with the purchase models' own probability of no purchase. When this
-    run's model of either kind lost to the champion, ``model_decisions`` says so: the tables
-    hold the champion's numbers, the evaluation is this run's model's."""
+    """The numbers at the top of the dashboard, all of the models that wrote the tables
+    (production: this run's model of each kind when promoted, else the champion that kept the
+    alias, from ``model_promotion``): the churn model, its version, its ROC-AUC and PR-AUC on
+    this run's test customers (None, shown "not scored", when it has none) and the threshold
+    ``predicted_churn`` used; the CLV purchase model that valued the customers.
+
+    ``challengers`` holds the same figures of this run's models that did not take the alias,
+    and ``model_decisions`` says so in words; the evaluation (``churn_metrics``' head-to-head,
+    ``cltv_validation``'s candidates) is this run's models', and says so when they lost.
+    ``cltv_model_notes``: the notes of any boundary optimum of the models that value customers
+    (``cltv_model_fit`` when this run's CLV model was promoted, else the champion's, carried by
+    its decision), and the holdout's verdict when the naive baseline beats this run's chosen
+    model on any measure; empty when there is nothing to say."""
     sales = (
         _sold_days(purchase_days)
         .agg(
@@ -267,6 +273,29 @@ def headline_kpis(
         F.avg("churn_probability").alias("mean_churn"),
         F.sum((F.col("risk_band") == "high").cast("int")).alias("high_risk"),
     ).first()
+    churn, clv = model_promotion["cltv_churn"], model_promotion["cltv_value"]
+    churn_figures, clv_figures = _churn_figures(production(churn)), _cltv_figures(production(clv))
+    challengers = {
+        name: figures(decision["challenger"])
+        for name, decision, figures in (
+            ("cltv_churn", churn, _churn_figures),
+            ("cltv_value", clv, _cltv_figures),
+        )
+        if not decision["promoted"]
+    }
+    head_to_head = churn_metrics.get("head_to_head", {}).get("verdict", "")
+    if head_to_head and not churn["promoted"]:
+        head_to_head = f"{_challenger_label(churn)}: {head_to_head}"
+    naive_verdict = (
+        cltv_validation["verdict"]
+        if cltv_validation.get("selection", {}).get("naive_wins_on")
+        else ""
+    )
+    if naive_verdict and not clv["promoted"]:
+        naive_verdict = f"This run's candidates ({_challenger_label(clv)}): {naive_verdict}"
+    fit_notes = (
+        boundary_notes(cltv_model_fit) if clv["promoted"] else clv["champion"].get("fit_notes", [])
+    )
     return {
         "period": (
             f"{analysis_period['first_transaction_date']} – {analysis_period['observation_end']}"
@@ -285,53 +314,113 @@ def headline_kpis(
         "predicted_purchases": float(value["purchases"]),
         "mean_churn_probability": float(risk["mean_churn"]),
         "high_risk_customers": int(risk["high_risk"]),
-        "churn_roc_auc": churn_metrics["roc_auc"],
-        "churn_model": churn_metrics["model"],
-        "churn_head_to_head": churn_metrics.get("head_to_head", {}).get("verdict", ""),
-        "cltv_candidates": _candidate_scores(cltv_validation),
+        **{f"churn_{key}": figure for key, figure in churn_figures.items()},
+        "churn_head_to_head": head_to_head,
+        "cltv_candidates": _candidate_scores(cltv_validation, clv),
         "cltv_mae_bgnbd": cltv_validation["mae_bgnbd"],
         "cltv_mae_naive": cltv_validation["mae_naive"],
-        "cltv_purchase_model": MODEL_LABELS[cltv_model_fit.get("purchase_model", "bgnbd")],
+        **{f"cltv_{key}": figure for key, figure in clv_figures.items()},
+        "challengers": challengers,
         "model_decisions": _lost_challenges(model_promotion),
-        "cltv_model_notes": " ".join(
-            [
-                *(  # of the models that value customers
-                    cltv_model_fit[name]["note"]
-                    for name in (cltv_model_fit.get("purchase_model", "bgnbd"), "gamma_gamma")
-                    if cltv_model_fit[name].get("note")
-                ),
-                *(
-                    [cltv_validation["verdict"]]
-                    if cltv_validation.get("selection", {}).get("naive_wins_on")
-                    else []
-                ),
-            ]
-        ),
+        "cltv_model_notes": " ".join([*fit_notes, *([naive_verdict] if naive_verdict else [])]),
     }
 
 
-def _lost_challenges(model_promotion: dict[str, Any]) -> str:
-    """In words, each model this run trained that did not take the alias."""
-    return " ".join(
-        f"{name} version {decision['challenger']['version']}, trained by this run, did not "
-        f"take the alias '{decision['alias']}' ({decision['reason']}): the tables hold the "
-        f"numbers of version {decision['champion']['version']}, the champion; the model "
-        "scores and charts are this run's version's."
-        for name, decision in model_promotion.items()
-        if not decision["promoted"]
+def production(decision: dict[str, Any]) -> dict[str, Any]:
+    """The side of a promotion ``decision`` whose model wrote this run's tables: this run's
+    model (the challenger) when promoted, else the champion that kept the alias."""
+    return decision["challenger"] if decision["promoted"] else decision["champion"]
+
+
+def _churn_figures(side: dict[str, Any]) -> dict[str, Any]:
+    """A churn model's figures as the dashboard shows them (one side of its decision); a
+    score it has not on this run's test customers is None, never 0."""
+    return {
+        "model": side["model"],
+        "model_version": side["version"],
+        "roc_auc": side.get("roc_auc"),
+        "pr_auc": side.get("pr_auc"),
+        "threshold": side["threshold"]["value"],
+        "threshold_rule": side["threshold"]["rule"],
+    }
+
+
+def _cltv_figures(side: dict[str, Any]) -> dict[str, Any]:
+    """A CLV model's figures as the dashboard shows them (one side of its decision)."""
+    return {
+        "purchase_model": MODEL_LABELS[side["purchase_model"]],
+        "model_version": side["version"],
+    }
+
+
+def _challenger_label(decision: dict[str, Any]) -> str:
+    return (
+        f"this run's challenger, {decision['registered_model']} version "
+        f"{decision['challenger']['version']}, not in production"
     )
 
 
-def _candidate_scores(validation: dict[str, Any]) -> list[dict[str, Any]]:
+def _score(value: float | None) -> str:
+    """A score as the decisions print it; "not scored" when there is none."""
+    return "not scored" if value is None else f"{value:.4f}"
+
+
+def _churn_line(figures: dict[str, Any]) -> str:
+    return (
+        f"{figures['model']}: ROC-AUC {_score(figures['roc_auc'])}, PR-AUC "
+        f"{_score(figures['pr_auc'])} on this run's test customers, threshold "
+        f"{figures['threshold']:.4f} ({figures['threshold_rule']})"
+    )
+
+
+def _lost_challenges(model_promotion: dict[str, Any]) -> str:
+    """In words, each model this run trained that did not take the alias: its figures beside
+    the champion's, which wrote the tables, and which charts are whose."""
+    lines = []
+    churn, clv = model_promotion["cltv_churn"], model_promotion["cltv_value"]
+    if not churn["promoted"]:
+        lines.append(
+            f"{_lost(churn)}: the tables, the churn KPI cards and the reasons chart are version "
+            f"{churn['champion']['version']}'s, the champion "
+            f"({_churn_line(_churn_figures(churn['champion']))}); this run's challenger "
+            f"({_churn_line(_churn_figures(churn['challenger']))}) is the one in the churn "
+            "ROC and reliability charts and the churn head-to-head."
+        )
+    if not clv["promoted"]:
+        lines.append(
+            f"{_lost(clv)}: customer_cltv and its totals are version "
+            f"{clv['champion']['version']}'s, the champion "
+            f"({MODEL_LABELS[clv['champion']['purchase_model']]}); this run's challenger "
+            f"({MODEL_LABELS[clv['challenger']['purchase_model']]}) and its candidates are the "
+            "ones in the holdout chart and the purchase-model table."
+        )
+    return " ".join(lines)
+
+
+def _lost(decision: dict[str, Any]) -> str:
+    return (
+        f"{decision['registered_model']} version {decision['challenger']['version']}, trained "
+        f"by this run, did not take the alias '{decision['alias']}' ({decision['reason']})"
+    )
+
+
+def _candidate_scores(validation: dict[str, Any], decision: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per purchase model and the naive baseline: the holdout scores of
-    ``cltv_validation.json``, the chosen model marked."""
+    ``cltv_validation.json``, this run's choice marked: "yes" when it values customers (this
+    run's CLV model was promoted), else that it did not take the alias (``decision``)."""
     chosen = validation.get("selection", {}).get("chosen")
+    mark = (
+        "yes"
+        if decision["promoted"]
+        else f"no: this run's choice, version {decision['challenger']['version']}, did not "
+        f"take the alias; version {decision['champion']['version']} values customers"
+    )
     names = [*candidate_names(validation), "naive"]
     level = validation["predictive_interval"]["level"]
     return [
         {
             "model": MODEL_LABELS.get(name, name),
-            "values customers": "yes" if name == chosen else "",
+            "values customers": mark if name == chosen else "",
             "holdout MAE": validation[f"mae_{name}"],
             "holdout RMSE": validation[f"rmse_{name}"],
             "predicted purchases": validation[f"total_{name}"],
@@ -611,14 +700,35 @@ def plot_value_concentration(concentration: pd.DataFrame, distribution: pd.DataF
     return _layout(figure, "Customer value: concentration and distribution")
 
 
-def plot_model_quality(churn_evaluation: dict[str, Any], cltv_validation: dict[str, Any]):
+def plot_model_quality(
+    churn_evaluation: dict[str, Any],
+    cltv_validation: dict[str, Any],
+    model_promotion: dict[str, Any],
+) -> go.Figure:
+    """This run's models' evaluation: the churn model's ROC and reliability on the test
+    customers (``churn_evaluation``), and the CLV candidates' holdout purchases by calibration
+    frequency (``cltv_validation``). Each panel says whose it is (``model_promotion``): in
+    production when this run's model was promoted, else this run's challenger, which did not
+    take the alias and wrote no table."""
+    churn, clv = model_promotion["cltv_churn"], model_promotion["cltv_value"]
+    whose_churn = (
+        f"version {churn['challenger']['version']}, in production"
+        if churn["promoted"]
+        else f"this run's challenger, version {churn['challenger']['version']}, not in production"
+    )
+    whose_clv = (
+        f"this run's candidates; version {clv['challenger']['version']} in production"
+        if clv["promoted"]
+        else f"this run's candidates; the challenger, version {clv['challenger']['version']}, "
+        "not in production"
+    )
     figure = make_subplots(
         rows=1,
         cols=3,
         subplot_titles=(
-            f"Churn ROC ({churn_evaluation['model']}, test)",
-            "Churn reliability (test)",
-            "Holdout purchases by calibration frequency",
+            f"Churn ROC ({churn_evaluation['model']}, test;<br>{whose_churn})",
+            f"Churn reliability (test;<br>{whose_churn})",
+            f"Holdout purchases by calibration frequency<br>({whose_clv})",
         ),
     )
     roc = pd.DataFrame(churn_evaluation["roc"])
@@ -637,11 +747,15 @@ def plot_model_quality(churn_evaluation: dict[str, Any], cltv_validation: dict[s
     for column in ("actual", *candidate_names(cltv_validation), "naive"):
         name = MODEL_LABELS.get(column, column)
         figure.add_bar(x=holdout["frequency"], y=holdout[column], name=name, row=1, col=3)
-    return _layout(figure, "Model quality")
+    _layout(figure, "Model quality of this run's models")
+    # room for the panel titles' second line (whose model each shows) under the title
+    return figure.update_layout(margin={"t": 110})
 
 
 # ------------------------------------------------------------------ dashboard
 def _format(value: Any) -> str:
+    if value is None:  # a KPI's score the model has not on this run's data, never 0
+        return "not scored"
     if isinstance(value, float):
         return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.0f}"
     if isinstance(value, int):
@@ -660,6 +774,8 @@ KPI_LABELS = {
     "mean_churn_probability": "Mean churn probability",
     "high_risk_customers": "High-risk customers",
     "churn_roc_auc": "Churn ROC-AUC (test)",
+    "churn_pr_auc": "Churn PR-AUC (test)",
+    "churn_threshold": "Churn threshold (predicted_churn)",
     "cltv_purchase_model": "CLV purchase model",
     "cltv_mae_bgnbd": "Holdout MAE, BG/NBD",
     "cltv_mae_naive": "Holdout MAE, naive",
@@ -674,6 +790,34 @@ def _interval_line(kpis: dict[str, Any], key: str) -> str:
     return (
         f'<div class="interval">{level:.0%} interval: {_format(float(lower))} – '
         f"{_format(float(upper))}</div>"
+    )
+
+
+# the KPI key prefix of each registered model's figures (headline_kpis)
+FIGURES_OF = {"churn_": "cltv_churn", "cltv_": "cltv_value"}
+
+
+def _challenger_line(kpis: dict[str, Any], key: str) -> str:
+    """The line under a production model's KPI with the same figure of this run's
+    challenger, when it did not take the alias (``challengers``)."""
+    for prefix, name in FIGURES_OF.items():
+        figures = kpis.get("challengers", {}).get(name) or {}
+        field = key.removeprefix(prefix)
+        if key.startswith(prefix) and field in figures:
+            return (
+                f'<div class="challenger">this run\'s challenger, version '
+                f"{figures['model_version']}, not in production: {_format(figures[field])}</div>"
+            )
+    return ""
+
+
+def _production_line(kpis: dict[str, Any]) -> str:
+    """The header's line: the models that wrote the tables, their versions, the threshold."""
+    return (
+        f"churn model: {kpis['churn_model']} (version {kpis['churn_model_version']}, "
+        f"threshold {kpis['churn_threshold']:.4f} by {kpis['churn_threshold_rule']}); "
+        f"CLV purchase model: {kpis['cltv_purchase_model']} (version "
+        f"{kpis['cltv_model_version']})"
     )
 
 
@@ -740,7 +884,8 @@ def build_dashboard(
 
     cards = "".join(
         f'<div class="kpi"><div class="label">{html.escape(label)}</div>'
-        f'<div class="value">{_format(kpis[key])}</div>{_interval_line(kpis, key)}</div>'
+        f'<div class="value">{_format(kpis[key])}</div>{_interval_line(kpis, key)}'
+        f"{_challenger_line(kpis, key)}</div>"
         for key, label in KPI_LABELS.items()
     )
     charts = "".join(
@@ -793,6 +938,7 @@ body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; }}
 .kpi {{ border: 1px solid #ddd; border-radius: 8px; padding: 12px; }}
 .kpi .label {{ font-size: 12px; color: #666; }} .kpi .value {{ font-size: 22px; font-weight: 600; }}
 .kpi .interval {{ font-size: 12px; color: #444; }}
+.kpi .challenger {{ font-size: 12px; color: #8a5a00; }}
 .chart {{ margin-top: 24px; }}
 .note {{ background: #fff6e0; border-left: 4px solid #e0a000; padding: 8px 12px; }}
 table.targets {{ border-collapse: collapse; font-size: 13px; }}
@@ -801,7 +947,7 @@ table.targets td, table.targets th {{ border: 1px solid #ddd; padding: 4px 8px; 
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
 <h1>Customer lifetime value and churn</h1>
-<p>Generated {generated}; churn model: {html.escape(str(kpis["churn_model"]))};
+<p>Generated {generated}; {html.escape(_production_line(kpis))};
 {html.escape(_versions_line(drift))}.</p>
 {notes}
 <div class="kpis">{cards}</div>

@@ -101,7 +101,11 @@ def create_pipeline(**kwargs) -> Pipeline:
             ["report_value_concentration", "report_clv_distribution"],
             "chart_value",
         ),
-        Node(plot_model_quality, ["churn_evaluation", "cltv_validation"], "chart_model_quality"),
+        Node(
+            plot_model_quality,
+            ["churn_evaluation", "cltv_validation", "model_promotion"],
+            "chart_model_quality",
+        ),
         Node(plot_churn_reasons, "churn_reason_importance", "chart_churn_reasons"),
     ]
     dashboard = Node(
