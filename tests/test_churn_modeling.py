@@ -26,6 +26,7 @@ from cltv.datasets import (
     load_churn_model,
 )
 from cltv.models import BetaGeoModel, ParetoNBDModel
+from cltv.pipelines.churn_modeling.contract import churn_contract
 from cltv.pipelines.churn_modeling.driver import collect_training_rows
 from cltv.pipelines.churn_modeling.nodes import (
     _feature_weights,
@@ -89,8 +90,12 @@ def generated(spark, tmp_path_factory, parameters):
     btyd_scores = btyd_churn_scores(summary, calibration_fit, period).cache()
     model_input = build_model_input(features, summary, btyd_scores, modeling["split"]).cache()
     candidates, validation = fit_churn_candidates(model_input, modeling)
-    selected, selection = select_churn_model(candidates, validation, model_input, modeling)
+    run_contract = churn_contract(modeling, parameters["features"], 90, "W")
+    selected, selection = select_churn_model(
+        candidates, validation, model_input, modeling, run_contract
+    )
     return {
+        "run_contract": run_contract,
         "days": days,
         "csv": csv,
         "truth": truth,
@@ -359,7 +364,7 @@ def test_selection_evaluation_and_scoring(generated):
         current,
         btyd_current,
         selection,
-        modeling["risk_bands"],
+        generated["run_contract"],
         generated["period"],
         modeling["reasons"],
     )[0].toPandas()
@@ -461,7 +466,9 @@ def spark_ml_fit(generated):
         }
     }
     candidates, report = fit_churn_candidates(generated["model_input"], modeling)
-    selected, selection = select_churn_model(candidates, report, generated["model_input"], modeling)
+    selected, selection = select_churn_model(
+        candidates, report, generated["model_input"], modeling, generated["run_contract"]
+    )
     return SimpleNamespace(
         modeling=modeling,
         candidates=candidates,
@@ -594,7 +601,7 @@ def test_logged_models_load_back_score_the_same_and_serve_as_champion(
         current,
         current.select("customer_id"),
         champion.selection,
-        generated["modeling"]["risk_bands"],
+        generated["run_contract"],
         generated["period"],
         generated["modeling"]["reasons"],
     )[0].toPandas()

@@ -359,6 +359,7 @@ def test_scoring_writes_reasons_and_the_global_view(spark, models, customers, tm
         "selected": "xgboost",
         "threshold": {"value": 0.5},
         "btyd_features": {"used": False},
+        "features": FEATURES,
     }
     period = {"observation_end": "2011-12-09", "holdout_days": 90}
     predictions, importance = score_customers(
@@ -366,7 +367,13 @@ def test_scoring_writes_reasons_and_the_global_view(spark, models, customers, tm
         features,
         None,
         selection,
-        [{"name": "high", "min_probability": 0.5}, {"name": "low", "min_probability": 0.0}],
+        {  # this run's contract: the selection was logged before contracts
+            "churn_modeling.risk_bands": [
+                {"name": "high", "min_probability": 0.5},
+                {"name": "low", "min_probability": 0.0},
+            ],
+            "holdout_days": 90,
+        },
         period,
         {"churn_reasons": 3, "retention_levers": 1},
     )

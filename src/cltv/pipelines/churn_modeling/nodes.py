@@ -24,7 +24,7 @@ from cltv import promotion as promotion_in_registry
 from cltv.datasets.mlflow_champion_dataset import selection_of
 from cltv.datasets.mlflow_churn_model_dataset import ModelWithExample, load_churn_model
 from cltv.parameters import CHURN_CANDIDATES, CHURN_ENGINES
-from cltv.pipelines.churn_modeling import driver, spark_ml
+from cltv.pipelines.churn_modeling import contract, driver, spark_ml
 from cltv.pipelines.churn_modeling import reasons as reasons_of
 from cltv.pipelines.churn_modeling.driver import LABEL
 from cltv.pipelines.cltv.nodes import MODEL_LABELS, NO_PURCHASE_PREFIX
@@ -206,9 +206,12 @@ def select_churn_model(
     fit_report: dict[str, Any],
     model_input: DataFrame,
     modeling: dict[str, Any],
+    run_contract: dict[str, Any],
 ) -> tuple[ModelWithExample, dict[str, Any]]:
     """Pick the candidate with the best validation PR-AUC (``fit_report``, from
-    :func:`fit_churn_candidates`), and its threshold on the validation split."""
+    :func:`fit_churn_candidates`), and its threshold on the validation split. The selection
+    (``churn_model_selection.json``, logged in the model's run) carries the model's contract:
+    ``run_contract`` (:func:`.contract.churn_contract`) and the columns it reads, typed."""
     scores = fit_report["validation"]
     selected = max(scores, key=lambda name: scores[name]["pr_auc"])
     btyd = _btyd_feature_selection(scores, selected, modeling["btyd_features"])
@@ -232,6 +235,9 @@ def select_churn_model(
         "features": features,
         "btyd_features": btyd,
         "training": fit_report["training"],
+        "contract": contract.model_contract(
+            run_contract, model_input, [*features["numeric"], *features["categorical"]]
+        ),
     }
     logger.info("Selected churn model %s, threshold %.4f", selected, threshold)
     return ModelWithExample(candidates[selected], example), selection
@@ -427,7 +433,7 @@ def score_customers(
     current_features: DataFrame,
     btyd_scores_current: DataFrame,
     selection: dict[str, Any],
-    risk_bands: list[dict[str, Any]],
+    run_contract: dict[str, Any],
     analysis_period: dict[str, Any],
     reasons: dict[str, int],
 ) -> tuple[DataFrame, reasons_of.GlobalImportance]:
@@ -435,11 +441,19 @@ def score_customers(
     ``observation_end``; and the mean absolute contribution of each input over them, observed
     as the table is written (:mod:`.reasons`).
 
-    ``risk_bands`` lists ``{name, min_probability}``; a customer gets the first band (highest
-    bound first) whose bound the probability reaches. ``reasons``: how many
-    ``churn_reasons`` (inputs pushing the probability up) and ``retention_levers`` (down) each
-    customer gets, from the model that scored them.
+    The threshold, risk bands and horizon are the champion's (``selection``, its contract),
+    not this run's settings (``run_contract``, used only for a champion logged before
+    contracts): a prediction means what it meant when the model was trained. The tables must
+    hold the columns it reads, with their types (:func:`.contract.check_columns`).
+
+    Risk bands, ``{name, min_probability}``: a customer gets the first band (highest bound
+    first) whose bound the probability reaches. ``reasons``: how many ``churn_reasons``
+    (inputs pushing the probability up) and ``retention_levers`` (down) each customer gets,
+    from the model that scored them.
     """
+    trained_with = (selection.get("contract") or {}).get("settings") or run_contract
+    risk_bands = trained_with["churn_modeling.risk_bands"]
+    horizon_days = trained_with.get("holdout_days", analysis_period["holdout_days"])
     band = F.lit(None).cast("string")
     # built from the lowest bound up, so the highest bound is tested first
     for rule in sorted(risk_bands, key=lambda band: band["min_probability"]):
@@ -449,6 +463,7 @@ def score_customers(
     threshold = selection["threshold"]["value"]
     if selection["btyd_features"]["used"]:
         current_features = current_features.join(btyd_scores_current, "customer_id")
+    contract.check_columns(selection, current_features)
     if reasons_of.explains(churn_model):
         scored, observation = reasons_of.explained_scores(
             churn_model, current_features, reasons["churn_reasons"], reasons["retention_levers"]
@@ -472,7 +487,7 @@ def score_customers(
         "country",
         *reasons_of.REASON_COLUMNS,
         F.lit(analysis_period["observation_end"]).cast("date").alias("scored_at"),
-        F.lit(analysis_period["holdout_days"]).alias("horizon_days"),
+        F.lit(horizon_days).alias("horizon_days"),
         F.lit(selection["selected"]).alias("model"),
     )
     return predictions, importance
@@ -506,36 +521,56 @@ def promote_churn_model(
     model_input: DataFrame,
     selection: dict[str, Any],
     promotion: dict[str, Any],
-) -> tuple[dict[str, Any], dict[str, dict[str, float]], Any, dict[str, Any]]:
+) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """The run's model (the challenger, the version of ``promotion.registered_model`` this
     run registered) against the version behind the alias ``promotion.alias`` (the
-    champion), both scored on this run's test customers by ``promotion.metric``
-    (:mod:`cltv.promotion`; a difference below ``min_gain`` is a tie, which the champion
-    keeps).
+    champion).
 
-    Returns the decision (the ``cltv_churn`` entry of ``model_promotion.json``), its scores
-    as MLflow metrics, and the champion after the decision with how it was chosen (its
-    run's ``selection``, threshold included): what scores ``churn_predictions``, so that the
-    table always holds the champion's numbers.
+    Their contracts first (:mod:`.contract`): a challenger trained with other contract
+    settings (features, horizon, threshold, risk bands, class weight, time unit) is promoted
+    as "settings changed", and the champion is not scored on tables it was not trained for.
+    With the same contract both are scored on this run's test customers by
+    ``promotion.metric`` (:mod:`cltv.promotion`; a difference below ``min_gain`` is a tie,
+    which the champion keeps).
+
+    Returns the decision (the ``cltv_churn`` entry of ``model_promotion.json``) and the
+    champion after it with how it was chosen (its run's ``selection``: threshold, contract):
+    what scores ``churn_predictions``. The alias moves only once that table is written
+    (:func:`settle_churn_promotion`).
     """
     name, version = promotion_in_registry.registered_in_this_run(promotion["registered_model"])
     metric = promotion["metric"]
     # the run's model was scored on the same test customers by evaluate_churn_model
     challenger = {"pr_auc": churn_metrics["pr_auc"], "roc_auc": churn_metrics["roc_auc"]}
-    champion, champion_model, champion_version = None, None, None
+    champion, champion_model, champion_selection = None, None, None
     found = promotion_in_registry.load_champion(name, promotion["alias"], load_churn_model)
     if found:
         champion_version, champion_model = found
+        champion_selection = selection_of(champion_version)
         champion = {
             "version": int(champion_version.version),
-            "score": _test_ranking(champion_model, model_input)[metric],
             "flavor": model_flavor(champion_model),
+            # None: logged before the contract was part of the model
+            "settings": (champion_selection.get("contract") or {}).get("settings"),
+            "model": champion_selection["selected"],
+            "threshold": champion_selection["threshold"],
         }
+        if champion["settings"] == selection["contract"]["settings"]:
+            contract.check_columns(champion_selection, model_input)
+            ranking = _test_ranking(champion_model, model_input)
+            champion.update(score=ranking[metric], **{m: ranking[m] for m in challenger})
     decision = promotion_in_registry.challenge(
         name,
         version,
         promotion,
-        {"score": challenger[metric], "flavor": model_flavor(churn_model)},
+        {
+            "score": challenger[metric],
+            "flavor": model_flavor(churn_model),
+            "settings": selection["contract"]["settings"],
+            "model": selection["selected"],
+            "threshold": selection["threshold"],
+            **challenger,
+        },
         champion,
     )
     decision["n_test"] = churn_metrics["n_test"]
@@ -546,12 +581,19 @@ def promote_churn_model(
             f"a {decision['challenger']['flavor']} one, "
             + ("which replaces it" if decision["promoted"] else "and the champion keeps scoring")
         )
-    scores = promotion_in_registry.settle(decision, "Churn model")
     if decision["promoted"]:
-        production = churn_model, {**selection, "version": version}
-    else:
-        production = champion_model, selection_of(champion_version)
-    return decision, metrics.as_mlflow_metrics(scores), *production
+        return decision, churn_model, {**selection, "version": version}
+    return decision, champion_model, champion_selection
+
+
+def settle_churn_promotion(
+    decision: dict[str, Any], churn_reason_importance: dict[str, Any]
+) -> dict[str, dict[str, float]]:
+    """Move the alias when ``decision`` promotes, now that ``churn_predictions`` holds the
+    champion's numbers (``churn_reason_importance`` is made from its write), so a write that
+    fails leaves the registry as it was. Returns the decision's scores as MLflow metrics."""
+    promotion_in_registry.settle(decision, "Churn model")
+    return metrics.as_mlflow_metrics(promotion_in_registry.decision_scores(decision))
 
 
 def record_model_promotion(

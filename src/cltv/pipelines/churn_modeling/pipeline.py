@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from cltv.pipelines.churn_modeling.contract import churn_contract
 from cltv.pipelines.churn_modeling.nodes import (
     build_model_input,
     churn_mlflow_metrics,
@@ -12,6 +13,7 @@ from cltv.pipelines.churn_modeling.nodes import (
     record_model_promotion,
     score_customers,
     select_churn_model,
+    settle_churn_promotion,
     summarise_churn_reasons,
 )
 
@@ -19,6 +21,17 @@ from cltv.pipelines.churn_modeling.nodes import (
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
+            Node(
+                churn_contract,
+                inputs=[
+                    "params:churn_modeling",
+                    "params:features",
+                    "params:holdout_days",
+                    "params:time_unit",
+                ],
+                outputs="churn_contract",
+                name="churn_contract",
+            ),
             Node(
                 build_model_input,
                 inputs=[
@@ -43,6 +56,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "churn_candidate_fit_report",
                     "churn_model_input",
                     "params:churn_modeling",
+                    "churn_contract",
                 ],
                 outputs=["churn_model", "churn_model_selection"],
                 name="select_churn_model",
@@ -79,19 +93,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "churn_model_selection",
                     "params:churn_modeling.promotion",
                 ],
-                outputs=[
-                    "churn_model_promotion",
-                    "promotion_mlflow_metrics",
-                    "champion_churn_model",
-                    "champion_selection",
-                ],
+                outputs=["churn_model_promotion", "champion_churn_model", "champion_selection"],
                 name="promote_churn_model",
-            ),
-            Node(
-                record_model_promotion,
-                inputs=["churn_model_promotion", "cltv_model_promotion"],
-                outputs=["model_promotion", "model_versions"],
-                name="record_model_promotion",
             ),
             Node(
                 score_customers,
@@ -100,7 +103,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "customer_features_current",
                     "btyd_churn_scores_current",
                     "champion_selection",
-                    "params:churn_modeling.risk_bands",
+                    "churn_contract",
                     "analysis_period",
                     "params:churn_modeling.reasons",
                 ],
@@ -116,6 +119,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "churn_reason_plots",
                 ],
                 name="summarise_churn_reasons",
+            ),
+            # once churn_predictions is written (churn_reason_importance is observed on it)
+            Node(
+                settle_churn_promotion,
+                inputs=["churn_model_promotion", "churn_reason_importance"],
+                outputs="promotion_mlflow_metrics",
+                name="settle_churn_promotion",
+            ),
+            Node(
+                record_model_promotion,
+                inputs=["churn_model_promotion", "cltv_model_promotion"],
+                outputs=["model_promotion", "model_versions"],
+                name="record_model_promotion",
             ),
         ]
     )

@@ -35,7 +35,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             [
                 Node(
                     unpack_champions,
-                    inputs=["churn_champion", "cltv_champion", "params:time_unit"],
+                    inputs=[
+                        "churn_champion",
+                        "cltv_champion",
+                        "params:churn_modeling",
+                        "params:features",
+                        "params:holdout_days",
+                        "params:time_unit",
+                    ],
                     outputs=[
                         "champion_churn_model",
                         "champion_selection",
@@ -52,7 +59,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                         "customer_features_current",
                         "btyd_churn_scores_current",
                         "champion_selection",
-                        "params:churn_modeling.risk_bands",
+                        "churn_contract",
                         "analysis_period",
                         "params:churn_modeling.reasons",
                     ],
@@ -62,7 +69,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ]
         )
         + current
-        + churn_modeling.create_pipeline().only_nodes("summarise_churn_reasons")
+        + churn_modeling.create_pipeline().only_nodes("churn_contract", "summarise_churn_reasons")
         + cltv.create_pipeline().only_nodes(*CLTV_NODES)
         + reporting.create_pipeline().only_nodes("compare_with_previous_run")
     )
