@@ -43,8 +43,9 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
     client = _client(default_run.project)
     assert int(client.get_model_version_by_alias(name, "champion").version) == version
 
-    # a deliberately worse challenger: one feature, no BTYD features, on the same customers;
-    # trained by the other engine, so a Spark ML model meets a scikit-learn champion
+    # a deliberately worse challenger under the same contract (same features, horizon,
+    # threshold rule: only comparable settings differ): starved candidates of the other
+    # engine, on the same customers, so a Spark ML model meets a scikit-learn champion
     project = tmp_path / "project"
     shutil.copytree(default_run.project, project)
     (project / "conf/local/parameters_churn_modeling.yml").write_text(
@@ -52,15 +53,17 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
             {
                 "churn_modeling": {
                     "engine": "spark_ml",
-                    # merged into the base candidates: both, kept small
+                    # merged into the base candidates: both, starved
                     "candidates": {
                         "spark_ml": {
-                            "logistic_regression": {"max_iter": 20},
-                            "gradient_boosted_trees": {"max_iter": 3},
+                            "logistic_regression": {
+                                "max_iter": 5,
+                                "reg_param": 100.0,
+                                "elastic_net_param": 1.0,
+                            },
+                            "gradient_boosted_trees": {"max_iter": 1, "max_depth": 1},
                         }
                     },
-                    "features": {"numeric": ["tenure_days"], "categorical": ["country"]},
-                    "btyd_features": [],
                 }
             }
         )
@@ -76,6 +79,7 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
     # the champion is the first run's model, scored again on the same test customers
     assert second["champion"]["version"] == version
     assert second["champion"]["score"] == pytest.approx(first["challenger"]["score"], rel=1e-9)
+    assert second["champion"]["settings"] == second["challenger"]["settings"]
     gain = second["challenger"]["score"] - second["champion"]["score"]
     assert gain < 0.005
     assert f"a difference of {gain:+.4f}, below the 0.005 required" in second["reason"]
@@ -114,18 +118,55 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
         _table(project, "churn_predictions"), _table(default_run.project, "churn_predictions")
     )
 
-    # a better challenger moves the alias: the worse model made champion by hand, then the
-    # default settings again
-    client.set_registered_model_alias(name, "champion", str(version + 1))
-    (project / "conf/local/parameters_churn_modeling.yml").unlink()
-    run_kedro(project, "churn_modeling", input_path=str(default_run.csv))
+    # new feature definitions and a fixed threshold (contract settings: the user's decision)
+    windows = {
+        "features": {"windows_days": [30, 90, 365]},
+        "churn_modeling": {
+            "features": {
+                "numeric": [
+                    *(f for f in _base_features(project) if not f.endswith("180d")),
+                    "purchases_last_365d",
+                    "revenue_last_365d",
+                    "revenue_trend_365d",
+                ]
+            },
+            "threshold": {"rule": "fixed", "value": 0.7},
+        },
+    }
+    (project / "conf/local/parameters_churn_modeling.yml").write_text(yaml.safe_dump(windows))
+    # scoring with the champion before any retrain stops in one line, before any Spark work
+    finished = cli_in_process(project, "--pipelines", "scoring")
+    last = finished.output.strip().splitlines()[-1]
+    assert finished.exit_code != 0
+    assert last.startswith(
+        f"Error: node check_champion failed: the churn champion (cltv_churn version {version}) "
+        "was trained on other inputs: features.windows_days [30, 90, 180] (this run: "
+        "[30, 90, 365]); churn_modeling.features.numeric "
+    ), last
+    assert "Run `kedro run` to train and promote a model on the new settings" in last
+    assert "Completed node" not in finished.log + finished.output
+
+    # training on them promotes the new model as a change of settings: no score can decide
+    run_kedro(project, "data_processing,churn_modeling", input_path=str(default_run.csv))
     third = _promotion(project)
-    assert third["champion"]["version"] == version + 1
-    assert third["promoted"] is True and third["outcome"] == "better"
+    assert third["champion"]["version"] == version
+    assert third["promoted"] is True and third["outcome"] == "settings changed"
+    assert "churn_modeling.threshold.rule max_youden → fixed" in third["reason"]
+    assert "features.windows_days [30, 90, 180] → [30, 90, 365]" in third["reason"]
+    assert "score" not in third["champion"]  # not scored on tables it cannot read
     assert int(client.get_model_version_by_alias(name, "champion").version) == version + 2
-    pd.testing.assert_frame_equal(
-        _table(project, "churn_predictions"), _table(default_run.project, "churn_predictions")
-    )
+    predictions = _table(project, "churn_predictions")
+    assert (predictions["predicted_churn"] == (predictions["churn_probability"] >= 0.7)).all()
+    before = _table(default_run.project, "churn_predictions")
+    assert predictions["predicted_churn"].sum() != before["predicted_churn"].sum()
+    # and scoring right after reproduces the training run's tables
+    run_kedro(project, "scoring")
+    pd.testing.assert_frame_equal(_table(project, "churn_predictions"), predictions)
+
+
+def _base_features(project) -> list[str]:
+    base = yaml.safe_load((project / "conf/base/parameters_churn_modeling.yml").read_text())
+    return base["churn_modeling"]["features"]["numeric"]
 
 
 def test_two_default_runs_leave_both_models_with_the_first_as_champion(default_run, trained_twice):
