@@ -247,7 +247,7 @@ def test_databricks_catalog_builds_with_the_jobs_runtime_params(project_root):
     summary = catalog["customer_summary"]
     assert isinstance(summary, UnityCatalogTableDataset)
     assert summary._describe()["catalog"] == "prod"
-    assert summary._describe()["write_mode"] == "upsert"
+    assert summary._describe()["write_mode"] == "overwrite"
     assert summary._describe()["primary_key"] == "customer_id"
     assert catalog["transactions_clean"]._describe()["write_mode"] == "overwrite"
     previous = catalog["previous_churn_predictions"]  # drift: one write back, read only
@@ -284,10 +284,53 @@ def test_table_names_and_primary_keys_are_validated():
         UnityCatalogTableDataset(table="a b", database="s", write_mode="overwrite")
     with pytest.raises(DatasetError, match="primary key column 'id=1 OR 1=1'"):
         UnityCatalogTableDataset(
-            table="t", database="s", write_mode="upsert", primary_key=["id", "id=1 OR 1=1"]
+            table="t", database="s", write_mode="overwrite", primary_key=["id", "id=1 OR 1=1"]
         )
-    with pytest.raises(DatasetError, match="upsert' needs a primary_key"):
-        UnityCatalogTableDataset(table="t", database="s", write_mode="upsert")
+
+
+def test_a_table_cannot_be_upserted():
+    # a MERGE keeps the rows of customers a run no longer scores, with an older model's numbers
+    with pytest.raises(
+        DatasetError, match=r"^t: write_mode 'upsert' keeps the rows a run no longer writes .* use"
+    ):
+        UnityCatalogTableDataset(
+            table="t", database="s", write_mode="upsert", primary_key="customer_id"
+        )
+
+
+def test_databricks_tables_are_overwritten_as_the_local_tables_are(project_root):
+    """After a run, a Unity Catalog table holds exactly that run's rows, as its local Delta
+    table does: every table a run writes is overwritten (schema too: see
+    tests/test_table_overwrite.py), none merged into; the per-customer ones keep customer_id as
+    their primary key."""
+    databricks = _databricks_config(project_root)["catalog"]
+    local = yaml.safe_load((project_root / "conf" / "base" / "catalog.yml").read_text())
+    written = {
+        name: entry
+        for name, entry in databricks.items()
+        if not name.startswith("_")
+        and entry.get("type") == "cltv.datasets.UnityCatalogTableDataset"
+        and entry.get("write_mode") is not None
+    }
+    assert {name: entry["write_mode"] for name, entry in written.items()} == {
+        name: "overwrite" for name in written
+    }
+    for name in written:
+        if name in local:
+            assert local[name]["type"] == "cltv.datasets.SparkDeltaTableDataset", name
+            assert local[name].get("save_args", {}).get("mode", "overwrite") == "overwrite", name
+    keyed = {name for name, entry in written.items() if "primary_key" in entry}
+    assert keyed == {
+        "customer_summary",
+        "customer_features",
+        "customer_features_current",
+        "btyd_churn_scores",
+        "btyd_churn_scores_current",
+        "churn_predictions",
+        "customer_summary_current",
+        "customer_cltv",
+    }
+    assert {written[name]["primary_key"] for name in keyed} == {"customer_id"}
 
 
 # ---------------------------------------------------------------- serving endpoints

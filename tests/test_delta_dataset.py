@@ -156,6 +156,28 @@ def test_overwrite_may_change_the_schema(spark, tmp_path):
     assert DeltaTable(path).to_pandas()["word"].tolist() == ["only"]
 
 
+def test_the_run_after_an_upgrade_adds_its_columns_and_the_version_before_keeps_its_own(
+    spark, tmp_path
+):
+    """A customer table written before an upgrade that adds a column: the next run's overwrite
+    holds that run's customers only, with the new column, and the drift report's "before"
+    (``version: -1``) still reads as it was written."""
+    path = str(tmp_path / "churn_predictions")
+    before_upgrade = "customer_id long, churn_probability double"
+    after_upgrade = f"{before_upgrade}, churn_reason_text string"
+    table = SparkDeltaTableDataset(filepath=path)
+    table.save(spark.createDataFrame([(1, 0.9), (2, 0.2), (3, 0.7)], before_upgrade))
+    table.save(spark.createDataFrame([(2, 0.25, None), (4, 0.75, "bought less")], after_upgrade))
+
+    assert table.load().columns == ["customer_id", "churn_probability", "churn_reason_text"]
+    assert _sorted_rows(table.load()) == [(2, 0.25, None), (4, 0.75, "bought less")]
+    from_rust = DeltaTable(path).to_pandas().sort_values("customer_id")
+    assert from_rust["churn_reason_text"].tolist() == [None, "bought less"]
+    previous = SparkDeltaTableDataset(filepath=path, load_args={"version": -1}).load()
+    assert previous.columns == ["customer_id", "churn_probability"]
+    assert _sorted_rows(previous) == [(1, 0.9), (2, 0.2), (3, 0.7)]
+
+
 def test_append_with_another_schema_fails_and_keeps_the_table(spark, tmp_path):
     path = str(tmp_path / "strict")
     SparkDeltaTableDataset(filepath=path).save(_frame(spark))

@@ -348,7 +348,7 @@ class SparkDeltaTableDataset(AbstractDataset[DataFrame, DataFrame]):
 
 
 # Commits that leave a table's rows as they were (Databricks' automatic OPTIMIZE, the NOT NULL
-# and PRIMARY KEY constraints a Unity Catalog upsert adds after its first write): counting
+# and PRIMARY KEY constraints a Unity Catalog table's primary_key adds after a write): counting
 # versions back skips them, so "the version before" is the one an earlier write left.
 MAINTENANCE_OPERATIONS = frozenset(
     {

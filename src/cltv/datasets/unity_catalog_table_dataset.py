@@ -19,7 +19,7 @@ from cltv.datasets.spark_delta_table_dataset import (
 
 # Unity Catalog names that need no quoting: letters, digits, underscores, not a digit first.
 # Stricter than kedro-datasets' own check (which lets "-" through, and never looks at the
-# primary key columns that end up in MERGE and ALTER TABLE statements).
+# primary key columns that end up in its ALTER TABLE statements).
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 
 
@@ -35,11 +35,17 @@ def validate_identifier(value: Any, what: str) -> str:
 
 class UnityCatalogTableDataset(ManagedTableDataset):
     """A Delta table managed by Unity Catalog (``catalog.schema.table``), read and written by
-    Spark: kedro-datasets' ``databricks.ManagedTableDataset`` with stricter names.
+    Spark: kedro-datasets' ``databricks.ManagedTableDataset`` with stricter names, and no
+    upsert.
 
     Catalog, schema and table names, and primary key columns, are validated as identifiers
-    when the catalog is built, before any of them reaches SQL. ``write_mode: upsert`` merges on
-    ``primary_key`` (Delta ``MERGE``): rows with a known key are updated, new keys inserted.
+    when the catalog is built, before any of them reaches SQL. ``write_mode: overwrite``
+    replaces the rows and the schema (``saveAsTable`` with Delta's ``overwriteSchema``), as a
+    local ``SparkDeltaTableDataset`` does: after a run the table holds that run's rows, with
+    that run's columns. ``primary_key`` is declared as the table's PRIMARY KEY constraint after
+    a write (kedro-datasets adds it when missing). ``write_mode: upsert`` is refused: a MERGE
+    keeps the rows of keys missing from the run, and kedro-datasets' upsert refuses any change
+    of columns.
 
     Example catalog entry (``conf/databricks/catalog.yml``):
 
@@ -50,7 +56,7 @@ class UnityCatalogTableDataset(ManagedTableDataset):
           catalog: ${runtime_params:catalog, main}
           database: ${runtime_params:schema, cltv_churn}
           table: customer_summary
-          write_mode: upsert
+          write_mode: overwrite
           primary_key: customer_id
 
         previous_customer_summary:   # what the table held before the latest write
@@ -89,8 +95,11 @@ class UnityCatalogTableDataset(ManagedTableDataset):
         keys = [primary_key] if isinstance(primary_key, str) else list(primary_key or [])
         for key in keys:
             validate_identifier(key, f"{table}: primary key column")
-        if write_mode == "upsert" and not keys:
-            raise DatasetError(f"{table}: write_mode 'upsert' needs a primary_key")
+        if write_mode == "upsert":
+            raise DatasetError(
+                f"{table}: write_mode 'upsert' keeps the rows a run no longer writes and fails "
+                "when the columns change; use write_mode 'overwrite'"
+            )
         self._versions_back = -int((load_args or {}).get("version", 0))
         if self._versions_back < 0:
             raise DatasetError(
