@@ -369,6 +369,75 @@ def build_customer_history(
     )
 
 
+def check_holdout(customer_history: DataFrame, analysis_period: dict[str, Any]) -> dict[str, Any]:
+    """``analysis_period`` once its holdout can train the models: the training run's
+    ``customer_summary`` and ``customer_features`` are built from what this returns, so a
+    holdout no model can learn from stops the run before either fit and before they are
+    written, with one line giving the dates, the churned and not churned customers and what
+    to change (:func:`holdout_problem`).
+
+    The counts are one aggregate over :func:`build_customer_history`'s persisted table, whose
+    calibration and current structs count each customer's purchase occasions up to
+    ``calibration_end`` and ``observation_end``: no pass over the purchase days of its own
+    (whichever node reads the table first fills the cache). Scoring does not call it: it
+    needs no holdout.
+    """
+    before = F.col("calibration.n_purchase_days")
+    bought_in_holdout = F.col("current.n_purchase_days") > before
+    counts = customer_history.agg(
+        F.count(F.when((before > 0) & ~bought_in_holdout, 1)).alias("churned"),
+        F.count(F.when((before > 0) & bought_in_holdout, 1)).alias("not_churned"),
+        # customers first seen in the holdout too: a holdout with none has no purchase at all
+        F.count(F.when(bought_in_holdout, 1)).alias("holdout_buyers"),
+    ).first()
+    churned, not_churned, holdout_buyers = (int(n) for n in counts)
+    problem = holdout_problem(analysis_period, churned, not_churned, holdout_buyers)
+    if problem:
+        raise InputDataError(problem)
+    logger.info(
+        "Holdout %s to %s: %d customers of the calibration period churned, %d did not",
+        analysis_period["calibration_end"],
+        analysis_period["observation_end"],
+        churned,
+        not_churned,
+    )
+    return analysis_period
+
+
+def holdout_problem(
+    analysis_period: dict[str, Any], churned: int, not_churned: int, holdout_buyers: int
+) -> str | None:
+    """Why no churn model can learn from this holdout, on one line with the dates, the
+    counts and what to change; None when it can: ``observation_end`` after the last purchase
+    (customers would be labelled churned for days with no data), no customer by
+    ``calibration_end``, no purchase at all in the holdout, or one class only."""
+    first = analysis_period["first_transaction_date"]
+    last = analysis_period["last_transaction_date"]
+    cal_end, obs_end = analysis_period["calibration_end"], analysis_period["observation_end"]
+    if obs_end > last:  # ISO dates order as text
+        why = f"observation_end {obs_end} is after the last purchase in the data"
+        fix = f"set observation_end on or before {last}, or leave it null"
+    elif churned + not_churned == 0:
+        why = "no customer bought on or before calibration_end"
+        fix = f"set calibration_end on or after {first}, or a shorter holdout_days"
+    elif holdout_buyers == 0:
+        why = "nobody bought in the holdout, after calibration_end up to observation_end"
+        fix = "move the holdout to a period with purchases, or leave both dates null"
+    elif not_churned == 0:
+        why = "every customer of the calibration period churned"
+        fix = "lengthen the holdout (holdout_days, or an earlier calibration_end)"
+    elif churned == 0:
+        why = "no customer of the calibration period churned"
+        fix = "shorten the holdout (holdout_days, or a later calibration_end)"
+    else:
+        return None
+    return (
+        f"the holdout cannot train the models: {why}; purchases from {first} to {last}, "
+        f"calibration_end {cal_end}, observation_end {obs_end}; churned customers: {churned}, "
+        f"not churned: {not_churned}; {fix}"
+    )
+
+
 def _customer_features_as_of(
     history: DataFrame, analysis_period: dict[str, Any], features: dict[str, Any], name: str
 ) -> DataFrame:

@@ -9,6 +9,7 @@ from cltv.pipelines.data_processing.nodes import (
     build_customer_features,
     build_customer_history,
     build_customer_summary,
+    check_holdout,
     label_transactions,
     mark_duplicate_lines,
     match_returns,
@@ -83,8 +84,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="resolve_analysis_period",
             ),
             Node(
+                # the training tables wait for the check, so a holdout no model can learn
+                # from stops the run before either fit, with nothing of it written
                 build_customer_summary,
-                inputs=["purchase_days", "analysis_period", "params:time_unit"],
+                inputs=["purchase_days", "training_period", "params:time_unit"],
                 outputs="customer_summary",
                 name="build_customer_summary",
             ),
@@ -101,8 +104,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="build_customer_history",
             ),
             Node(
+                check_holdout,
+                inputs=["customer_history", "analysis_period"],
+                outputs="training_period",
+                name="check_holdout",
+            ),
+            Node(
                 build_customer_features,
-                inputs=["customer_history", "analysis_period", "params:features"],
+                inputs=["customer_history", "training_period", "params:features"],
                 outputs="customer_features",
                 name="build_customer_features",
             ),
