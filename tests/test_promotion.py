@@ -15,7 +15,7 @@ import pytest
 import yaml
 from deltalake import DeltaTable
 
-from cltv.models.value_model import INPUT_COLUMNS, OUTPUT_COLUMNS
+from cltv.models.value_model import INPUT_COLUMNS, OUTPUT_COLUMNS, CustomerValueModel
 
 from .conftest import cli_in_process, project_registry, registered_model, run_kedro
 
@@ -189,6 +189,9 @@ def test_two_default_runs_leave_both_models_with_the_first_as_champion(default_r
         assert second["promoted"] is False and second["outcome"] == "tie"
         assert "a tie, " in second["reason"]
         assert "a difference of +0.0000, below the 0.005 required" in second["reason"]
+        if model == "cltv_value":
+            # the same recipe and settings: one refit on the calibration period, not two
+            assert "they are the same model: a tie by construction" in second["reason"]
         assert int(client.get_model_version_by_alias(model, "champion").version) == version
     versions = json.loads(
         (trained_twice.project / "data/08_reporting/model_versions.json").read_text()
@@ -216,12 +219,31 @@ def test_two_default_runs_leave_both_models_with_the_first_as_champion(default_r
 
 def test_the_clv_decision_scores_the_holdout_revenue_the_top_fifth_spent(default_run):
     """The challenger's score, recomputed in pandas from the calibration summary and the
-    registered model's own predictions: the top 20% of customers by CLV (a fraction of a
-    customer counted in proportion), and their share of the holdout's revenue."""
-    decision = _promotion(default_run.project, "cltv_value")
+    predictions of its recipe fitted on the calibration period (the registered model was
+    fitted up to observation_end: it has seen the holdout): the top 20% of customers by CLV
+    (a fraction of a customer counted in proportion), and their share of the holdout's
+    revenue."""
+    project = default_run.project
+    decision = _promotion(project, "cltv_value")
     assert (decision["metric"], decision["min_gain"]) == ("holdout_revenue_top_20pct", 0.005)
-    summary = DeltaTable(str(default_run.project / "data/03_primary/customer_summary")).to_pandas()
-    model = registered_model(default_run.project, "cltv_value", 1)
+    summary = DeltaTable(str(project / "data/03_primary/customer_summary")).to_pandas()
+    registered = registered_model(project, "cltv_value", 1).unwrap_python_model()
+    calibration_fit = json.loads((project / "data/06_models/cltv_calibration_fit.json").read_text())
+    period = json.loads((project / "data/03_primary/analysis_period.json").read_text())
+    name = registered.purchase_model_name
+    assert decision["challenger"]["scored_with"] == {
+        "recipe": {"purchase_model": name, "penalizer": 0.0, "gamma_gamma_penalizer": 0.0},
+        "fit": "refit on this run's calibration period, "
+        f"{period['first_transaction_date']} to {period['calibration_end']}",
+        "source": "this run's calibration fit (cltv_calibration_fit)",
+        "n_customers": len(summary),
+    }
+    model = CustomerValueModel(
+        {**calibration_fit, "purchase_model": name},
+        registered.naive,
+        registered.valuation,
+        registered.uncertainty,
+    )
     revenue = summary["frequency_holdout"] * summary["monetary_value_holdout"]
 
     def top_fifth_share(score: pd.Series) -> float:
@@ -242,7 +264,7 @@ def test_the_clv_decision_scores_the_holdout_revenue_the_top_fifth_spent(default
                 break
         return captured / revenue.sum()
 
-    clv = model.predict(summary[list(INPUT_COLUMNS)])["clv"]
+    clv = model.predict(None, summary[list(INPUT_COLUMNS)])["clv"]
     assert decision["n_customers"] == len(summary)
     assert decision["challenger"]["score"] == pytest.approx(top_fifth_share(clv), rel=1e-9)
     assert decision["challenger"]["purchase_model"] in ("bgnbd", "mbgnbd", "pnbd")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -302,7 +303,12 @@ def _total_value(values, totals, value_model: CustomerValueModel) -> dict[str, A
 def _holdout_ranking(value_model: CustomerValueModel, summary: DataFrame) -> dict[str, Any]:
     """How well the model's CLV, and the naive baseline's, computed from the calibration
     period's histories, rank customers by the revenue they spent in the holdout
-    (:func:`metrics.value_ranking`, keyed as :data:`cltv.parameters.PROMOTION_METRICS`)."""
+    (:func:`metrics.value_ranking`, keyed as :data:`cltv.parameters.PROMOTION_METRICS`).
+
+    Fair only for a model fitted on the calibration period (:func:`_on_calibration`): one
+    fitted up to observation_end has seen the holdout it is ranked on. The naive baseline
+    reads the calibration histories alone; its lifespan (from the holdout's churn share) is one
+    factor for every customer, so it cannot move a ranking."""
     histories = summary.select(
         *INPUT_COLUMNS,
         (F.col("frequency_holdout") * F.col("monetary_value_holdout")).alias("holdout_revenue"),
@@ -328,13 +334,90 @@ def _holdout_ranking(value_model: CustomerValueModel, summary: DataFrame) -> dic
     return ranking
 
 
+def _recipe(fit: dict[str, Any]) -> dict[str, Any]:
+    """How a CLV model's fit was made, not what it found: the purchase model and each
+    model's penalizer. With the model's settings, what a refit on other data repeats."""
+    name = fit.get("purchase_model", "bgnbd")
+    return {
+        "purchase_model": name,
+        "penalizer": fit[name]["penalizer"],
+        "gamma_gamma_penalizer": fit["gamma_gamma"]["penalizer"],
+    }
+
+
+def _recipe_text(recipe: dict[str, Any]) -> str:
+    return (
+        f"{MODEL_LABELS[recipe['purchase_model']]} penalizer {recipe['penalizer']}, "
+        f"Gamma-Gamma penalizer {recipe['gamma_gamma_penalizer']}"
+    )
+
+
+def _periods(analysis_period: dict[str, Any]) -> tuple[str, str]:
+    """This run's calibration period and holdout, as the decision shows them."""
+    calibration_end = date.fromisoformat(analysis_period["calibration_end"])
+    return (
+        f"{analysis_period['first_transaction_date']} to {calibration_end}",
+        f"{calibration_end + timedelta(days=1)} to {analysis_period['observation_end']}",
+    )
+
+
+def _on_calibration(
+    value_model: CustomerValueModel,
+    summary: DataFrame,
+    calibration_fit: dict[str, Any],
+    calibration: str,
+) -> tuple[CustomerValueModel, dict[str, Any]]:
+    """``value_model``'s recipe fitted on this run's calibration period (``summary``), with its
+    settings, to be ranked on the holdout it has not seen; and how, for the decision.
+
+    This run's calibration fit holds every candidate at this run's penalizers, so a recipe it
+    holds is taken from it (the challenger's always is); any other is refitted with
+    :func:`fit_cltv_models`, on the driver from the distinct histories."""
+    recipe = _recipe(value_model.fit)
+    name = recipe["purchase_model"]
+    held = calibration_fit.get(name)
+    if held and _recipe({**calibration_fit, "purchase_model": name}) == recipe:
+        fit, source = calibration_fit, "this run's calibration fit (cltv_calibration_fit)"
+    else:
+        cltv = {
+            name: {"penalizer": recipe["penalizer"]},
+            "gamma_gamma": {"penalizer": recipe["gamma_gamma_penalizer"]},
+        }
+        fit = fit_cltv_models(summary, cltv, calibration_fit["time_unit"], purchase_models=[name])
+        source = "refitted for this decision"
+    refit = CustomerValueModel(
+        {**fit, "purchase_model": name},
+        value_model.naive,
+        value_model.valuation,
+        value_model.uncertainty,
+    )
+    scored_with = {
+        "recipe": recipe,
+        "fit": f"refit on this run's calibration period, {calibration}",
+        "source": source,
+        "n_customers": fit[name]["n_customers"],
+    }
+    return refit, scored_with
+
+
 def promote_cltv_model(
-    value_model: CustomerValueModel, summary: DataFrame, promotion: dict[str, Any]
+    value_model: CustomerValueModel,
+    summary: DataFrame,
+    calibration_fit: dict[str, Any],
+    analysis_period: dict[str, Any],
+    promotion: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], CustomerValueModel, dict[str, Any]]:
     """The run's CLV model (the challenger, the version of ``promotion.registered_model`` this
     run registered) against the version behind ``promotion.alias`` (the champion), both
     valuing the calibration period's customers and scored by ``promotion.metric``: how much of
     the holdout's revenue the customers they rank highest spent (default: the top 20%).
+
+    Neither is ranked on data it was fitted on: the challenger was fitted up to
+    observation_end, so it has seen the holdout, and the champion saw whatever its own run
+    had. So each side's recipe (purchase model and penalizers, :func:`_recipe`) is fitted on
+    this run's calibration period and valued with its settings (:func:`_on_calibration`), and
+    those fits are ranked. A champion with the challenger's recipe and settings would be the
+    same fit: a tie by construction, neither refitted nor ranked twice.
 
     Settings are part of the model (:meth:`CustomerValueModel.settings`): a challenger valued
     with other settings (a new margin, horizon, interval or time unit) takes the alias as a
@@ -348,9 +431,13 @@ def promote_cltv_model(
     """
     name, version = promotion_in_registry.registered_in_this_run(promotion["registered_model"])
     alias, metric, min_gain = promotion["alias"], promotion["metric"], promotion["min_gain"]
-    challenger = _holdout_ranking(value_model, summary)
+    calibration, holdout = _periods(analysis_period)
+    challenger_refit, challenger_scored_with = _on_calibration(
+        value_model, summary, calibration_fit, calibration
+    )
+    challenger = _holdout_ranking(challenger_refit, summary)
     no_score = "no customer of the calibration period bought in the holdout"
-    champion, champion_model = None, None
+    champion, champion_model, same_recipe = None, None, False
     found = promotion_in_registry.load_champion(name, alias, load_value_model)
     if found:
         champion_version, champion_model = found
@@ -365,7 +452,18 @@ def promote_cltv_model(
         if not promotion_in_registry.setting_changes(champion["settings"], value_model.settings()):
             # scored only when the settings agree: a model valued in other units or with
             # another horizon would be scored on histories it was not made for
-            champion["score"] = _holdout_ranking(champion_model, summary)["model"][metric]
+            same_recipe = _recipe(champion_model.fit) == challenger_scored_with["recipe"]
+            if same_recipe:
+                champion["score"] = challenger["model"][metric]
+                champion["scored_with"] = {
+                    **challenger_scored_with,
+                    "source": "the challenger's refit: the same recipe and settings",
+                }
+            else:
+                champion_refit, champion["scored_with"] = _on_calibration(
+                    champion_model, summary, calibration_fit, calibration
+                )
+                champion["score"] = _holdout_ranking(champion_refit, summary)["model"][metric]
     score, naive = challenger["model"][metric], challenger["naive"][metric]
     decision = promotion_in_registry.challenge(
         name,
@@ -375,13 +473,25 @@ def promote_cltv_model(
             "score": score,
             "purchase_model": value_model.purchase_model_name,
             "settings": value_model.settings(),
+            "scored_with": challenger_scored_with,
             **({"no_score": no_score} if score is None else {}),
         },
         champion,
     )
+    if same_recipe and decision["outcome"] == "tie":
+        decision["reason"] += (
+            f"; the champion has the challenger's recipe "
+            f"({_recipe_text(challenger_scored_with['recipe'])}) and settings, so refitted on "
+            "this run's calibration period they are the same model: a tie by construction"
+        )
     outcome, _ = promotion_in_registry.compare_scores(naive, score, min_gain)
     decision.update(
         n_customers=challenger["n_customers"],
+        scoring=(
+            "each side's recipe (purchase model, penalizers) and settings refit on this run's "
+            f"calibration period, {calibration}, and ranked on its holdout, {holdout}: neither "
+            "model is scored on data it was fitted on"
+        ),
         naive_baseline={"score": naive, "beats_challenger": outcome == "better"},
     )
     if outcome == "better":

@@ -85,7 +85,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 promote_cltv_model,
-                inputs=["cltv_value_model", "customer_summary", "params:cltv.promotion"],
+                inputs=[
+                    "cltv_value_model",
+                    "customer_summary",
+                    "cltv_calibration_fit",
+                    "analysis_period",
+                    "params:cltv.promotion",
+                ],
                 outputs=[
                     "cltv_model_promotion",
                     "cltv_promotion_mlflow_metrics",
