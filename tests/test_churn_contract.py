@@ -221,9 +221,9 @@ def test_scoring_stops_in_one_line_on_tables_built_with_other_feature_settings(c
     with pytest.raises(ContractError) as stopped:
         check_settings(champion, run)
     assert str(stopped.value) == (
-        "the churn champion (cltv_churn version 3) was trained on other inputs: "
-        "features.windows_days [30, 90, 180] (this run: [30, 90, 365]). Run `kedro run` to "
-        "train and promote a model on the new settings, or set features.windows_days to "
+        "the churn champion (cltv_churn version 3) was trained on other inputs (its settings "
+        "→ this run's): features.windows_days [30, 90, 180] → [30, 90, 365]. Run `kedro run` "
+        "to train and promote a model on the new settings, or set features.windows_days to "
         "[30, 90, 180] again in conf"
     )
     # a renamed RFM segment would silently be an all-zero one-hot
@@ -240,7 +240,7 @@ def test_scoring_stops_in_one_line_on_tables_built_with_other_feature_settings(c
     longer = churn_contract(conf["churn_modeling"], conf["features"], 120, "W")
     check_settings(champion, longer)
     with_btyd = {**champion, "btyd_features": {"used": True}}
-    with pytest.raises(ContractError, match=r"holdout_days 90 \(this run: 120\)"):
+    with pytest.raises(ContractError, match=r"holdout_days 90 → 120\. Run"):
         check_settings(with_btyd, longer)
 
 

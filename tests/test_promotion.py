@@ -140,8 +140,10 @@ def test_a_first_run_promotes_and_a_worse_challenger_does_not(default_run, tmp_p
     assert finished.exit_code != 0
     assert last.startswith(
         f"Error: node check_champion failed: the churn champion (cltv_churn version {version}) "
-        "was trained on other inputs: features.windows_days [30, 90, 180] (this run: "
-        "[30, 90, 365]); churn_modeling.features.numeric "
+        "was trained on other inputs (its settings → this run's): "
+        "churn_modeling.features.numeric without purchases_last_180d, revenue_last_180d, "
+        "revenue_trend_180d and with purchases_last_365d, revenue_last_365d, "
+        "revenue_trend_365d; features.windows_days [30, 90, 180] → [30, 90, 365]. "
     ), last
     assert "Run `kedro run` to train and promote a model on the new settings" in last
     assert "Completed node" not in finished.log + finished.output

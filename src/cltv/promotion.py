@@ -109,11 +109,29 @@ def shown(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def setting_change(name: str, before: Any, after: Any) -> str:
+    """``name before → after``; for a long list, what it lost and gained (``without a, b,
+    with c``), which a cut ``before → after`` would hide."""
+    if len(str(before)) <= 60 and len(str(after)) <= 60:
+        return f"{name} {before} → {after}"
+    if isinstance(before, list) and isinstance(after, list):
+        gone = [str(v) for v in before if v not in after]
+        new = [str(v) for v in after if v not in before]
+        if all(len(v) <= 40 for v in gone + new) and (gone or new):
+            parts = [
+                f"{word} {', '.join(values)}"
+                for word, values in (("without", gone), ("with", new))
+                if values
+            ]
+            return f"{name} {' and '.join(parts)}"
+    return f"{name} {shown(before)} → {shown(after)}"
+
+
 def setting_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
-    """``name before → after`` for each setting that differs (both None: none)."""
+    """:func:`setting_change` for each setting that differs (both None: none)."""
     before, after = before or {}, after or {}
     return [
-        f"{name} {shown(before.get(name))} → {shown(after.get(name))}"
+        setting_change(name, before.get(name), after.get(name))
         for name in sorted(set(before) | set(after))
         if before.get(name) != after.get(name)
     ]

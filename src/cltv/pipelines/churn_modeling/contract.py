@@ -23,7 +23,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 
 from cltv.parameters import contract_settings
-from cltv.promotion import shown
+from cltv.promotion import setting_change
 
 
 class ContractError(ValueError):
@@ -85,13 +85,13 @@ def check_settings(selection: dict[str, Any], run_settings: dict[str, Any]) -> N
     if not differs:
         return
     changes = "; ".join(
-        f"{name} {shown(trained.get(name))} (this run: {shown(run_settings.get(name))})"
-        for name in differs
+        setting_change(name, trained.get(name), run_settings.get(name)) for name in differs
     )
     restore = ", ".join(f"{name} to {_restorable(trained.get(name))}" for name in differs)
     raise ContractError(
-        f"{_champion(selection)} was trained on other inputs: {changes}. Run `kedro run` to "
-        f"train and promote a model on the new settings, or set {restore} again in conf"
+        f"{_champion(selection)} was trained on other inputs (its settings → this run's): "
+        f"{changes}. Run `kedro run` to train and promote a model on the new settings, or set "
+        f"{restore} again in conf"
     )
 
 
