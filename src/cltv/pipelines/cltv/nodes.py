@@ -406,7 +406,7 @@ def promote_cltv_model(
     calibration_fit: dict[str, Any],
     analysis_period: dict[str, Any],
     promotion: dict[str, Any],
-) -> tuple[dict[str, Any], dict[str, dict[str, float]], CustomerValueModel, dict[str, Any]]:
+) -> tuple[dict[str, Any], CustomerValueModel, dict[str, Any]]:
     """The run's CLV model (the challenger, the version of ``promotion.registered_model`` this
     run registered) against the version behind ``promotion.alias`` (the champion), both
     valuing the calibration period's customers and scored by ``promotion.metric``: how much of
@@ -425,9 +425,10 @@ def promote_cltv_model(
     the same way; when it ranks better, the decision says so, and a difference below
     ``min_gain`` is a tie.
 
-    Returns the decision (the ``cltv_value`` entry of ``model_promotion.json``), its scores as
-    MLflow metrics, and the champion after the decision with its fit: what values the
-    customers in ``customer_cltv``, so that the table always holds the champion's numbers.
+    Returns the decision (the ``cltv_value`` entry of ``model_promotion.json``) and the
+    champion after the decision with its fit: what values the customers in ``customer_cltv``,
+    so that the table always holds the champion's numbers. The alias moves only once the
+    table is written (:func:`settle_cltv_promotion`).
     """
     name, version = promotion_in_registry.registered_in_this_run(promotion["registered_model"])
     alias, metric, min_gain = promotion["alias"], promotion["metric"], promotion["min_gain"]
@@ -504,14 +505,22 @@ def promote_cltv_model(
             f"; the naive baseline ranks as well (a tie: {metric} {naive:.4f} vs {score:.4f}, "
             f"a difference below {min_gain})"
         )
-    scores = promotion_in_registry.settle(decision, "CLV model")
+    # the alias moves once customer_cltv is written (settle_cltv_promotion)
     production = value_model if decision["promoted"] else champion_model
-    return (
-        decision,
-        metrics.as_mlflow_metrics({**scores, "naive": naive}),
-        production,
-        production.fit,
-    )
+    return decision, production, production.fit
+
+
+def settle_cltv_promotion(
+    decision: dict[str, Any], cltv_total_value: dict[str, Any]
+) -> dict[str, dict[str, float]]:
+    """Move the alias when ``decision`` promotes, now that ``customer_cltv`` holds the
+    champion's numbers (``cltv_total_value`` is saved after it), so a write that fails leaves
+    the registry as it was. Returns the decision's scores, and the naive baseline's, as MLflow
+    metrics."""
+    promotion_in_registry.settle(decision, "CLV model")
+    scores = promotion_in_registry.decision_scores(decision)
+    naive = (decision.get("naive_baseline") or {}).get("score")
+    return metrics.as_mlflow_metrics({**scores, **({"naive": naive} if naive is not None else {})})
 
 
 # ------------------------------------------------------------------ churn

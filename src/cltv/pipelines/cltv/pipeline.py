@@ -18,6 +18,7 @@ from cltv.pipelines.cltv.nodes import (
     plot_cltv_validation,
     predict_customer_value,
     promote_cltv_model,
+    settle_cltv_promotion,
     validate_on_holdout,
 )
 
@@ -94,7 +95,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 outputs=[
                     "cltv_model_promotion",
-                    "cltv_promotion_mlflow_metrics",
                     "champion_cltv_model",
                     "champion_cltv_fit",
                 ],
@@ -110,6 +110,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 outputs=["customer_cltv", "cltv_total_value"],
                 name="predict_customer_value",
+            ),
+            # once customer_cltv is written (cltv_total_value is saved after it)
+            Node(
+                settle_cltv_promotion,
+                inputs=["cltv_model_promotion", "cltv_total_value"],
+                outputs="cltv_promotion_mlflow_metrics",
+                name="settle_cltv_promotion",
             ),
             Node(
                 btyd_churn_scores,
