@@ -214,7 +214,9 @@ def test_both_sides_are_scored_by_refits_that_never_saw_the_holdout(data, regist
     assert decided["production"].fit == production.fit
 
 
-def test_a_champion_with_the_challengers_recipe_ties_without_a_second_fit(data, registry, caplog):
+def test_a_champion_with_the_challengers_recipe_is_refreshed_without_a_second_fit(
+    data, registry, caplog
+):
     # the same recipe and settings, fitted by an earlier run on other data (an earlier
     # observation_end): refitted on this run's calibration period, it is the challenger's fit
     earlier = data["summary"].filter("T > 20")
@@ -227,16 +229,24 @@ def test_a_champion_with_the_challengers_recipe_ties_without_a_second_fit(data, 
     decision = decided["decision"]
 
     assert decided["fits"] == []  # nothing fitted: both are this run's calibration fit
-    assert decision["outcome"] == "tie" and decision["promoted"] is False
     assert decision["champion"]["score"] == decision["challenger"]["score"]
     assert decision["champion"]["scored_with"]["source"] == (
         "the challenger's refit: the same recipe and settings"
     )
     assert decision["champion"]["scored_with"]["n_customers"] == len(data["frame"])
+    # no score can prefer either: the fit on this run's data values customers from now on
+    assert decision["outcome"] == "refreshed" and decision["promoted"] is True
+    assert decision["reason"].startswith("refreshed: a tie, ")
     assert (
         "; the champion has the challenger's recipe (BG/NBD penalizer 0.0, Gamma-Gamma "
         "penalizer 0.0) and settings, so refitted on this run's calibration period they are "
-        "the same model: a tie by construction"
+        "the same model, and no score can prefer either; fitted on this run's data (up to "
     ) in decision["reason"]
-    # the champion keeps valuing customers with its own fit
-    assert decided["production"].fit == champion.fit
+    assert decision["reason"].endswith(
+        f"{data['challenger'].fit['bgnbd']['n_customers']} customers) rather than the "
+        f"champion's run's ({champion.fit['bgnbd']['n_customers']} customers), the challenger "
+        "takes the alias"
+    )
+    assert decided["production"].fit == data["challenger"].fit
+    # the same recipe on the same data finds the same parameters: a tie the champion keeps
+    # (test_two_default_runs_leave_both_models_with_the_first_as_champion)

@@ -345,6 +345,18 @@ def _recipe(fit: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _found(fit: dict[str, Any]) -> dict[str, Any]:
+    """What a CLV model's fit found: the parameters of its purchase model and Gamma-Gamma."""
+    name = fit.get("purchase_model", "bgnbd")
+    return {
+        model: {key: fit[model][key] for key in names}
+        for model, names in (
+            (name, PURCHASE_MODELS[name].param_names),
+            ("gamma_gamma", ("p", "q", "gamma")),
+        )
+    }
+
+
 def _recipe_text(recipe: dict[str, Any]) -> str:
     return (
         f"{MODEL_LABELS[recipe['purchase_model']]} penalizer {recipe['penalizer']}, "
@@ -480,11 +492,27 @@ def promote_cltv_model(
         champion,
     )
     if same_recipe and decision["outcome"] == "tie":
-        decision["reason"] += (
-            f"; the champion has the challenger's recipe "
+        same_model = (
+            "; the champion has the challenger's recipe "
             f"({_recipe_text(challenger_scored_with['recipe'])}) and settings, so refitted on "
-            "this run's calibration period they are the same model: a tie by construction"
+            "this run's calibration period they are the same model"
         )
+        if _found(champion_model.fit) == _found(value_model.fit):
+            decision["reason"] += same_model + ": a tie by construction"
+        else:
+            # no score can prefer either; the challenger's fit is on this run's data, so a
+            # weekly run on new data refreshes the parameters that value customers
+            decision.update(
+                promoted=True,
+                outcome="refreshed",
+                reason=f"refreshed: {decision['reason']}{same_model}, and no score can prefer "
+                "either; fitted on this run's data (up to "
+                f"{analysis_period['observation_end']}, "
+                f"{value_model.fit[value_model.purchase_model_name]['n_customers']} customers) "
+                "rather than the champion's run's "
+                f"({champion_model.fit[champion_model.purchase_model_name]['n_customers']} "
+                "customers), the challenger takes the alias",
+            )
     outcome, _ = promotion_in_registry.compare_scores(naive, score, min_gain)
     decision.update(
         n_customers=challenger["n_customers"],
