@@ -156,6 +156,41 @@ def mlflow_uris(monkeypatch):
     return monkeypatch
 
 
+def top_fifth_share(score, revenue) -> float:
+    """Oracle of ``holdout_revenue_top_20pct``, in pandas: the share of the holdout's
+    ``revenue`` spent by the 20% of customers with the highest ``score``. Customers tied on
+    score (one-time buyers with the same T) enter together, each counted in the share of the
+    group that fits."""
+    import pandas as pd
+
+    groups = (
+        pd.DataFrame({"score": list(score), "revenue": list(revenue)})
+        .groupby("score")["revenue"]
+        .agg(["size", "sum"])
+        .sort_index(ascending=False)
+    )
+    room, captured = 0.2 * groups["size"].sum(), 0.0
+    for size, total in groups.itertuples(index=False):
+        taken = min(size, room)
+        captured += total * taken / size
+        room -= taken
+        if room <= 0:
+            break
+    return captured / groups["sum"].sum()
+
+
+@pytest.fixture
+def registry(tmp_path, mlflow_uris) -> mlflow.MlflowClient:
+    """A real MLflow store (tracking and registry) in ``tmp_path``, MLflow's URIs set to it
+    for the test (and put back after it)."""
+    store = tmp_path / "mlflow.db"
+    shutil.copy(_migrated_mlflow_store(), store)
+    uri = f"sqlite:///{store}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return mlflow.MlflowClient()
+
+
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT

@@ -9,8 +9,6 @@ production tables are written. On a real MLflow registry and local Spark, withou
 
 from __future__ import annotations
 
-import shutil
-
 import mlflow
 import pytest
 import yaml
@@ -31,7 +29,6 @@ from cltv.pipelines.churn_modeling.nodes import (
     score_customers,
 )
 
-from .conftest import _migrated_mlflow_store
 from .test_churn_reasons import FEATURES, INPUTS, customers, models  # noqa: F401 (fixtures)
 
 PROMOTION = {
@@ -76,16 +73,6 @@ def _selection(settings, model_input, threshold=0.5, version=None, features=FEAT
     return selection if version is None else {**selection, "version": version}
 
 
-@pytest.fixture
-def registry(tmp_path, mlflow_uris):
-    store = tmp_path / "mlflow.db"
-    shutil.copy(_migrated_mlflow_store(), store)
-    mlflow.set_tracking_uri(f"sqlite:///{store}")
-    mlflow.set_registry_uri(f"sqlite:///{store}")
-    mlflow.set_experiment("contract")
-    return mlflow.MlflowClient()
-
-
 def _log(model, selection, customers) -> None:
     """Log and register ``model`` with its selection, in the active run, as training does."""
     example = customers[INPUTS].head(5)
@@ -98,6 +85,7 @@ def _log(model, selection, customers) -> None:
 @pytest.fixture
 def champion(registry, conf, models, customers, model_input):
     """Version 1 of cltv_churn, the champion, trained under the base conf's contract."""
+    mlflow.set_experiment("contract")
     selection = _selection(_settings(conf), model_input)
     with mlflow.start_run():
         _log(models["logistic_regression"], selection, customers)

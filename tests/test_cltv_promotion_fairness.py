@@ -6,7 +6,6 @@ On real local Spark and a real MLflow registry, without a whole run."""
 from __future__ import annotations
 
 import logging
-import shutil
 
 import mlflow
 import numpy as np
@@ -27,7 +26,7 @@ from cltv.pipelines.data_processing.nodes import (
     resolve_analysis_period,
 )
 
-from .conftest import _migrated_mlflow_store
+from .conftest import top_fifth_share
 from .test_cltv_models import cltv_params
 
 PROMOTION = {
@@ -81,16 +80,6 @@ def data(spark):
     }
 
 
-@pytest.fixture
-def registry(tmp_path, mlflow_uris):
-    store = tmp_path / "mlflow.db"
-    shutil.copy(_migrated_mlflow_store(), store)
-    uri = f"sqlite:///{store}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return mlflow.MlflowClient()
-
-
 def _register(model: CustomerValueModel) -> None:
     MlflowCltvModelDataset(
         save_args={"name": "cltv_value_model", "registered_model_name": "cltv_value"}
@@ -122,25 +111,8 @@ def _promote_against(champion: CustomerValueModel, data, registry, caplog) -> di
 
 
 def _top_fifth_share(model: CustomerValueModel, frame: pd.DataFrame) -> float:
-    """Oracle of holdout_revenue_top_20pct, in pandas from ``predict``: the share of the
-    holdout's revenue spent by the 20% of customers with the highest CLV (customers tied on
-    CLV enter together, each counted in the share of the group that fits)."""
     clv = model.predict(None, frame[list(INPUT_COLUMNS)])["clv"].to_numpy()
-    revenue = (frame["frequency_holdout"] * frame["monetary_value_holdout"]).to_numpy()
-    groups = (
-        pd.DataFrame({"clv": clv, "revenue": revenue})
-        .groupby("clv")["revenue"]
-        .agg(["size", "sum"])
-        .sort_index(ascending=False)
-    )
-    room, captured = 0.2 * len(frame), 0.0
-    for size, total in groups.itertuples(index=False):
-        taken = min(size, room)
-        captured += total * taken / size
-        room -= taken
-        if room <= 0:
-            break
-    return captured / revenue.sum()
+    return top_fifth_share(clv, frame["frequency_holdout"] * frame["monetary_value_holdout"])
 
 
 def _calibration_fit_of(fit: dict, name: str) -> dict:

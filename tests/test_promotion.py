@@ -17,7 +17,7 @@ from deltalake import DeltaTable
 
 from cltv.models.value_model import INPUT_COLUMNS, OUTPUT_COLUMNS, CustomerValueModel
 
-from .conftest import cli_in_process, project_registry, registered_model, run_kedro
+from .conftest import cli_in_process, project_registry, registered_model, run_kedro, top_fifth_share
 
 
 def _promotion(project, model: str = "cltv_churn") -> dict:
@@ -247,28 +247,9 @@ def test_the_clv_decision_scores_the_holdout_revenue_the_top_fifth_spent(default
         registered.uncertainty,
     )
     revenue = summary["frequency_holdout"] * summary["monetary_value_holdout"]
-
-    def top_fifth_share(score: pd.Series) -> float:
-        # customers tied on score (one-time buyers with the same T) enter the top fifth
-        # together, each counted in the share of the group that fits
-        groups = (
-            pd.DataFrame({"score": score, "revenue": revenue})
-            .groupby("score")["revenue"]
-            .agg(["size", "sum"])
-            .sort_index(ascending=False)
-        )
-        room, captured = 0.2 * len(score), 0.0
-        for size, total in groups.itertuples(index=False):
-            taken = min(size, room)
-            captured += total * taken / size
-            room -= taken
-            if room <= 0:
-                break
-        return captured / revenue.sum()
-
     clv = model.predict(None, summary[list(INPUT_COLUMNS)])["clv"]
     assert decision["n_customers"] == len(summary)
-    assert decision["challenger"]["score"] == pytest.approx(top_fifth_share(clv), rel=1e-9)
+    assert decision["challenger"]["score"] == pytest.approx(top_fifth_share(clv, revenue), rel=1e-9)
     assert decision["challenger"]["purchase_model"] in ("bgnbd", "mbgnbd", "pnbd")
     # the naive baseline is scored alike, and the report says which ranks better
     naive = decision["naive_baseline"]

@@ -78,17 +78,6 @@ def test_a_missing_score_keeps_the_champion_and_is_never_logged_as_zero():
     assert first["promoted"] is True and why in first["reason"]
 
 
-@pytest.fixture
-def registry(tmp_path, mlflow_uris):
-    """A real MLflow store (tracking and registry) in ``tmp_path``, MLflow's URIs set to it."""
-    store = tmp_path / "mlflow.db"
-    shutil.copy(_migrated_mlflow_store(), store)
-    uri = f"sqlite:///{store}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return mlflow.MlflowClient()
-
-
 def _register(client, name: str, versions: int) -> None:
     client.create_registered_model(name)
     for _ in range(versions):
