@@ -198,7 +198,14 @@ def test_a_feature_change_promotes_without_scoring_the_champion_on_tables_it_can
         "churn_modeling.features.categorical ['country', 'rfm_segment'] → ['country']"
         in (decision["reason"])
     )
-    assert "churn_modeling.features.numeric ['recency_days', " in decision["reason"]
+    assert (
+        "churn_modeling.features.numeric without tenure_days, n_purchase_days, "
+        in (decision["reason"])
+    )
+    assert (
+        ", revenue_trend_180d and with monetary_sum, churn_modeling.threshold"
+        in (decision["reason"])
+    )
     assert production["version"] == 2
 
 
