@@ -203,7 +203,7 @@ def test_a_feature_change_promotes_without_scoring_the_champion_on_tables_it_can
         in (decision["reason"])
     )
     assert (
-        ", revenue_trend_180d and with monetary_sum, churn_modeling.threshold"
+        ", revenue_trend_180d and with monetary_sum (the champion, version 1, "
         in (decision["reason"])
     )
     assert production["version"] == 2
