@@ -294,3 +294,20 @@ def test_the_aliases_move_only_after_the_production_tables_are_written():
         assert writes in upstream, settle
         # and the nodes that decide do not move the alias themselves
         assert settle not in {node.name for node in pipeline.to_nodes(writes).nodes}
+
+
+def test_scoring_a_table_without_a_column_the_champion_reads_stops_before_any_work(
+    spark, conf, models, customers, model_input
+):
+    """Today: PySparkKeyError [KEY_NOT_EXISTS] from deep inside the scoring UDF."""
+    features = spark.createDataFrame(customers.drop(columns=["split", driver.LABEL]))
+    with pytest.raises(ContractError, match=r"reads monetary_total, which this run's tables"):
+        score_customers(
+            models["logistic_regression"],
+            features.withColumn("rfm_segment", features["country"]).drop("monetary_total"),
+            None,
+            _selection(_settings(conf), model_input, version=1),
+            _settings(conf),
+            {"observation_end": "2011-12-09", "holdout_days": 90},
+            {"churn_reasons": 1, "retention_levers": 1},
+        )
