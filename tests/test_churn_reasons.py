@@ -306,7 +306,7 @@ def test_a_reason_shows_the_customers_own_value(spark, models):
             "recency_days",
             94,
             {"n_purchase_days": 5, "mean_days_between_purchases": 21.0},
-            "no purchase for 94 days; this customer usually buys every 21",
+            "no purchase for 94 days; this customer usually buys every 21 days",
         ),
         (
             "recency_days",
@@ -324,9 +324,14 @@ def test_a_reason_shows_the_customers_own_value(spark, models):
         ("revenue_trend_180d", 0.5, {}, "spend rose 200% against the previous 180 days"),
         ("n_purchase_days", 1, {}, "one purchase only"),
         ("purchases_last_30d", 0, {}, "no purchase in the last 30 days"),
-        ("revenue_last_90d", 1234.5, {}, "spent 1,234 in the last 90 days"),
+        ("revenue_last_90d", 1234.5, {}, "only 1,234 spent in the last 90 days"),
         ("mean_days_between_purchases", 0.0, {"n_purchase_days": 1}, "one purchase only"),
-        ("btyd_p_alive", 0.14, {}, "the purchase model gives a 14% chance of still buying"),
+        (
+            "btyd_p_alive",
+            0.14,
+            {"n_purchase_days": 3},
+            "the purchase model's probability of still being an active customer is 14%",
+        ),
         ("loyalty_points", 7, {}, "loyalty_points is 7"),
     ],
 )

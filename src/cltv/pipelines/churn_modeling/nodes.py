@@ -466,7 +466,11 @@ def score_customers(
     contract.check_columns(selection, current_features)
     if reasons_of.explains(churn_model):
         scored, observation = reasons_of.explained_scores(
-            churn_model, current_features, reasons["churn_reasons"], reasons["retention_levers"]
+            churn_model,
+            current_features,
+            reasons["churn_reasons"],
+            reasons["retention_levers"],
+            horizon_days,
         )
         importance = reasons_of.GlobalImportance(observation, selection["selected"])
     else:

@@ -222,29 +222,56 @@ def _ranked(values: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------ phrases
+# A phrase says why this customer may leave: a risk, never praise. It reads its own feature's
+# value and the customer's other inputs (:data:`PHRASE_CONTEXT`, and the prediction's
+# ``horizon_days``); None when the value is no risk to put in words (a segment named for
+# praise), so that the text takes the next reason.
+
+
 def _days(n: float) -> str:
     return f"{n:,.0f} day{'' if round(n) == 1 else 's'}"
 
 
+def _percent(share: float) -> str:
+    """A share as a percentage that reads 0% or 100% only when it is exactly that: 0.996 is
+    99.6%, 0.002 is 0.2%, 0.9999 is over 99.9%."""
+    for decimals in (0, 1):
+        text = f"{share:.{decimals}%}"
+        if share in (0, 1) or float(text[:-1]) not in (0, 100):
+            return text
+    return "under 0.1%" if share < 0.5 else "over 99.9%"
+
+
+def _one_purchase(customer: Mapping[str, Any]) -> bool:
+    # a customer without their purchase days in view is taken for a repeat one: the phrase
+    # then says what the value is, which holds either way
+    return customer.get("n_purchase_days", 2) <= 1
+
+
 def _recency(value: float, customer: Mapping[str, Any]) -> str:
     gap = customer.get("mean_days_between_purchases")
-    if customer.get("n_purchase_days", 2) > 1 and gap:
-        return f"no purchase for {value:,.0f} days; this customer usually buys every {gap:,.0f}"
+    if not _one_purchase(customer) and gap:
+        return f"no purchase for {_days(value)}; this customer usually buys every {_days(gap)}"
     return f"no purchase for {_days(value)}"
 
 
 def _trend(window: str) -> Callable[[float, Mapping[str, Any]], str]:
+    both = 2 * int(window)
+
     def phrase(value: float, customer: Mapping[str, Any]) -> str:
-        # value = (last - previous) / (last + previous), so last / previous = (1 + v) / (1 - v)
+        # value = (last - previous) / (last + previous), so last / previous = (1 + v) / (1 - v);
+        # 0 also when neither window has spend, which the last window's revenue tells apart
         if value <= -1:
             return f"no spend in the last {window} days, after spending in the {window} before"
         if value >= 1:
             return f"all spend in the last {window} days, none in the {window} before"
         if value == 0:
-            return f"spend flat against the previous {window} days"
+            if customer.get(f"revenue_last_{window}d", 0) > 0:
+                return f"spend no higher than in the previous {window} days"
+            return f"no spend in the last {both} days"
         change = 2 * value / (1 - value)
         verb = "fell" if change < 0 else "rose"
-        return f"spend {verb} {abs(change):.0%} against the previous {window} days"
+        return f"spend {verb} {_percent(abs(change))} against the previous {window} days"
 
     return phrase
 
@@ -253,7 +280,9 @@ def _purchases(window: str) -> Callable[[float, Mapping[str, Any]], str]:
     def phrase(value: float, customer: Mapping[str, Any]) -> str:
         if value == 0:
             return f"no purchase in the last {window} days"
-        return f"bought on {_days(value)} in the last {window} days"
+        return (
+            f"only {value:,.0f} purchase day{'' if value == 1 else 's'} in the last {window} days"
+        )
 
     return phrase
 
@@ -262,39 +291,77 @@ def _revenue(window: str) -> Callable[[float, Mapping[str, Any]], str]:
     def phrase(value: float, customer: Mapping[str, Any]) -> str:
         if value <= 0:
             return f"no spend in the last {window} days"
-        return f"spent {value:,.0f} in the last {window} days"
+        return f"only {value:,.0f} spent in the last {window} days"
 
     return phrase
 
 
 def _one_purchase_or(text: str) -> Callable[[float, Mapping[str, Any]], str]:
     def phrase(value: float, customer: Mapping[str, Any]) -> str:
-        if customer.get("n_purchase_days", 2) <= 1:
+        if _one_purchase(customer):
             return "one purchase only"
         return text.format(value=value)
 
     return phrase
 
 
-# each feature's phrase: (its value, all of the customer's inputs) -> words
-PHRASES: dict[str, Callable[[Any, Mapping[str, Any]], str]] = {
+def _repeat(value: float, customer: Mapping[str, Any]) -> str:
+    if not value:
+        return "one purchase only"
+    days = customer.get("n_purchase_days")
+    return f"only {days:,.0f} purchase days so far" if days else "has bought more than once"
+
+
+# the RFM segments (data_processing.features.rfm_segments) named for praise are never a reason
+# to churn: built from recency, frequency and spend, which the model also sees, a segment
+# soaks up what they leave (a positive push for 'Champions' is true to the model and absurd to
+# a person), so the text takes the next reason. A segment named for a risk reads as it is.
+PRAISE_SEGMENTS = frozenset(
+    {"Champions", "Loyal Customers", "Potential Loyalists", "Promising", "New Customers"}
+)
+
+
+def _segment(value: Any, customer: Mapping[str, Any]) -> str | None:
+    if str(value).casefold() in {name.casefold() for name in PRAISE_SEGMENTS}:
+        return None
+    return f"in the RFM segment '{value}'"
+
+
+def _p_alive(value: float, customer: Mapping[str, Any]) -> str:
+    # BG/NBD gives P(alive) = 1 to every customer without a repeat purchase, by construction
+    if _one_purchase(customer):
+        return "one purchase only: the purchase model cannot tell yet"
+    return (
+        f"the purchase model's probability of still being an active customer is {_percent(value)}"
+    )
+
+
+def _expected_purchases(value: float, customer: Mapping[str, Any]) -> str:
+    horizon = customer.get("horizon_days")
+    over = f"the next {_days(horizon)}" if horizon else "the prediction's horizon"
+    count = "fewer than 0.1" if 0 < value < 0.05 else f"only {value:,.1f}"
+    return f"the purchase model expects {count} purchases over {over}"
+
+
+# each feature's phrase: (its value, the customer's inputs) -> words, or None for no risk
+PHRASES: dict[str, Callable[[Any, Mapping[str, Any]], str | None]] = {
     "recency_days": _recency,
     "tenure_days": lambda v, c: f"first purchase {_days(v)} ago",
-    "n_purchase_days": lambda v, c: "one purchase only" if v <= 1 else f"bought on {_days(v)}",
-    "is_repeat_customer": lambda v, c: "has bought more than once" if v else "one purchase only",
-    "monetary_total": lambda v, c: f"spent {v:,.0f} in all",
-    "monetary_mean": lambda v, c: f"spends {v:,.0f} per purchase day",
-    "n_invoices": lambda v, c: "one order only" if v <= 1 else f"{v:,.0f} orders",
+    "n_purchase_days": lambda v, c: (
+        "one purchase only" if v <= 1 else f"only {v:,.0f} purchase days so far"
+    ),
+    "is_repeat_customer": _repeat,
+    "monetary_total": lambda v, c: f"only {v:,.0f} spent in all",
+    "monetary_mean": lambda v, c: f"only {v:,.0f} spent per purchase day",
+    "n_invoices": lambda v, c: "one order only" if v <= 1 else f"only {v:,.0f} orders",
     "avg_lines_per_invoice": lambda v, c: f"{v:,.1f} lines per order",
     "avg_items_per_invoice": lambda v, c: f"{v:,.0f} items per order",
-    "distinct_products": lambda v, c: f"{v:,.0f} different products bought",
-    "mean_days_between_purchases": _one_purchase_or("buys every {value:,.0f} days on average"),
+    "distinct_products": lambda v, c: f"only {v:,.0f} different products bought",
+    "mean_days_between_purchases": _one_purchase_or("buys only every {value:,.0f} days on average"),
     "country": lambda v, c: f"a customer in {v}",
-    "rfm_segment": lambda v, c: f"in the RFM segment '{v}'",
-    "btyd_p_alive": lambda v, c: f"the purchase model gives a {v:.0%} chance of still buying",
-    "btyd_expected_purchases": lambda v, c: (
-        f"the purchase model expects {v:,.1f} purchases over the next holdout period"
-    ),
+    "rfm_segment": _segment,
+    "btyd_p_alive": _p_alive,
+    "btyd_expected_purchases": _expected_purchases,
 }
 # features named by their window (churn_modeling's windows_days): the window goes in the words
 WINDOWED_PHRASES = {
@@ -304,7 +371,7 @@ WINDOWED_PHRASES = {
 }
 
 
-def phrase_for(feature: str) -> Callable[[Any, Mapping[str, Any]], str]:
+def phrase_for(feature: str) -> Callable[[Any, Mapping[str, Any]], str | None]:
     """The words for ``feature``; a feature without a phrase of its own reads
     ``<feature> is <value>``."""
     if feature in PHRASES:
@@ -320,20 +387,41 @@ def phrase_for(feature: str) -> Callable[[Any, Mapping[str, Any]], str]:
 PHRASE_CONTEXT = ("n_purchase_days", "mean_days_between_purchases")
 
 
+def phrase_context(features: list[str]) -> list[str]:
+    """The columns the phrases of ``features`` read besides the features themselves: the
+    purchase days and gap, and for a spend trend its last window's revenue (a trend of 0 is
+    also no spend in either window)."""
+    trends = [re.fullmatch(r"revenue_trend_(\d+)d", f) for f in features]
+    return [*PHRASE_CONTEXT, *[f"revenue_last_{m.group(1)}d" for m in trends if m]]
+
+
 def in_words(
-    features: list[str], first: np.ndarray, pushes: np.ndarray, frame: pd.DataFrame
+    features: list[str],
+    order: np.ndarray,
+    by: np.ndarray,
+    frame: pd.DataFrame,
+    horizon_days: int | None = None,
 ) -> np.ndarray:
-    """Each row's first reason in words (None when nothing pushes its churn up)."""
+    """Each row's churn reason in words: of the inputs ranked by their push (``order``, the
+    push ``by``, largest first), the first that pushes churn up and reads as a risk (a segment
+    named for praise does not). None when none does. ``horizon_days``: the prediction's."""
     words = np.full(len(frame), None, dtype=object)
-    context = [c for c in PHRASE_CONTEXT if c in frame.columns]
-    for column in np.unique(first[pushes]):
-        rows = np.flatnonzero(pushes & (first == column))
-        feature = features[column]
-        phrase = phrase_for(feature)
-        customers = frame[list(dict.fromkeys([feature, *context]))].iloc[rows]
-        words[rows] = [
-            phrase(customer[feature], customer) for customer in customers.to_dict("records")
-        ]
+    context = [c for c in phrase_context(features) if c in frame.columns]
+    waiting = np.ones(len(frame), dtype=bool)
+    for rank in range(order.shape[1]):
+        waiting &= by[:, rank] > 0  # ranked largest first: no later input pushes up either
+        if not waiting.any():
+            break
+        for column in np.unique(order[waiting, rank]):
+            rows = np.flatnonzero(waiting & (order[:, rank] == column))
+            feature = features[column]
+            phrase = phrase_for(feature)
+            customers = frame[list(dict.fromkeys([feature, *context]))].iloc[rows]
+            words[rows] = [
+                phrase(customer[feature], {**customer, "horizon_days": horizon_days})
+                for customer in customers.to_dict("records")
+            ]
+        waiting &= pd.isna(words)
     return words
 
 
@@ -344,7 +432,12 @@ CHUNK_ROWS = 131_072
 
 
 def _explained_udf(
-    explainer: Explainer, columns: list[str], kinds: list[str], reasons: int, levers: int
+    explainer: Explainer,
+    columns: list[str],
+    kinds: list[str],
+    reasons: int,
+    levers: int,
+    horizon_days: int | None,
 ):
     """One pass over the customers of a partition, in chunks: the probability (as
     ``predict_proba`` gives it), the inputs ranked by contribution both ways with the
@@ -370,7 +463,8 @@ def _explained_udf(
     def explain(frame: pd.DataFrame) -> pd.DataFrame:
         prepared = explainer.prepare(frame)
         pushes, _ = explainer.contributions(prepared)
-        up, up_by = _ranked(pushes, reasons)
+        every, every_by = _ranked(pushes, len(features))
+        up, up_by = every[:, :reasons], every_by[:, :reasons]
         down, down_by = _ranked(-pushes, levers)
         values = np.full((len(frame), len(features)), np.nan)
         values[:, numeric] = frame[numeric_inputs].to_numpy(float, na_value=np.nan)
@@ -387,7 +481,7 @@ def _explained_udf(
         totals[0] = np.abs(pushes).sum(axis=0)
         for i in range(len(features)):
             result[f"magnitude_{i}"] = totals[:, i]
-        result["churn_reason_text"] = in_words(features, up[:, 0], up_by[:, 0] > 0, frame)
+        result["churn_reason_text"] = in_words(features, every, every_by, frame, horizon_days)
         return pd.DataFrame(result)
 
     def chunks(batches: Iterator[tuple[pd.Series, ...]]) -> Iterator[pd.DataFrame]:
@@ -454,18 +548,23 @@ def _kind(customers: DataFrame, column: str) -> str:
 
 
 def explained_scores(
-    model: Pipeline, customers: DataFrame, reasons: int, levers: int
+    model: Pipeline,
+    customers: DataFrame,
+    reasons: int,
+    levers: int,
+    horizon_days: int | None = None,
 ) -> tuple[DataFrame, Observation]:
     """``customers`` with ``churn_probability`` and the reason columns (:data:`REASON_COLUMNS`),
     from one pandas UDF; and an ``Observation`` of the mean absolute contribution per input,
-    filled by the action that writes the result (read it with :class:`GlobalImportance`)."""
+    filled by the action that writes the result (read it with :class:`GlobalImportance`).
+    ``horizon_days``: the predictions' horizon, in the words of a reason that looks ahead."""
     explainer = Explainer(model)
     features = explainer.inputs
     reasons, levers = min(reasons, len(features)), min(levers, len(features))
-    columns = list(dict.fromkeys(["customer_id", *features, *PHRASE_CONTEXT]).keys())
+    columns = list(dict.fromkeys(["customer_id", *features, *phrase_context(features)]))
     columns = [c for c in columns if c in customers.columns]
     kinds = [_kind(customers, f) for f in features]
-    explained = _explained_udf(explainer, columns, kinds, reasons, levers)
+    explained = _explained_udf(explainer, columns, kinds, reasons, levers, horizon_days)
     scored = customers.withColumn("_explained", explained(*columns))
     observation = Observation("churn_reasons")
     part = F.col("_explained")
