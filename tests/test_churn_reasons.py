@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -145,6 +146,172 @@ def test_tree_contributions_by_path_pattern_equal_xgboosts_on_every_row(models, 
     np.testing.assert_allclose(bias, direct[:, -1], atol=1e-6)
 
 
+# ------------------------------------------------------------------ every explainer path
+def _tree_shapes(classifier) -> dict[str, Any]:
+    """What decides the explainer's path, read from the model: splits per tree, whether any
+    split is categorical, trees per round, and each split's default way for a missing value."""
+    model = json.loads(classifier.get_booster().save_raw("json"))["learner"]
+    boosted = model["gradient_booster"]["model"]
+    trees = boosted["trees"]
+    inner = [np.asarray(t["left_children"]) != -1 for t in trees]
+    return {
+        "splits": [int(i.sum()) for i in inner],
+        "categorical": any(any(t.get("split_type", [])) for t in trees),
+        "trees_per_round": set(np.diff(boosted["iteration_indptr"]).tolist()),
+        "default_left": {
+            (int(f), bool(d))
+            for t, i in zip(trees, inner, strict=True)
+            for f, d in zip(
+                np.asarray(t["split_indices"])[i], np.asarray(t["default_left"])[i], strict=True
+            )
+        },
+    }
+
+
+def _slots_by_name(names: list[str], inputs: list[str], categorical: list[str]) -> np.ndarray:
+    """Prepared columns x inputs, from the slots' names (``country_France`` is ``country``'s):
+    an oracle for the explainer's grouping that does not read the transformers."""
+    owner = [
+        next(c for c in inputs if n == c or (c in categorical and n.startswith(f"{c}_")))
+        for n in names
+    ]
+    return np.array([[float(o == c) for c in inputs] for o in owner])
+
+
+def _assert_equals_xgboost_and_shap(pushes, bias, classifier, prepared, slots) -> None:
+    """Each row's contributions (grouped by ``slots``) are XGBoost's ``pred_contribs`` on
+    that row and shap's TreeExplainer, to float32; and with the bias add up to the margin."""
+    shap = pytest.importorskip("shap")
+    booster = classifier.get_booster()
+    best = getattr(classifier, "best_iteration", None)
+    rounds = best + 1 if best is not None else booster.num_boosted_rounds()
+    direct = booster.predict(
+        xgboost.DMatrix(prepared, feature_types=booster.feature_types, enable_categorical=True),
+        pred_contribs=True,
+        iteration_range=(0, rounds),
+    )
+    np.testing.assert_allclose(pushes, direct[:, :-1] @ slots, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(bias, direct[:, -1], atol=1e-6)
+    explainer = shap.TreeExplainer(classifier)
+    np.testing.assert_allclose(
+        pushes, explainer.shap_values(prepared) @ slots, rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(bias, explainer.expected_value, atol=1e-5)
+    margin = classifier.predict(prepared, output_margin=True).astype(float)
+    np.testing.assert_allclose(pushes.sum(axis=1) + bias, margin, rtol=1e-6, atol=1e-5)
+    assert np.abs(pushes).sum(axis=1).min() > 0  # every customer is taken apart
+
+
+def _explained_by_the_pipeline(model: Pipeline, frame: pd.DataFrame) -> None:
+    """The driver pipeline's reasons for ``frame``, checked against XGBoost and shap."""
+    explainer = reasons.Explainer(model)
+    prepared = explainer.prepare(frame)
+    pushes, bias = explainer.contributions(prepared)
+    preparation = model.named_steps["prepare"]
+    slots = _slots_by_name(
+        list(preparation.get_feature_names_out()), INPUTS, FEATURES["categorical"]
+    )
+    _assert_equals_xgboost_and_shap(pushes, bias, model.named_steps["classifier"], prepared, slots)
+
+
+def test_trees_of_more_than_63_splits_are_explained_on_every_row(customers):
+    """A tree of more than 63 splits has more path bits than a pattern code holds:
+    ``pred_contribs`` on every row."""
+    params = {**XGBOOST, "max_depth": 12, "max_iter": 8, "early_stopping_rounds": None}
+    model = driver.fit_xgboost(customers, FEATURES, params, "none")
+    assert max(_tree_shapes(model.named_steps["classifier"])["splits"]) > 63
+    _explained_by_the_pipeline(model, customers)
+
+
+def test_missing_values_go_each_splits_default_way(customers):
+    """Customers without a value (NaN, which the pipeline's scaler passes through) go each
+    split's learned default way, left at some splits and right at others."""
+    frame = customers.copy()
+    rng = np.random.default_rng(5)
+    for column in FEATURES["numeric"]:
+        frame[column] = frame[column].astype(float).mask(rng.random(len(frame)) < 0.2)
+    # the unknown spend is mostly of churners, so the trees learn a way for it
+    frame.loc[frame["monetary_total"].isna() & (rng.random(len(frame)) < 0.5), driver.LABEL] = 1
+    model = driver.fit_xgboost(frame, FEATURES, {**XGBOOST, "max_iter": 20}, "none")
+    shapes = _tree_shapes(model.named_steps["classifier"])
+    assert max(shapes["splits"]) <= 63 and not shapes["categorical"]  # the patterns' path
+    assert {(0, True), (0, False), (1, True), (1, False)} <= shapes["default_left"]
+    _explained_by_the_pipeline(model, frame)
+
+
+def test_several_trees_per_round_are_explained_on_every_row(customers):
+    """A boosted forest (``num_parallel_tree``): one round is several trees."""
+    train = customers[customers["split"] == "train"]
+    preparation = driver._preparation(FEATURES).fit(train[INPUTS])
+    classifier = xgboost.XGBClassifier(
+        n_estimators=4,
+        num_parallel_tree=3,
+        max_depth=3,
+        subsample=0.8,
+        colsample_bynode=0.8,
+        tree_method="hist",
+        random_state=7,
+        n_jobs=1,
+    ).fit(preparation.transform(train[INPUTS]), train[driver.LABEL])
+    assert _tree_shapes(classifier)["trees_per_round"] == {3}
+    model = Pipeline([("prepare", preparation), ("classifier", classifier)])
+    _explained_by_the_pipeline(model, customers)
+
+
+def test_categorical_splits_are_explained_on_every_row(customers):
+    """XGBoost's own categorical splits (a set of categories goes left). The driver pipeline
+    one-hots categoricals, so it never makes them: the tree explainer is tested alone, on a
+    booster fitted with a categorical feature as XGBoost meets it (its category codes)."""
+    codes = customers["country"].astype("category").cat.codes.to_numpy(float)
+    prepared = np.column_stack([customers[FEATURES["numeric"]].to_numpy(float), codes])
+    classifier = xgboost.XGBClassifier(
+        n_estimators=6,
+        max_depth=3,
+        tree_method="hist",
+        enable_categorical=True,
+        feature_types=["q", "q", "c"],
+        max_cat_to_onehot=1,  # a partition of the categories, not one against the rest
+        n_jobs=1,
+    ).fit(prepared, customers[driver.LABEL])
+    assert _tree_shapes(classifier)["categorical"]
+    trees = reasons._TreePaths(classifier)
+    slots = np.eye(prepared.shape[1])
+    pushes = trees(prepared, slots)
+    _assert_equals_xgboost_and_shap(
+        pushes, np.full(len(prepared), trees.bias), classifier, prepared, slots
+    )
+
+
+def test_a_logistic_regression_with_the_pipelines_preparation_equals_shap(customers):
+    """The driver's logistic regression (scaled numerics, one-hot categoricals, an unseen
+    country all zeros): shap's LinearExplainer with the training customers as background, and
+    the closed form coefficient x (input - training mean), summed over a categorical's slots."""
+    shap = pytest.importorskip("shap")
+    model = driver.fit_logistic_regression(customers, FEATURES, LOGISTIC, "none")
+    preparation, classifier = model.named_steps["prepare"], model.named_steps["classifier"]
+    train = preparation.transform(customers.loc[customers["split"] == "train", INPUTS])
+    frame = customers.copy()
+    frame.loc[frame.index[::10], "country"] = "Spain"  # unseen in training
+    prepared = preparation.transform(frame[INPUTS])
+    assert (prepared[::10, 2:] == 0).all()
+    slots = _slots_by_name(
+        list(preparation.get_feature_names_out()), INPUTS, FEATURES["categorical"]
+    )
+    pushes, bias = reasons.contributions(model, frame)
+
+    # interventional: every training customer as background (shap samples 100 by default)
+    background = shap.maskers.Independent(train, max_samples=len(train))
+    explainer = shap.LinearExplainer(classifier, background)
+    np.testing.assert_allclose(pushes, explainer.shap_values(prepared) @ slots, atol=1e-9)
+    np.testing.assert_allclose(bias, explainer.expected_value, atol=1e-9)
+    closed = (prepared - train.mean(axis=0)) * classifier.coef_[0]
+    np.testing.assert_allclose(pushes, closed @ slots, atol=1e-9)
+    np.testing.assert_allclose(
+        pushes.sum(axis=1) + bias, classifier.decision_function(prepared), atol=1e-9
+    )
+    assert np.abs(pushes).sum(axis=1).min() > 0
+
+
 def _hand_model() -> Pipeline:
     """Recency 10 and 30 in training (mean 20, sd 10), countries FR and UK half each; log-odds
     = -1 + 2 z(recency) + 0.5 [FR] - 0.5 [UK]."""
@@ -259,9 +426,14 @@ def test_reasons_are_ranked_and_signed(spark, models, customers):
     assert all(
         len(f) <= 1 and all(r["contribution"] < 0 for r in f) for f in table["retention_levers"]
     )
-    # a customer with no reason has no words, and every other one has them
-    has_reason = table["churn_reasons"].map(len) > 0
-    assert (table["churn_reason_text"].notna() == has_reason).all()
+    # a customer has reasons exactly when an input pushes their churn up (here 63% of them),
+    # a lever when one pulls it down, and words with their reasons
+    by_customer = table.set_index("customer_id").loc[customers["customer_id"]]
+    has_reason = by_customer["churn_reasons"].map(len).to_numpy() > 0
+    np.testing.assert_array_equal(has_reason, pushes.max(axis=1) > 0)
+    has_lever = by_customer["retention_levers"].map(len).to_numpy() > 0
+    np.testing.assert_array_equal(has_lever, pushes.min(axis=1) < 0)
+    np.testing.assert_array_equal(by_customer["churn_reason_text"].notna(), has_reason)
     seen = observation.get
     assert seen["customers"] == len(customers)
     for i, feature in enumerate(INPUTS):
@@ -387,9 +559,16 @@ def test_scoring_writes_reasons_and_the_global_view(spark, models, customers, tm
     SparkDeltaTableDataset(filepath=str(tmp_path / "churn_predictions")).save(predictions)
     written = DeltaTable(str(tmp_path / "churn_predictions")).to_pandas()
     assert list(written.columns[6:9]) == list(reasons.REASON_COLUMNS)
-    assert written["churn_reasons"].notna().all()
     summary, mlflow_metrics, plots = summarise_churn_reasons(importance)
     pushes, _ = reasons.contributions(models["xgboost"], customers)
+    # every customer an input pushes up has reasons, and one pulled down a lever
+    by_customer = written.set_index("customer_id").loc[customers["customer_id"]]
+    np.testing.assert_array_equal(
+        by_customer["churn_reasons"].map(len).to_numpy() > 0, pushes.max(axis=1) > 0
+    )
+    np.testing.assert_array_equal(
+        by_customer["retention_levers"].map(len).to_numpy() > 0, pushes.min(axis=1) < 0
+    )
     means = dict(zip(INPUTS, np.abs(pushes).mean(axis=0), strict=True))
     assert summary["observed"] and summary["customers"] == len(customers)
     assert [f["feature"] for f in summary["features"]] == sorted(means, key=lambda f: -means[f])
