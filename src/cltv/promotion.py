@@ -269,6 +269,12 @@ def decision_scores(decision: dict[str, Any]) -> dict[str, float]:
     return {key: score for key, score in scores.items() if score is not None}
 
 
+def production(decision: dict[str, Any]) -> dict[str, Any]:
+    """The side of ``decision`` whose model writes the production tables: the challenger (this
+    run's model) when promoted, else the champion that kept the alias."""
+    return decision["challenger"] if decision["promoted"] else decision["champion"]
+
+
 def produced_by(decision: dict[str, Any]) -> dict[str, Any]:
     """A ``model_versions.json`` entry for a training run: the version that wrote its tables,
     which is the champion after the decision (the run's own model when promoted, else the
@@ -276,7 +282,7 @@ def produced_by(decision: dict[str, Any]) -> dict[str, Any]:
     challenger = decision["challenger"]["version"]
     return {
         "registered_model": decision["registered_model"],
-        "version": challenger if decision["promoted"] else decision["champion"]["version"],
+        "version": production(decision)["version"],
         "alias": decision["alias"],
         "holds_alias": True,
         "challenger_version": challenger,

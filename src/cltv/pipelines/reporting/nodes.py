@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from cltv import metrics
 from cltv.parameters import TARGET_RANKINGS
 from cltv.pipelines.cltv.nodes import MODEL_LABELS, boundary_notes, candidate_names
+from cltv.promotion import production
 
 CLV_BINS = 20
 
@@ -324,12 +325,6 @@ def headline_kpis(
         "model_decisions": _lost_challenges(model_promotion),
         "cltv_model_notes": " ".join([*fit_notes, *([naive_verdict] if naive_verdict else [])]),
     }
-
-
-def production(decision: dict[str, Any]) -> dict[str, Any]:
-    """The side of a promotion ``decision`` whose model wrote this run's tables: this run's
-    model (the challenger) when promoted, else the champion that kept the alias."""
-    return decision["challenger"] if decision["promoted"] else decision["champion"]
 
 
 def _churn_figures(side: dict[str, Any]) -> dict[str, Any]:
