@@ -29,7 +29,6 @@ from kedro.framework.session import KedroSession
 from cltv.datasets import SparkDeltaTableDataset
 from cltv.pipelines.churn_modeling import nodes
 from cltv.pipelines.churn_modeling import reasons as reasons_of
-from cltv.pipelines.churn_modeling.contract import churn_contract
 from cltv.pipelines.scoring.nodes import unpack_champions
 
 
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         context = session.load_context()
         catalog = context.catalog
         params = context.params
-        model, selection, *_ = unpack_champions(
+        model, selection, *_, run_contract = unpack_champions(
             catalog.load("churn_champion"),
             catalog.load("cltv_champion"),
             *(params[key] for key in ("churn_modeling", "features", "holdout_days", "time_unit")),
@@ -72,12 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             "current_features": catalog.load("customer_features_current"),
             "btyd_scores_current": catalog.load("btyd_churn_scores_current"),
             "selection": selection,
-            "run_contract": churn_contract(
-                *(
-                    params[key]
-                    for key in ("churn_modeling", "features", "holdout_days", "time_unit")
-                )
-            ),
+            "run_contract": run_contract,
             "analysis_period": catalog.load("analysis_period"),
             "reasons": params["churn_modeling"]["reasons"],
         }

@@ -20,11 +20,12 @@ def unpack_champions(
     features: dict[str, Any],
     holdout_days: int,
     time_unit: str,
-) -> tuple[Any, dict[str, Any], CustomerValueModel, dict[str, Any], dict[str, Any]]:
+) -> tuple[Any, dict[str, Any], CustomerValueModel, dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Both champions from the registry, loaded once, first, so that a run without one stops
     before any work: the churn model and how it was chosen (its training run's
     ``churn_model_selection.json``, with its version); the CLV model and its fit (for the
-    BG/NBD churn features); and ``model_versions.json``: which versions score this run.
+    BG/NBD churn features); ``model_versions.json``: which versions score this run; and this
+    run's churn contract settings (:func:`.contract.churn_contract`), which scoring reads.
 
     The CLV champion takes histories in the time unit it was fitted in: a run whose
     ``time_unit`` differs stops here, before any Spark work, rather than value customers
@@ -39,11 +40,9 @@ def unpack_champions(
             f"--params time_unit={fitted_in}, or train and promote a model in {time_unit} "
             f"first (kedro run --params time_unit={time_unit})"
         )
+    run_contract = churn_contract(modeling, features, holdout_days, time_unit)
     if "contract" in churn.selection:  # else logged before contracts: its columns are checked
-        check_settings(
-            {**churn.selection, "version": churn.version},
-            churn_contract(modeling, features, holdout_days, time_unit),
-        )
+        check_settings({**churn.selection, "version": churn.version}, run_contract)
     logger.info(
         "Scoring with churn model version %d (%s, a %s model, threshold %.4f) and CLV model "
         "version %d (%s)",
@@ -67,4 +66,5 @@ def unpack_champions(
         cltv.model,
         cltv.model.fit,
         versions,
+        run_contract,
     )

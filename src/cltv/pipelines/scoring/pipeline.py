@@ -49,6 +49,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                         "champion_cltv_model",
                         "champion_cltv_fit",
                         "model_versions",
+                        "churn_contract",
                     ],
                     name="check_champion",
                 ),
@@ -69,7 +70,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ]
         )
         + current
-        + churn_modeling.create_pipeline().only_nodes("churn_contract", "summarise_churn_reasons")
+        + churn_modeling.create_pipeline().only_nodes("summarise_churn_reasons")
         + cltv.create_pipeline().only_nodes(*CLTV_NODES)
         + reporting.create_pipeline().only_nodes("compare_with_previous_run")
     )
