@@ -453,7 +453,7 @@ def score_customers(
     """
     trained_with = (selection.get("contract") or {}).get("settings") or run_contract
     risk_bands = trained_with["churn_modeling.risk_bands"]
-    horizon_days = trained_with["holdout_days"]
+    horizon_days = trained_with.get("holdout_days", analysis_period["holdout_days"])
     band = F.lit(None).cast("string")
     # built from the lowest bound up, so the highest bound is tested first
     for rule in sorted(risk_bands, key=lambda band: band["min_probability"]):
