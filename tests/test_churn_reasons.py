@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ from cltv.pipelines.churn_modeling.nodes import score_customers, summarise_churn
 
 FEATURES = {"numeric": ["recency_days", "monetary_total"], "categorical": ["country"]}
 INPUTS = [*FEATURES["numeric"], *FEATURES["categorical"]]
+# the inputs a lever may be, by default: recency and spend, not the country
+ACTIONABLE = slice(0, 2)
 LOGISTIC = {"reg_param": 0.01, "elastic_net_param": 0.5, "max_iter": 1000}
 XGBOOST = {
     "max_iter": 200,
@@ -356,15 +359,19 @@ def test_a_logistic_regression_by_hand(spark):
     assert a["churn_reasons"] == [
         {"feature": "recency_days", "value": "40", "contribution": pytest.approx(4.0)}
     ]
-    assert a["retention_levers"] == [
-        {"feature": "country", "value": "UK", "contribution": pytest.approx(-0.5)}
-    ]
+    # UK pulls a's churn down, but where a customer lives is no lever a team can pull
+    assert a["retention_levers"] == []
+    assert a["retention_lever_text"] is None
     assert a["churn_reason_text"] == "no purchase for 40 days"
     assert b["churn_reasons"] == [
         {"feature": "country", "value": "FR", "contribution": pytest.approx(0.5)}
     ]
-    assert b["retention_levers"][0]["feature"] == "recency_days"
+    assert b["retention_levers"] == [
+        {"feature": "recency_days", "value": "10", "contribution": pytest.approx(-2.0)}
+    ]
+    assert b["retention_lever_text"] == "last purchase 10 days ago"
     assert b["churn_reason_text"] == "a customer in FR"
+    assert a["reasons_skipped"] == b["reasons_skipped"] == 0
     # the global view, observed on that one action: total |contribution| per input
     assert observation.get == {
         "customers": 2,
@@ -413,6 +420,17 @@ def test_shuffling_one_feature_moves_its_reasons_with_it(spark, customers, name)
     )
 
 
+def _sides(model: Pipeline, customers: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per customer and input: on the worse side of the training mean (a long wait, a low
+    spend) and on the better side; the country has no side."""
+    mean = model.named_steps["prepare"].named_transformers_["numeric"].mean_
+    recency, spend = (customers[FEATURES["numeric"]].to_numpy(float) - mean).T
+    always = np.ones(len(customers), bool)
+    worse = np.column_stack([recency >= 0, spend <= 0, always])
+    better = np.column_stack([recency <= 0, spend >= 0, always])
+    return worse, better
+
+
 def test_reasons_are_ranked_and_signed(spark, models, customers):
     frame = spark.createDataFrame(customers.drop(columns=["split", driver.LABEL]))
     scored, observation = reasons.explained_scores(models["xgboost"], frame, 2, 1)
@@ -426,14 +444,33 @@ def test_reasons_are_ranked_and_signed(spark, models, customers):
     assert all(
         len(f) <= 1 and all(r["contribution"] < 0 for r in f) for f in table["retention_levers"]
     )
-    # a customer has reasons exactly when an input pushes their churn up (here 63% of them),
-    # a lever when one pulls it down, and words with their reasons
+    # a customer has reasons exactly when an input pushes their churn up from the worse side
+    # of its training mean (a long wait, a low spend: here 63% of them), a lever when an
+    # actionable one pulls it down from the better side, and words with each
     by_customer = table.set_index("customer_id").loc[customers["customer_id"]]
     has_reason = by_customer["churn_reasons"].map(len).to_numpy() > 0
-    np.testing.assert_array_equal(has_reason, pushes.max(axis=1) > 0)
+    worse, better = _sides(models["xgboost"], customers)
+    np.testing.assert_array_equal(has_reason, np.where(worse, pushes, 0).max(axis=1) > 0)
     has_lever = by_customer["retention_levers"].map(len).to_numpy() > 0
-    np.testing.assert_array_equal(has_lever, pushes.min(axis=1) < 0)
+    np.testing.assert_array_equal(
+        has_lever, np.where(better, pushes, 0)[:, ACTIONABLE].min(axis=1) < 0
+    )
+    assert 0 < has_lever.sum() < (pushes.min(axis=1) < 0).sum()  # the country is left out
     np.testing.assert_array_equal(by_customer["churn_reason_text"].notna(), has_reason)
+    np.testing.assert_array_equal(by_customer["retention_lever_text"].notna(), has_lever)
+    # an input passed over is counted: pushes up from the better side among the first two,
+    # or down from the worse side first among the actionable
+    up = np.argsort(-pushes, axis=1, kind="stable")[:, :2]
+    skipped_up = ((np.take_along_axis(pushes, up, 1) > 0) & ~np.take_along_axis(worse, up, 1)).sum(
+        axis=1
+    )
+    lever_pushes = pushes[:, ACTIONABLE]
+    down = np.argmin(lever_pushes, axis=1)[:, None]
+    skipped_down = (np.take_along_axis(lever_pushes, down, 1) < 0) & ~np.take_along_axis(
+        better[:, ACTIONABLE], down, 1
+    )
+    np.testing.assert_array_equal(by_customer["reasons_skipped"], skipped_up + skipped_down.ravel())
+    assert (by_customer["reasons_skipped"] > 0).any()
     seen = observation.get
     assert seen["customers"] == len(customers)
     for i, feature in enumerate(INPUTS):
@@ -455,7 +492,7 @@ def test_a_reason_shows_the_customers_own_value(spark, models):
         "c3": {"recency_days": "120", "monetary_total": None, "country": "United Kingdom"},
     }
     scored, _ = reasons.explained_scores(
-        models["xgboost"], spark.createDataFrame(rows, schema), 3, 3
+        models["xgboost"], spark.createDataFrame(rows, schema), 3, 3, actionable_levers=["*"]
     )
     shown = {
         (row["customer_id"], found["feature"]): found["value"]
@@ -558,16 +595,19 @@ def test_scoring_writes_reasons_and_the_global_view(spark, models, customers, tm
 
     SparkDeltaTableDataset(filepath=str(tmp_path / "churn_predictions")).save(predictions)
     written = DeltaTable(str(tmp_path / "churn_predictions")).to_pandas()
-    assert list(written.columns[6:9]) == list(reasons.REASON_COLUMNS)
+    assert list(written.columns[6:11]) == list(reasons.REASON_COLUMNS)
     summary, mlflow_metrics, plots = summarise_churn_reasons(importance)
     pushes, _ = reasons.contributions(models["xgboost"], customers)
     # every customer an input pushes up has reasons, and one pulled down a lever
     by_customer = written.set_index("customer_id").loc[customers["customer_id"]]
+    worse, better = _sides(models["xgboost"], customers)
     np.testing.assert_array_equal(
-        by_customer["churn_reasons"].map(len).to_numpy() > 0, pushes.max(axis=1) > 0
+        by_customer["churn_reasons"].map(len).to_numpy() > 0,
+        np.where(worse, pushes, 0).max(axis=1) > 0,
     )
     np.testing.assert_array_equal(
-        by_customer["retention_levers"].map(len).to_numpy() > 0, pushes.min(axis=1) < 0
+        by_customer["retention_levers"].map(len).to_numpy() > 0,
+        np.where(better, pushes, 0)[:, ACTIONABLE].min(axis=1) < 0,
     )
     means = dict(zip(INPUTS, np.abs(pushes).mean(axis=0), strict=True))
     assert summary["observed"] and summary["customers"] == len(customers)
@@ -593,25 +633,81 @@ def test_a_model_without_reasons_leaves_the_columns_empty_and_says_so(caplog):
 
 def assert_every_customer_has_reasons(project) -> pd.DataFrame:
     """A run's ``churn_predictions``: every customer has reasons from the inputs of the model
-    that scored, up the most first, and the first one in words."""
+    that scored, up the most first, and the first one in words; levers only among the inputs a
+    team can act on; and each reads right for the customer (:func:`assert_reasons_read_right`)."""
+    from cltv.parameters import ACTIONABLE_LEVERS
+
     table = DeltaTable(str(project / "data/07_model_output/churn_predictions")).to_pandas()
     selection = json.loads((project / "data/06_models/churn_model_selection.json").read_text())
     inputs = {*selection["features"]["numeric"], *selection["features"]["categorical"]}
-    assert table["churn_reasons"].notna().all() and table["retention_levers"].notna().all()
-    for found, levers, words in table[
-        ["churn_reasons", "retention_levers", "churn_reason_text"]
+    can_act = set(np.array(sorted(inputs))[reasons.actionable(sorted(inputs), ACTIONABLE_LEVERS)])
+    assert can_act and not {"country", "tenure_days", "rfm_segment"} & can_act
+    for column in ("churn_reasons", "retention_levers", "reasons_skipped"):
+        assert table[column].notna().all(), column
+    for found, levers, words, lever_words in table[
+        ["churn_reasons", "retention_levers", "churn_reason_text", "retention_lever_text"]
     ].itertuples(index=False):
         pushes = [r["contribution"] for r in found]
         assert len(found) <= 3 and all(p > 0 for p in pushes) and pushes == sorted(pushes)[::-1]
         assert len(levers) <= 1 and all(r["contribution"] < 0 for r in levers)
-        assert {r["feature"] for r in [*found, *levers]} <= inputs
-        # the words name the first input pushing churn up that reads as a risk: none when
-        # nothing pushes up, or when all that does is a segment named for praise
-        assert words is None or len(found) > 0
-        assert words is not None or all(r["feature"] == "rfm_segment" for r in found)
-    # nearly everyone has something that pushes their churn up
+        assert {r["feature"] for r in found} <= inputs
+        assert {r["feature"] for r in levers} <= can_act
+        # words exactly with a reason (and a lever): the first shown one's
+        assert (words is None) == (len(found) == 0)
+        assert (lever_words is None) == (len(levers) == 0)
+    # nearly everyone has something that pushes their churn up, and something to build on
     assert (table["churn_reasons"].map(len) > 0).mean() > 0.9
+    assert (table["retention_levers"].map(len) > 0).mean() > 0.5
+    assert_reasons_read_right(project, table)
     return table
+
+
+# a percentage that reads 0% or 100%, or a share that does (P(alive) is 1 only when exact)
+ROUNDED_OUT = re.compile(r"(?<![\d.])(?:0|100)%")
+
+
+def assert_reasons_read_right(project, table: pd.DataFrame) -> None:
+    """Issue 47's checks on a whole run, against the customers' own features: no 0% or 100%
+    that is not exact; no P(alive) (nor usual gap) shown for a customer with one purchase; no
+    spend trend shown for one with no spend in either window; no segment named for praise as a
+    reason to churn. Each shown input is looked up in the features it was scored from."""
+    features = (
+        DeltaTable(str(project / "data/04_feature/customer_features_current"))
+        .to_pandas()
+        .set_index("customer_id")
+    )
+    shown = pd.DataFrame(
+        [
+            {"customer_id": row.customer_id, "as": way, "rank": rank, **entry}
+            for row in table.itertuples(index=False)
+            for way, entries in (("reason", row.churn_reasons), ("lever", row.retention_levers))
+            for rank, entry in enumerate(entries)
+        ]
+    ).join(features, on="customer_id")
+    assert len(shown) > 0
+    one_purchase = shown["n_purchase_days"] <= 1
+    assert one_purchase.any() and (~one_purchase).any()
+    said_nothing = shown["feature"].isin(["btyd_p_alive", "mean_days_between_purchases"])
+    assert not (said_nothing & one_purchase).any(), shown[said_nothing & one_purchase].head()
+    for trend in [f for f in shown["feature"].unique() if f.startswith("revenue_trend_")]:
+        window = trend.removeprefix("revenue_trend_")
+        no_spend = (shown[trend] == 0) & (shown[f"revenue_last_{window}"] <= 0)
+        assert not ((shown["feature"] == trend) & no_spend).any(), trend
+    praise = shown["value"].str.casefold().isin([s.casefold() for s in reasons.PRAISE_SEGMENTS])
+    assert not ((shown["as"] == "reason") & (shown["feature"] == "rfm_segment") & praise).any()
+    for column in ("churn_reason_text", "retention_lever_text"):
+        words = table[column].dropna()
+        assert len(words) > 0
+        rounded = words[words.str.contains(ROUNDED_OUT)]
+        # only a P(alive) of exactly 1 may read 100% (a customer who bought on the last day)
+        way = "churn_reasons" if column == "churn_reason_text" else "retention_levers"
+        first = table.loc[rounded.index, way].map(lambda entries: entries[0])
+        assert all(e["feature"] == "btyd_p_alive" and e["value"] == "1.0" for e in first), (
+            rounded.head().tolist()
+        )
+        # P(alive) of a one-time buyer is never shown, so it is never put in words either
+        assert not words.str.contains("cannot tell yet").any()
+        assert not words.str.contains("spend flat").any()
 
 
 def test_every_customer_of_a_run_has_reasons_and_the_run_logs_the_global_view(default_run):

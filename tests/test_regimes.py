@@ -90,7 +90,7 @@ def regime_run(spark, tmp_path_factory):
 
 def test_each_regime_runs_end_to_end_with_valid_values(regime_run):
     assert_valid_customer_values(regime_run.values)
-    assert_every_customer_has_reasons(regime_run.project)
+    assert_every_customer_has_reasons(regime_run.project)  # and each reads right
     assert len(regime_run.values) == regime_run.truth["bgnbd"]["n_customers"]
     validation = regime_run.validation
     assert all(np.isfinite(validation[k]) for k in ("mae_bgnbd", "mae_naive", "total_bgnbd"))
@@ -158,3 +158,27 @@ def test_the_bundled_sample_gets_valid_values(spark):
     assert_valid_customer_values(values)
     for model in ("bgnbd", "mbgnbd", "gamma_gamma"):
         assert fit[model]["boundary"] == []
+
+
+@whole_run_fixture(scope="module")
+def sample_run(spark, tmp_path_factory):
+    """A default ``kedro run`` on the bundled sample (a real export: its input_path default)."""
+    project = copy_project(PROJECT_ROOT, tmp_path_factory.mktemp("sample"))
+    run_kedro(project, input_path=str(PROJECT_ROOT / "data/01_raw/online_retail_ii_sample.csv"))
+    return project
+
+
+def test_the_sample_runs_whole_and_its_reasons_read_right(sample_run):
+    """On the sample the logistic regression wins (with the BG/NBD features): the run takes
+    its reasons apart whole, one-hot segments and countries included, and every check of
+    issue 47 holds on real customers."""
+    selection = json.loads((sample_run / "data/06_models/churn_model_selection.json").read_text())
+    assert selection["selected"].startswith("logistic_regression"), selection["selected"]
+    table = assert_every_customer_has_reasons(sample_run)
+    values = DeltaTable(str(sample_run / "data/07_model_output/customer_cltv")).to_pandas()
+    assert_valid_customer_values(values)
+    # a praised segment pushing churn up is passed over, and counted
+    assert (table["reasons_skipped"] > 0).any()
+    targets = pd.read_csv(sample_run / "data/08_reporting/tables/retention_targets.csv")
+    assert list(targets.columns[-2:]) == ["churn_reason_text", "retention_lever_text"]
+    assert targets["churn_reason_text"].notna().all()

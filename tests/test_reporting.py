@@ -90,10 +90,14 @@ def test_dashboard_draws_every_chart_offline(default_run, tmp_path, project_root
     shown = re.search(r"<h2>Retention targets.*?</table>", dom, re.S).group(0)
     rows = re.findall(r"<tr>\s*<td>([^<]+)</td>", shown)
     assert rows == targets["customer_id"].head(25).tolist()
-    # each target's first churn reason in words, the last column
-    assert "<th>why at risk</th>" in shown
-    reasons = [html.unescape(r) for r in re.findall(r"<td>([^<]*)</td>\s*</tr>", shown)]
-    assert reasons == targets["churn_reason_text"].head(25).tolist()
+    # each target's first churn reason and strongest lever in words, the last two columns
+    assert "<th>why at risk</th>\n      <th>strongest lever</th>" in shown
+    advice = re.findall(r"<td>([^<]*)</td>\s*<td>([^<]*)</td>\s*</tr>", shown)
+    reasons = [html.unescape(r) for r, _ in advice]
+    expected = targets["churn_reason_text"].fillna("no single risk stands out").head(25)
+    assert reasons == expected.tolist()
+    levers = [html.unescape(lever) for _, lever in advice]
+    assert levers == targets["retention_lever_text"].fillna("").head(25).tolist()
     assert all(reasons)
     # the global view: the inputs that move the probability most, largest at the top
     importance = json.loads(
@@ -170,14 +174,14 @@ def test_value_tiers_by_hand(spark):
 def test_retention_targets_by_hand_and_ranked_by_the_lower_bound(spark):
     churn = spark.createDataFrame(
         [
-            ("solid", "UK", "At Risk", 0.5, "medium", "one order only"),
-            ("shaky", "UK", "At Risk", 0.5, "medium", "no purchase for 90 days"),
-            ("likely", "FR", "Hibernating", 0.9, "high", None),
-            ("loyal", "UK", "Champions", 0.1, "low", None),  # below 0.4: not a target
-            ("small", "DE", "Lost", 0.95, "high", None),  # "rest": not a target
+            ("solid", "UK", "At Risk", 0.5, "medium", "one order only", "12 orders so far"),
+            ("shaky", "UK", "At Risk", 0.5, "medium", "no purchase for 90 days", None),
+            ("likely", "FR", "Hibernating", 0.9, "high", None, "last purchase today"),
+            ("loyal", "UK", "Champions", 0.1, "low", None, None),  # below 0.4: not a target
+            ("small", "DE", "Lost", 0.95, "high", None, None),  # "rest": not a target
         ],
         "customer_id string, country string, rfm_segment string, churn_probability double, "
-        "risk_band string, churn_reason_text string",
+        "risk_band string, churn_reason_text string, retention_lever_text string",
     )
     cltv = spark.createDataFrame(
         [
@@ -194,11 +198,18 @@ def test_retention_targets_by_hand_and_ranked_by_the_lower_bound(spark):
     # value at risk: shaky 550, solid 500, likely 450
     assert list(expected["customer_id"]) == ["shaky", "solid", "likely"]
     assert list(expected["value_at_risk"]) == [550.0, 500.0, 450.0]
-    # each with its first churn reason in words, as scored
+    # each with its first churn reason and lever in words, as scored, last; a target
+    # without a reason in words says so
+    assert list(expected.columns[-2:]) == ["churn_reason_text", "retention_lever_text"]
     assert list(expected["churn_reason_text"]) == [
         "no purchase for 90 days",
         "one order only",
+        "no single risk stands out",
+    ]
+    assert list(expected["retention_lever_text"]) == [
         None,
+        "12 orders so far",
+        "last purchase today",
     ]
     lower = retention_targets(churn, cltv, 0.4, 200, rank_by="value_at_risk_lower")
     # its lower bound: solid 450, likely 405, shaky 150

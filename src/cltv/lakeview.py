@@ -150,6 +150,7 @@ def build_dashboard(sql_dir: Path = SQL_DIR) -> dict[str, Any]:
         "clv",
         "value_at_risk",
         "why_at_risk",
+        "strongest_lever",
     ]
     table = _widget(
         "retention_targets",

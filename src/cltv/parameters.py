@@ -85,6 +85,20 @@ ChurnPromotionMetric = Literal["pr_auc", "roc_auc"]
 # BG/NBD's outputs offered to the churn model as features
 BtydChurnFeature = Literal["btyd_p_alive", "btyd_expected_purchases"]
 BTYD_CHURN_FEATURES = get_args(BtydChurnFeature)
+# the churn inputs a retention team can act on (churn_modeling.reasons.actionable_levers):
+# recency, frequency, spend and recent activity; not where a customer lives, how long ago they
+# first bought, or what a model or a segment makes of them
+ACTIONABLE_LEVERS = (
+    "recency_days",
+    "n_purchase_days",
+    "n_invoices",
+    "mean_days_between_purchases",
+    "monetary_total",
+    "monetary_mean",
+    "purchases_last_*d",
+    "revenue_last_*d",
+    "revenue_trend_*d",
+)
 ChurnEngine = Literal["driver", "spark_ml"]
 CHURN_ENGINES = get_args(ChurnEngine)
 # balanced: each class weighs n / (2 n_class), as scikit-learn's class_weight does
@@ -393,9 +407,15 @@ class RiskBand(_Section):
 
 
 class Reasons(_Section):
-    # how many reasons the tables show: the explanation of a prediction, not the prediction
+    # how many reasons the tables show, and which inputs may be a lever: the explanation of a
+    # prediction, not the prediction
     churn_reasons: int = _run(3, gt=0)
     retention_levers: int = _run(1, gt=0)
+    actionable_levers: list[Annotated[str, Field(min_length=1)]] = _run(
+        list(ACTIONABLE_LEVERS),
+        description="the inputs a retention team can act on, as shell patterns "
+        "(revenue_last_*d); retention_levers are chosen among them alone",
+    )
 
 
 class ChurnPromotion(_Section):

@@ -435,7 +435,7 @@ def score_customers(
     selection: dict[str, Any],
     run_contract: dict[str, Any],
     analysis_period: dict[str, Any],
-    reasons: dict[str, int],
+    reasons: dict[str, Any],
 ) -> tuple[DataFrame, reasons_of.GlobalImportance]:
     """Churn probability, risk band and reasons for every customer known at
     ``observation_end``; and the mean absolute contribution of each input over them, observed
@@ -449,7 +449,7 @@ def score_customers(
     Risk bands, ``{name, min_probability}``: a customer gets the first band (highest bound
     first) whose bound the probability reaches. ``reasons``: how many ``churn_reasons``
     (inputs pushing the probability up) and ``retention_levers`` (down) each customer gets,
-    from the model that scored them.
+    from the model that scored them; ``actionable_levers``: the inputs a lever may be.
     """
     trained_with = (selection.get("contract") or {}).get("settings") or run_contract
     risk_bands = trained_with["churn_modeling.risk_bands"]
@@ -471,6 +471,7 @@ def score_customers(
             reasons["churn_reasons"],
             reasons["retention_levers"],
             horizon_days,
+            reasons.get("actionable_levers", reasons_of.ACTIONABLE_LEVERS),
         )
         importance = reasons_of.GlobalImportance(observation, selection["selected"])
     else:

@@ -14,11 +14,17 @@ log-odds of churn.
 
 A categorical feature's one-hot slots are summed back into the feature, so a reason is always
 an input the user knows (``country``, not ``country_France``). The phrases for people are here
-too, one per feature (:data:`PHRASES`), so every table, list and page says the same thing.
+too, one per feature (:data:`PHRASES` for a reason, :data:`LEVER_PHRASES` for a lever), so
+every table, list and page says the same thing.
+
+What is shown is chosen, the numbers are not: an input whose value says nothing of this
+customer is passed over (:func:`shown_where`), and a lever is an input a retention team can act
+on (``churn_modeling.reasons.actionable_levers``). The contributions stay exact either way.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import re
@@ -32,6 +38,8 @@ from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
+from cltv.parameters import ACTIONABLE_LEVERS
+
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
@@ -40,7 +48,13 @@ logger = logging.getLogger(__name__)
 # one reason or lever: which input, the customer's value of it, and its push in log-odds
 REASON_TYPE = "array<struct<feature:string,value:string,contribution:double>>"
 # the reason columns churn_predictions gets, in this order
-REASON_COLUMNS = ("churn_reasons", "retention_levers", "churn_reason_text")
+REASON_COLUMNS = (
+    "churn_reasons",
+    "retention_levers",
+    "churn_reason_text",
+    "retention_lever_text",
+    "reasons_skipped",
+)
 # doubles are shown to this many decimals in a reason's value (the contribution is exact)
 VALUE_DECIMALS = 4
 
@@ -176,14 +190,26 @@ class _TreePaths:
         return picks @ (np.vstack(tables).astype(float) @ slots)
 
 
+def _training_means(preparation: Any) -> dict[str, float]:
+    """Each scaled numeric input's mean over the customers the model was trained on."""
+    means = {}
+    for _, transformer, columns in preparation.transformers_:
+        if hasattr(transformer, "mean_") and transformer.mean_ is not None:
+            means.update(zip(columns, map(float, transformer.mean_), strict=True))
+    return means
+
+
 class Explainer:
     """A driver pipeline taken apart: each customer's contribution of every model input
     (``model.feature_names_in_``) to the log-odds of churn, and the bias; their row sums are
-    the log-odds. Built once on the driver, it travels to the executors in the UDF."""
+    the log-odds. Built once on the driver, it travels to the executors in the UDF.
+    ``typical``: each numeric input's training mean, which says which side of it a customer's
+    value is on (:func:`shown_where`)."""
 
     def __init__(self, model: Pipeline) -> None:
         self.inputs = list(model.feature_names_in_)
         self._preparation = model.named_steps["prepare"]
+        self.typical = _training_means(self._preparation)
         self._classifier = model.named_steps["classifier"]
         self._slots = _slots_per_input(model)
         self._trees = (
@@ -255,7 +281,7 @@ def _recency(value: float, customer: Mapping[str, Any]) -> str:
     return f"no purchase for {_days(value)}"
 
 
-def _trend(window: str) -> Callable[[float, Mapping[str, Any]], str]:
+def _trend(window: str, equal: str = "no higher than") -> Callable[[float, Mapping[str, Any]], str]:
     both = 2 * int(window)
 
     def phrase(value: float, customer: Mapping[str, Any]) -> str:
@@ -267,7 +293,7 @@ def _trend(window: str) -> Callable[[float, Mapping[str, Any]], str]:
             return f"all spend in the last {window} days, none in the {window} before"
         if value == 0:
             if customer.get(f"revenue_last_{window}d", 0) > 0:
-                return f"spend no higher than in the previous {window} days"
+                return f"spend {equal} in the previous {window} days"
             return f"no spend in the last {both} days"
         change = 2 * value / (1 - value)
         verb = "fell" if change < 0 else "rose"
@@ -321,8 +347,11 @@ PRAISE_SEGMENTS = frozenset(
 )
 
 
+_PRAISE = [name.casefold() for name in PRAISE_SEGMENTS]
+
+
 def _segment(value: Any, customer: Mapping[str, Any]) -> str | None:
-    if str(value).casefold() in {name.casefold() for name in PRAISE_SEGMENTS}:
+    if str(value).casefold() in _PRAISE:
         return None
     return f"in the RFM segment '{value}'"
 
@@ -336,11 +365,14 @@ def _p_alive(value: float, customer: Mapping[str, Any]) -> str:
     )
 
 
-def _expected_purchases(value: float, customer: Mapping[str, Any]) -> str:
-    horizon = customer.get("horizon_days")
-    over = f"the next {_days(horizon)}" if horizon else "the prediction's horizon"
-    count = "fewer than 0.1" if 0 < value < 0.05 else f"only {value:,.1f}"
-    return f"the purchase model expects {count} purchases over {over}"
+def _expected_purchases(only: str = "only ") -> Callable[[float, Mapping[str, Any]], str]:
+    def phrase(value: float, customer: Mapping[str, Any]) -> str:
+        horizon = customer.get("horizon_days")
+        over = f"the next {_days(horizon)}" if horizon else "the prediction's horizon"
+        count = "fewer than 0.1" if 0 < value < 0.05 else f"{only}{value:,.1f}"
+        return f"the purchase model expects {count} purchases over {over}"
+
+    return phrase
 
 
 # each feature's phrase: (its value, the customer's inputs) -> words, or None for no risk
@@ -361,7 +393,7 @@ PHRASES: dict[str, Callable[[Any, Mapping[str, Any]], str | None]] = {
     "country": lambda v, c: f"a customer in {v}",
     "rfm_segment": _segment,
     "btyd_p_alive": _p_alive,
-    "btyd_expected_purchases": _expected_purchases,
+    "btyd_expected_purchases": _expected_purchases(),
 }
 # features named by their window (churn_modeling's windows_days): the window goes in the words
 WINDOWED_PHRASES = {
@@ -371,12 +403,58 @@ WINDOWED_PHRASES = {
 }
 
 
-def phrase_for(feature: str) -> Callable[[Any, Mapping[str, Any]], str | None]:
-    """The words for ``feature``; a feature without a phrase of its own reads
-    ``<feature> is <value>``."""
-    if feature in PHRASES:
-        return PHRASES[feature]
-    for pattern, phrase in WINDOWED_PHRASES.items():
+def _ago(value: float, customer: Mapping[str, Any]) -> str:
+    when = "today" if value == 0 else f"{_days(value)} ago"
+    gap = customer.get("mean_days_between_purchases")
+    if not _one_purchase(customer) and gap:
+        return f"last purchase {when}; usually buys every {_days(gap)}"
+    return f"last purchase {when}"
+
+
+def _counted(one: str, many: str) -> Callable[[float, Mapping[str, Any]], str]:
+    return lambda v, c: one if v == 1 else many.format(value=v)
+
+
+def _purchase_days_in(window: str) -> Callable[[float, Mapping[str, Any]], str]:
+    return _counted(
+        f"one purchase day in the last {window} days",
+        f"{{value:,.0f}} purchase days in the last {window} days",
+    )
+
+
+# A lever is what holds this customer back from leaving, in words an agent builds on: the same
+# facts as the reasons, without the "only" that makes a count a risk.
+LEVER_PHRASES: dict[str, Callable[[Any, Mapping[str, Any]], str | None]] = {
+    **PHRASES,
+    "recency_days": _ago,
+    "n_purchase_days": _counted("one purchase day so far", "{value:,.0f} purchase days so far"),
+    "is_repeat_customer": lambda v, c: "has bought more than once" if v else "one purchase only",
+    "monetary_total": lambda v, c: f"{v:,.0f} spent in all",
+    "monetary_mean": lambda v, c: f"{v:,.0f} spent per purchase day",
+    "n_invoices": _counted("one order so far", "{value:,.0f} orders so far"),
+    "distinct_products": lambda v, c: f"{v:,.0f} different products bought",
+    "mean_days_between_purchases": _one_purchase_or("buys every {value:,.0f} days on average"),
+    "rfm_segment": lambda v, c: f"in the RFM segment '{v}'",
+    "btyd_expected_purchases": _expected_purchases(only=""),
+}
+WINDOWED_LEVER_PHRASES = {
+    re.compile(r"purchases_last_(\d+)d"): _purchase_days_in,
+    re.compile(r"revenue_last_(\d+)d"): lambda w: (
+        lambda v, c: f"{v:,.0f} spent in the last {w} days"
+    ),
+    re.compile(r"revenue_trend_(\d+)d"): lambda w: _trend(w, equal="as"),
+}
+
+
+def phrase_for(feature: str, lever: bool = False) -> Callable[[Any, Mapping[str, Any]], str | None]:
+    """The words for ``feature`` as a reason (or as a ``lever``); a feature without a phrase of
+    its own reads ``<feature> is <value>``."""
+    phrases, windowed = (
+        (LEVER_PHRASES, WINDOWED_LEVER_PHRASES) if lever else (PHRASES, WINDOWED_PHRASES)
+    )
+    if feature in phrases:
+        return phrases[feature]
+    for pattern, phrase in windowed.items():
         match = pattern.fullmatch(feature)
         if match:
             return phrase(match.group(1))
@@ -395,16 +473,97 @@ def phrase_context(features: list[str]) -> list[str]:
     return [*PHRASE_CONTEXT, *[f"revenue_last_{m.group(1)}d" for m in trends if m]]
 
 
+# Which way an input's value is better for a customer's future: more purchases, spend and
+# recent activity, a shorter wait. Shell patterns, as churn_modeling.reasons.actionable_levers.
+BETTER_HIGHER = (
+    "n_purchase_days",
+    "is_repeat_customer",
+    "n_invoices",
+    "monetary_total",
+    "monetary_mean",
+    "distinct_products",
+    "purchases_last_*d",
+    "revenue_last_*d",
+    "revenue_trend_*d",
+    "btyd_p_alive",
+    "btyd_expected_purchases",
+)
+BETTER_LOWER = ("recency_days", "mean_days_between_purchases")
+
+
+def _better(feature: str) -> int:
+    """+1 when a higher value of ``feature`` is better, -1 when a lower one is, else 0."""
+    for sign, patterns in ((1, BETTER_HIGHER), (-1, BETTER_LOWER)):
+        if any(fnmatch.fnmatchcase(feature, p) for p in patterns):
+            return sign
+    return 0
+
+
+def shown_where(
+    features: list[str], frame: pd.DataFrame, typical: Mapping[str, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per customer (row of ``frame``) and input, whether the input may be shown as a churn
+    reason, and as a retention lever: not where its value says nothing of this customer, nor
+    where its push contradicts what the value means.
+
+    * P(alive) and the usual gap between purchases of a customer with one purchase: BG/NBD
+      gives every such customer P(alive) = 1 by construction, and there is no gap yet (0).
+    * A spend trend with no spend in either window: 0, as equal spend would be.
+    * An input with a better side (:data:`BETTER_HIGHER`, :data:`BETTER_LOWER`) is a reason
+      only where the customer's value is on the worse side of its ``typical`` (training mean)
+      value, and a lever only on the better side: "only 4,116 spent per purchase day" as a
+      reason to churn, or "no spend in the last 180 days" as what holds a customer, is the
+      model leaning on inputs that move together (spend per day with spend in all, the trend
+      with recency). True to the model, absurd to a person.
+    * Likewise a segment named for praise as a reason to churn, or one named for a risk as a
+      lever: built from recency, frequency and spend, which the model also sees, a segment
+      soaks up what they leave. Its push is shown only where its sign agrees with its name.
+    """
+    reason = np.ones((len(frame), len(features)), dtype=bool)
+    lever = reason.copy()
+    typical = typical or {}
+    one_purchase = (
+        frame["n_purchase_days"].to_numpy(float) <= 1
+        if "n_purchase_days" in frame
+        else np.zeros(len(frame), dtype=bool)
+    )
+    for i, feature in enumerate(features):
+        trend = re.fullmatch(r"revenue_trend_(\d+)d", feature)
+        if feature in ("btyd_p_alive", "mean_days_between_purchases"):
+            reason[:, i] = lever[:, i] = ~one_purchase
+        elif trend and f"revenue_last_{trend.group(1)}d" in frame:
+            last = frame[f"revenue_last_{trend.group(1)}d"].to_numpy(float)
+            reason[:, i] = lever[:, i] = ~((frame[feature].to_numpy(float) == 0) & (last <= 0))
+        elif feature == "rfm_segment":
+            praised = frame[feature].astype(str).str.casefold().isin(_PRAISE).to_numpy()
+            reason[:, i], lever[:, i] = ~praised, praised
+        better = _better(feature)
+        if better and feature in typical:
+            # above (+) or below (-) the typical value; a missing value may show either way
+            side = better * (frame[feature].to_numpy(float) - typical[feature])
+            reason[:, i] &= ~(side > 0)
+            lever[:, i] &= ~(side < 0)
+    return reason, lever
+
+
+def actionable(features: list[str], patterns: list[str] | tuple[str, ...]) -> np.ndarray:
+    """Which of ``features`` a retention team can act on: those matching a shell pattern of
+    ``patterns`` (``churn_modeling.reasons.actionable_levers``)."""
+    return np.array([any(fnmatch.fnmatchcase(f, p) for p in patterns) for f in features], bool)
+
+
 def in_words(
     features: list[str],
     order: np.ndarray,
     by: np.ndarray,
     frame: pd.DataFrame,
     horizon_days: int | None = None,
+    lever: bool = False,
 ) -> np.ndarray:
-    """Each row's churn reason in words: of the inputs ranked by their push (``order``, the
-    push ``by``, largest first), the first that pushes churn up and reads as a risk (a segment
-    named for praise does not). None when none does. ``horizon_days``: the prediction's."""
+    """Each row's churn reason in words (or retention ``lever``): of the inputs ranked by their
+    push (``order``, the push ``by``, largest first: up for a reason, down for a lever), the
+    first that pushes and has words (a segment named for praise has none as a reason). None
+    when none does. ``horizon_days``: the prediction's."""
     words = np.full(len(frame), None, dtype=object)
     context = [c for c in phrase_context(features) if c in frame.columns]
     waiting = np.ones(len(frame), dtype=bool)
@@ -415,7 +574,7 @@ def in_words(
         for column in np.unique(order[waiting, rank]):
             rows = np.flatnonzero(waiting & (order[:, rank] == column))
             feature = features[column]
-            phrase = phrase_for(feature)
+            phrase = phrase_for(feature, lever)
             customers = frame[list(dict.fromkeys([feature, *context]))].iloc[rows]
             words[rows] = [
                 phrase(customer[feature], {**customer, "horizon_days": horizon_days})
@@ -438,12 +597,14 @@ def _explained_udf(
     reasons: int,
     levers: int,
     horizon_days: int | None,
+    can_act: np.ndarray,
 ):
     """One pass over the customers of a partition, in chunks: the probability (as
-    ``predict_proba`` gives it), the inputs ranked by contribution both ways with the
-    customer's value of each (null for an input of kind ``text``), the chunk's
-    total absolute contribution per input (observed on the write: the global view), and the
-    first reason in words; flat numeric columns, which Arrow moves without Python objects."""
+    ``predict_proba`` gives it), the inputs that may be shown (:func:`shown_where`; a lever
+    only where ``can_act``) ranked by contribution both ways with the customer's value of each
+    (null for an input of kind ``text``), how many were passed over, the chunk's total absolute
+    contribution per input (observed on the write: the global view), and the first reason and
+    lever in words; flat numeric columns, which Arrow moves without Python objects."""
     features = explainer.inputs
     numeric = [i for i, kind in enumerate(kinds) if kind != "text"]
     numeric_inputs = [features[i] for i in numeric]
@@ -457,15 +618,32 @@ def _explained_udf(
             ],
             *[f"magnitude_{i} double" for i in range(len(features))],
             "churn_reason_text string",
+            "retention_lever_text string",
+            "reasons_skipped int",
         ]
     )
+
+    def ranked_where(shown: np.ndarray, pushes: np.ndarray, count: int):
+        # the shown inputs first, by push; the others last, at 0 (kept as neither way)
+        order, by = _ranked(np.where(shown, pushes, -np.inf), count)
+        return order, np.where(np.isfinite(by), by, 0.0)
+
+    def passed_over(shown: np.ndarray, pushes: np.ndarray, count: int) -> np.ndarray:
+        # of the inputs that the push alone would show, those not shown
+        order, by = _ranked(pushes, count)
+        return ((by > 0) & ~np.take_along_axis(shown, order, axis=1)).sum(axis=1)
 
     def explain(frame: pd.DataFrame) -> pd.DataFrame:
         prepared = explainer.prepare(frame)
         pushes, _ = explainer.contributions(prepared)
-        every, every_by = _ranked(pushes, len(features))
+        as_reason, as_lever = shown_where(features, frame, explainer.typical)
+        as_lever &= can_act
+        every, every_by = ranked_where(as_reason, pushes, len(features))
         up, up_by = every[:, :reasons], every_by[:, :reasons]
-        down, down_by = _ranked(-pushes, levers)
+        down, down_by = ranked_where(as_lever, -pushes, levers)
+        skipped = passed_over(as_reason, pushes, reasons) + passed_over(
+            as_lever, np.where(can_act, -pushes, 0.0), levers
+        )
         values = np.full((len(frame), len(features)), np.nan)
         values[:, numeric] = frame[numeric_inputs].to_numpy(float, na_value=np.nan)
         rows = np.arange(len(frame))
@@ -482,6 +660,10 @@ def _explained_udf(
         for i in range(len(features)):
             result[f"magnitude_{i}"] = totals[:, i]
         result["churn_reason_text"] = in_words(features, every, every_by, frame, horizon_days)
+        result["retention_lever_text"] = in_words(
+            features, down, down_by, frame, horizon_days, lever=True
+        )
+        result["reasons_skipped"] = skipped.astype("int32")
         return pd.DataFrame(result)
 
     def chunks(batches: Iterator[tuple[pd.Series, ...]]) -> Iterator[pd.DataFrame]:
@@ -553,18 +735,28 @@ def explained_scores(
     reasons: int,
     levers: int,
     horizon_days: int | None = None,
+    actionable_levers: list[str] | tuple[str, ...] = ACTIONABLE_LEVERS,
 ) -> tuple[DataFrame, Observation]:
     """``customers`` with ``churn_probability`` and the reason columns (:data:`REASON_COLUMNS`),
     from one pandas UDF; and an ``Observation`` of the mean absolute contribution per input,
     filled by the action that writes the result (read it with :class:`GlobalImportance`).
-    ``horizon_days``: the predictions' horizon, in the words of a reason that looks ahead."""
+    ``horizon_days``: the predictions' horizon, in the words of a reason that looks ahead;
+    ``actionable_levers``: the inputs (shell patterns) a lever may be."""
     explainer = Explainer(model)
     features = explainer.inputs
     reasons, levers = min(reasons, len(features)), min(levers, len(features))
     columns = list(dict.fromkeys(["customer_id", *features, *phrase_context(features)]))
     columns = [c for c in columns if c in customers.columns]
     kinds = [_kind(customers, f) for f in features]
-    explained = _explained_udf(explainer, columns, kinds, reasons, levers, horizon_days)
+    explained = _explained_udf(
+        explainer,
+        columns,
+        kinds,
+        reasons,
+        levers,
+        horizon_days,
+        actionable(features, actionable_levers),
+    )
     scored = customers.withColumn("_explained", explained(*columns))
     observation = Observation("churn_reasons")
     part = F.col("_explained")
@@ -581,6 +773,8 @@ def explained_scores(
         _reason_structs(up, features, kinds, lambda c: c > 0).alias("churn_reasons"),
         _reason_structs(down, features, kinds, lambda c: c < 0).alias("retention_levers"),
         part["churn_reason_text"].alias("churn_reason_text"),
+        part["retention_lever_text"].alias("retention_lever_text"),
+        part["reasons_skipped"].alias("reasons_skipped"),
     )
     return result, observation
 
@@ -592,6 +786,8 @@ def without_reasons(scored: DataFrame) -> DataFrame:
         F.lit(None).cast(REASON_TYPE).alias("churn_reasons"),
         F.lit(None).cast(REASON_TYPE).alias("retention_levers"),
         F.lit(None).cast("string").alias("churn_reason_text"),
+        F.lit(None).cast("string").alias("retention_lever_text"),
+        F.lit(None).cast("int").alias("reasons_skipped"),
     )
 
 

@@ -188,6 +188,10 @@ def value_tier_table(customer_cltv: DataFrame) -> pd.DataFrame:
     return table.drop(columns="first_rank")
 
 
+# the retention list's reason for a target without one in words
+NO_SINGLE_RISK = "no single risk stands out"
+
+
 def retention_targets(
     churn_predictions: DataFrame,
     customer_cltv: DataFrame,
@@ -199,8 +203,9 @@ def retention_targets(
 
     Among customers whose churn probability reaches ``min_probability``, ordered by
     ``rank_by``: ``value_at_risk`` (CLV x churn probability) or ``value_at_risk_lower``
-    (the lower bound of the CLV's interval x churn probability); with each one's first churn
-    reason in words (``churn_reason_text``).
+    (the lower bound of the CLV's interval x churn probability); with, last, the advice in
+    words: each one's first churn reason (``churn_reason_text``) and strongest actionable
+    retention lever (``retention_lever_text``).
     """
     if rank_by not in TARGET_RANKINGS:
         raise ValueError(
@@ -215,6 +220,7 @@ def retention_targets(
             "churn_probability",
             "risk_band",
             "churn_reason_text",
+            "retention_lever_text",
         )
         .join(
             customer_cltv.filter(F.col("value_tier") != "rest").select(
@@ -228,8 +234,13 @@ def retention_targets(
         .limit(limit)
         .toPandas()
     )
-    # the reason last: the list reads who, how much, then why
-    return targets[[*targets.columns.drop("churn_reason_text"), "churn_reason_text"]]
+    # a target whose risk comes only from inputs not shown (the base rate, a segment named
+    # for praise: reasons.shown_where) has no reason in words; the list says so rather than
+    # leave the agent a blank
+    targets["churn_reason_text"] = targets["churn_reason_text"].fillna(NO_SINGLE_RISK)
+    # the advice last: the list reads who, how much, then why and what to build on
+    advice = ["churn_reason_text", "retention_lever_text"]
+    return targets[[*targets.columns.drop(advice), *advice]]
 
 
 def headline_kpis(
@@ -897,8 +908,12 @@ def build_dashboard(
             ("model_quality", model_quality),
         )
     )
-    shown = targets.head(25).rename(columns={"churn_reason_text": "why at risk"})
-    table = shown.to_html(index=False, float_format=lambda v: f"{v:,.3f}", classes="targets")
+    shown = targets.head(25).rename(
+        columns={"churn_reason_text": "why at risk", "retention_lever_text": "strongest lever"}
+    )
+    table = shown.to_html(
+        index=False, float_format=lambda v: f"{v:,.3f}", classes="targets", na_rep=""
+    )
     level = kpis["predicted_clv_total_interval"][2]
     tiers = value_tiers.rename(
         columns={
