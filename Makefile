@@ -51,10 +51,13 @@ soak: install-dev
 
 # the project side by side with Spark's floor (../shared/bench/spark_floor.py) and a pandas +
 # lifetimes script, on the same generated files; not part of `make test` (minutes to hours;
-# ROWS="50000000" for the opt-in 50M run; "sample" is the bundled file)
+# ROWS="50000000" for the opt-in 50M run; "sample" is the bundled file). PAIRS=3 runs floor,
+# project, pandas script and job three times in turn, takes each ratio within a round and
+# prints the median over the rounds
 ROWS ?= sample 1000000 10000000
+PAIRS ?= 1
 bench: install-dev
-	$(BIN)/python -m tests.benchmarks.bench --rows $(ROWS)
+	$(BIN)/python -m tests.benchmarks.bench --rows $(ROWS) --pairs $(PAIRS)
 
 clean-data:
 	find data -mindepth 2 -maxdepth 2 ! -name .gitkeep ! -name 'online_retail_ii_sample.csv*' -exec rm -rf {} +

@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 
+from tests.benchmarks import bench
 from tests.benchmarks.bench import (
     measure,
+    medians,
     stage_jobs,
     stage_of_nodes,
     stage_times,
@@ -37,16 +39,29 @@ def test_failing_command_reports_its_status(tmp_path):
     assert result.returncode == 3
 
 
+RUN = {"returncode": 0}
+
+
+def _round(floor: float, reference: float, project: float, job: float, **more) -> dict:
+    """One round's runs by wall time in seconds (the same PSS in every round), with ratios."""
+    return with_ratios(
+        {
+            "floor": {**RUN, "wall_s": floor, "peak_pss_mb": 2000.0},
+            "reference": {**RUN, "wall_s": reference, "peak_pss_mb": 3000.0},
+            "project": {**RUN, "wall_s": project, "peak_pss_mb": 3000.0},
+            "job": {**RUN, "wall_s": job, "peak_pss_mb": 1500.0},
+            **more,
+        }
+    )
+
+
 def test_table_shows_the_project_against_the_floor_and_pandas():
-    run = {"returncode": 0}
     result = with_ratios(
         {
-            "rows": 10_000_000,
-            "csv_mb": 800,
-            "floor": {**run, "wall_s": 59.0, "peak_pss_mb": 2282.0},
-            "reference": {**run, "wall_s": 55.0, "peak_pss_mb": 3090.0},
-            "project": {**run, "wall_s": 118.0, "peak_pss_mb": 3090.0},
-            "job": {**run, "wall_s": 82.5, "peak_pss_mb": 1545.0},
+            "floor": {**RUN, "wall_s": 59.0, "peak_pss_mb": 2282.0},
+            "reference": {**RUN, "wall_s": 55.0, "peak_pss_mb": 3090.0},
+            "project": {**RUN, "wall_s": 118.0, "peak_pss_mb": 3090.0},
+            "job": {**RUN, "wall_s": 82.5, "peak_pss_mb": 1545.0},
             "stages": {"start-up": 6.0, "cleaning": 70.8, "other": 41.2},
             "stage_jobs": {"cleaning": 7},
         }
@@ -54,20 +69,85 @@ def test_table_shows_the_project_against_the_floor_and_pandas():
     assert (result["wall_ratio_floor"], result["wall_ratio_reference"]) == (2.0, 2.15)
     assert (result["memory_ratio_floor"], result["memory_ratio_reference"]) == (1.35, 1.0)
     assert (result["job_wall_ratio_reference"], result["job_memory_ratio_reference"]) == (1.5, 0.5)
-    lines = table([result]).splitlines()
+    one_shot = {"rows": 10_000_000, "csv_mb": 800, "pairs": [result], "median": medians([result])}
+    lines = table([one_shot]).splitlines()
     assert lines[2] == (
         "| 10,000,000 | 800 | 59.0 / 2282.0 | 55.0 / 3090.0 | 118.0 / 3090.0 | 82.5 / 1545.0 "
         "| 2.0×, 1.35× | 2.15×, 1.0× | 1.5×, 0.5× |"
     )
-    # the stages against the floor's whole run (70.8 / 59), with their Spark jobs
+    # one shot: no median row; the stages against the floor's whole run (70.8 / 59), with
+    # their Spark jobs
+    assert lines[3] == ""
     assert lines[-1] == (
         "| 10,000,000 | 6.0 s (0.10× floor) | 70.8 s (1.20× floor, 7 jobs) | 41.2 s |"
     )
     # a size where only the project ran: no ratios, dashes for the rest
-    alone = with_ratios(
-        {"rows": 1, "csv_mb": 0, "project": {**run, "wall_s": 1.0, "peak_pss_mb": 1}}
-    )
-    assert table([alone]).splitlines()[-1] == "| 1 | 0 | — | — | 1.0 / 1 | — | — | — | — |"
+    alone = {"project": {**RUN, "wall_s": 1.0, "peak_pss_mb": 1}}
+    size = {"rows": 1, "csv_mb": 0, "pairs": [with_ratios(alone)], "median": medians([alone])}
+    assert table([size]).splitlines()[-1] == "| 1 | 0 | — | — | 1.0 / 1 | — | — | — | — |"
+
+
+def test_pairs_take_each_ratio_within_a_round_and_report_the_median():
+    # the box slows down in the second round: both the floor and the project take twice as long
+    rounds = [
+        _round(20.0, 100.0, 80.0, 150.0, stages={"cleaning": 10.0}, stage_jobs={"cleaning": 4}),
+        _round(40.0, 200.0, 160.0, 300.0, stages={"cleaning": 20.0}, stage_jobs={"cleaning": 4}),
+        _round(20.0, 100.0, 100.0, 120.0, stages={"cleaning": 16.0}, stage_jobs={"cleaning": 4}),
+    ]
+    assert [r["wall_ratio_floor"] for r in rounds] == [4.0, 4.0, 5.0]
+    assert [r["job_wall_ratio_reference"] for r in rounds] == [1.5, 1.5, 1.2]
+    median = medians(rounds)
+    # the median of the rounds' ratios: 4.0, where the ratio of the median walls (100 / 20)
+    # would be 5.0
+    assert (median["wall_ratio_floor"], median["job_wall_ratio_reference"]) == (4.0, 1.5)
+    assert median["floor"] == {"wall_s": 20.0, "peak_pss_mb": 2000.0}
+    assert median["project"]["wall_s"] == 100.0
+    assert median["memory_ratio_floor"] == 1.5
+
+    size = {"rows": "sample", "csv_mb": 4, "pairs": rounds, "median": median}
+    lines = table([size]).splitlines()
+    assert lines[2:6] == [
+        "| sample, pair 1 | 4 | 20.0 / 2000.0 | 100.0 / 3000.0 | 80.0 / 3000.0 | 150.0 / 1500.0 "
+        "| 4.0×, 1.5× | 0.8×, 1.0× | 1.5×, 0.5× |",
+        "| sample, pair 2 | 4 | 40.0 / 2000.0 | 200.0 / 3000.0 | 160.0 / 3000.0 | 300.0 / 1500.0 "
+        "| 4.0×, 1.5× | 0.8×, 1.0× | 1.5×, 0.5× |",
+        "| sample, pair 3 | 4 | 20.0 / 2000.0 | 100.0 / 3000.0 | 100.0 / 3000.0 | 120.0 / 1500.0 "
+        "| 5.0×, 1.5× | 1.0×, 1.0× | 1.2×, 0.5× |",
+        "| sample, median | 4 | 20.0 / 2000.0 | 100.0 / 3000.0 | 100.0 / 3000.0 | 150.0 / 1500.0 "
+        "| 4.0×, 1.5× | 0.8×, 1.0× | 1.5×, 0.5× |",
+    ]
+    # each round's stages in floors of the floor of the same round (20 / 40 in the second)
+    assert lines[-3:] == [
+        "| sample, pair 1 | 10.0 s (0.50× floor, 4 jobs) |",
+        "| sample, pair 2 | 20.0 s (0.50× floor, 4 jobs) |",
+        "| sample, pair 3 | 16.0 s (0.80× floor, 4 jobs) |",
+    ]
+
+
+def test_pairs_alternate_the_floor_and_the_project_and_the_pandas_script_and_the_job(
+    tmp_path, monkeypatch
+):
+    # each program replaced by one that exits at once: the order and the logs are what counts
+    floor = tmp_path / "floor.py"
+    floor.write_text("")
+    commands = []
+
+    def measure_instead(command, cwd, log, env=None):
+        commands.append(command)
+        return measure([sys.executable, str(floor)], cwd, log, env)
+
+    monkeypatch.setattr(bench, "measure", measure_instead)
+    size = bench.run_size("sample", tmp_path, None, floor, pairs=2)
+    runs = ["floor" if str(floor) in c else "job" if "--pipelines" in c
+            else "project" if "cltv" in c else "reference" for c in commands]  # fmt: skip
+    assert runs == ["floor", "project", "reference", "job"] * 2
+    assert len(size["pairs"]) == 2
+    assert set(size["median"]) >= {"floor", "project", "wall_ratio_floor"}
+    # each round's project run in a fresh copy of its own, logged apart
+    assert sorted(p.name for p in tmp_path.glob("project_*.log")) == [
+        "project_sample_pair1.log",
+        "project_sample_pair2.log",
+    ]
 
 
 # lines as a real run writes them (kedro 1.7, conf/logging.yml; the long ones cut short)

@@ -4,18 +4,23 @@ lifetimes script.
 For each size it generates the input once (``cltv.synthetic``, seed 7; "sample" is the bundled
 file), then runs, one after the other on the same file: the Spark floor (``spark_floor.py``,
 the least work any Spark design of this pipeline must do: one scan, the clean lines written
-once, the summary; from
-``../shared/bench`` or ``--floor``), the reference script (``reference_pandas.py``) and the
-project (a copy of its conf, fresh data and MLflow store, the default pipeline), and the
-project's ``--pipelines data_processing,cltv``, the same job as the pandas script. It prints the
-wall time and the peak memory of each whole process tree (the JVM and Python workers included;
-PSS, so shared pages count once), the ratios project / floor and project / pandas, and where
-the default run's time went by stage (from its ``Node … took`` lines: cleaning, summaries and
-features, churn, CLV, reporting, and the start-up before the first node). Not part of
-``make test``: ``make bench`` (``ROWS="sample 1000000 10000000"``, "sample" being the bundled
-file; 50M is opt-in).
+once, the summary; from ``../shared/bench`` or ``--floor``), the project (a copy of its conf,
+fresh data and MLflow store, the default pipeline), the reference script
+(``reference_pandas.py``) and the project's ``--pipelines data_processing,cltv``, the same job
+as the pandas script. It prints the wall time and the peak memory of each whole process tree
+(the JVM and Python workers included; PSS, so shared pages count once), the ratios project /
+floor, project / pandas and job / pandas, and where the default run's time went by stage (from
+its ``Node … took`` lines: cleaning, summaries and features, churn, CLV, reporting, and the
+start-up before the first node), in floors and with the Spark jobs of each stage.
 
-    python -m tests.benchmarks.bench --rows sample 1000000 10000000 \
+The box drifts between runs minutes apart, so ``--pairs N`` runs those four N times in turn
+(floor, project, pandas, job, floor, project, …): each ratio is taken within one round, and
+the size's figure is the median over the rounds. It prints each round and the medians.
+``--pairs 1`` (the default) is one shot. Not part of ``make test``: ``make bench``
+(``ROWS="sample 1000000 10000000"``, "sample" being the bundled file; 50M is opt-in;
+``PAIRS=3``).
+
+    python -m tests.benchmarks.bench --rows sample 1000000 10000000 [--pairs 3] \
         [--only floor|reference|project|job]
 """
 
@@ -26,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -140,20 +146,31 @@ def project_copy(workdir: Path, rows: int | str) -> Path:
     return project
 
 
-def run_size(rows: int | str, workdir: Path, only: str | None, floor: Path = FLOOR) -> dict:
+def run_size(
+    rows: int | str, workdir: Path, only: str | None, floor: Path = FLOOR, pairs: int = 1
+) -> dict:
+    """``pairs`` rounds of the runs on one input, each in the order floor, project, reference,
+    job: every ratio is taken within a round (the project against the floor just before it,
+    the job against the pandas script just before it), so the box drifting between rounds moves
+    both sides of a ratio. The size's figures are the medians over the rounds (:func:`medians`).
+    """
     csv = input_file(rows, workdir)
-    result: dict = {"rows": rows, "csv_mb": round(csv.stat().st_size / 2**20)}
+    rounds = [
+        run_pair(csv, workdir, f"{rows}" if pairs == 1 else f"{rows}_pair{number}", only, floor)
+        for number in range(1, pairs + 1)
+    ]
+    return {"rows": rows, "csv_mb": round(csv.stat().st_size / 2**20), "pairs": rounds,
+            "median": medians(rounds)}  # fmt: skip
+
+
+def run_pair(csv: Path, workdir: Path, name: str, only: str | None, floor: Path = FLOOR) -> dict:
+    """One round of the runs on ``csv``, logs and project copies named after ``name``."""
+    result: dict = {}
     if only in (None, "floor") and floor.exists():
-        out = workdir / f"floor_{rows}"
+        out = workdir / f"floor_{name}"
         result["floor"] = asdict(
             measure([sys.executable, str(floor), str(csv), str(out)], workdir,
-                    workdir / f"floor_{rows}.log")
-        )  # fmt: skip
-    if only in (None, "reference"):
-        out = workdir / f"reference_{rows}"
-        result["reference"] = asdict(
-            measure([sys.executable, str(REFERENCE), str(csv), str(out)], workdir,
-                    workdir / f"reference_{rows}.log")
+                    workdir / f"floor_{name}.log")
         )  # fmt: skip
     env = {
         **os.environ,
@@ -162,19 +179,25 @@ def run_size(rows: int | str, workdir: Path, only: str | None, floor: Path = FLO
         "KEDRO_LOGGING_CONFIG": str(debug_logging_config(workdir)),
     }
     if only in (None, "project"):
-        project = project_copy(workdir, rows)
-        log = workdir / f"project_{rows}.log"
+        project = project_copy(workdir, name)
+        log = workdir / f"project_{name}.log"
         result["project"] = asdict(
             measure([sys.executable, "-m", "cltv", "--params", f"input_path={csv}"], project,
                     log, env)
         )  # fmt: skip
         result["stages"] = stage_times(log, result["project"]["wall_s"])
         result["stage_jobs"] = stage_jobs(log)
+    if only in (None, "reference"):
+        out = workdir / f"reference_{name}"
+        result["reference"] = asdict(
+            measure([sys.executable, str(REFERENCE), str(csv), str(out)], workdir,
+                    workdir / f"reference_{name}.log")
+        )  # fmt: skip
     if only in (None, "job"):
-        project = project_copy(workdir, f"job_{rows}")
+        project = project_copy(workdir, f"job_{name}")
         result["job"] = asdict(
             measure([sys.executable, "-m", "cltv", "--pipelines", JOB_PIPELINES,
-                     "--params", f"input_path={csv}"], project, workdir / f"job_{rows}.log", env)
+                     "--params", f"input_path={csv}"], project, workdir / f"job_{name}.log", env)
         )  # fmt: skip
     return with_ratios(result)
 
@@ -269,19 +292,45 @@ def debug_logging_config(workdir: Path) -> Path:
     return path
 
 
+# what each ratio divides: the project by the floor and by the pandas script, the job by the
+# pandas script (the same job)
+RATIOS = (("project", "floor"), ("project", "reference"), ("job", "reference"))
+
+
+def _ratio_prefix(run: str) -> str:
+    return "" if run == "project" else f"{run}_"
+
+
 def with_ratios(result: dict) -> dict:
-    """``result`` with the project's wall time and peak PSS over the floor's and the pandas
-    script's, where both ran; and the data_processing + cltv job's over the pandas script's
-    (the same job)."""
-    pairs = [("project", "floor"), ("project", "reference"), ("job", "reference")]
-    for run, baseline in pairs:
+    """``result`` (one round) with the project's wall time and peak PSS over the floor's and the
+    pandas script's, where both ran; and the data_processing + cltv job's over the pandas
+    script's."""
+    for run, baseline in RATIOS:
         if baseline in result and run in result:
             ours, other = result[run], result[baseline]
-            prefix = "" if run == "project" else f"{run}_"
+            prefix = _ratio_prefix(run)
             result[f"{prefix}wall_ratio_{baseline}"] = round(ours["wall_s"] / other["wall_s"], 2)
             result[f"{prefix}memory_ratio_{baseline}"] = round(
                 ours["peak_pss_mb"] / other["peak_pss_mb"], 2
             )
+    return result
+
+
+def medians(rounds: list[dict]) -> dict:
+    """The median over the rounds of each run's wall time and peak PSS and of each ratio (the
+    median of the rounds' ratios, not the ratio of the medians), where every round has it."""
+    result: dict = {}
+    for run in RUNS:
+        if rounds and all(run in r for r in rounds):
+            result[run] = {
+                measure: round(statistics.median(r[run][measure] for r in rounds), 1)
+                for measure in ("wall_s", "peak_pss_mb")
+            }
+    for run, baseline in RATIOS:
+        for measure in ("wall", "memory"):
+            key = f"{_ratio_prefix(run)}{measure}_ratio_{baseline}"
+            if rounds and all(key in r for r in rounds):
+                result[key] = round(statistics.median(r[key] for r in rounds), 2)
     return result
 
 
@@ -294,33 +343,48 @@ def table(results: list[dict]) -> str:
         "| data_processing,cltv ÷ pandas (wall, PSS) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in results:
-        cells = [
-            f"{r[run]['wall_s']} / {r[run]['peak_pss_mb']}" if run in r else "—" for run in RUNS
-        ]
-        ratios = [
-            f"{r[f'{p}wall_ratio_{b}']}×, {r[f'{p}memory_ratio_{b}']}×"
-            if f"{p}wall_ratio_{b}" in r
-            else "—"
-            for p, b in (("", "floor"), ("", "reference"), ("job_", "reference"))
-        ]
-        lines.append(f"| {_size(r)} | {r['csv_mb']} | " + " | ".join(cells + ratios) + " |")
-    staged = [r for r in results if "stages" in r]
+    for size in results:
+        rows = [(_label(size, number), r) for number, r in enumerate(size["pairs"], start=1)]
+        if len(size["pairs"]) > 1:
+            rows.append((f"{_size(size)}, median", size["median"]))
+        for label, r in rows:
+            cells = [
+                f"{r[run]['wall_s']} / {r[run]['peak_pss_mb']}" if run in r else "—" for run in RUNS
+            ]
+            ratios = [
+                f"{r[f'{_ratio_prefix(run)}wall_ratio_{baseline}']}×, "
+                f"{r[f'{_ratio_prefix(run)}memory_ratio_{baseline}']}×"
+                if f"{_ratio_prefix(run)}wall_ratio_{baseline}" in r
+                else "—"
+                for run, baseline in RATIOS
+            ]
+            lines.append(f"| {label} | {size['csv_mb']} | " + " | ".join(cells + ratios) + " |")
+    staged = [
+        (_label(size, number), r)
+        for size in results
+        for number, r in enumerate(size["pairs"], start=1)
+        if "stages" in r
+    ]
     if staged:
-        names = list(staged[0]["stages"])
+        names = list(staged[0][1]["stages"])
         lines += ["", "| rows | " + " | ".join(names) + " |", "|---:" * (len(names) + 1) + "|"]
-        for r in staged:
+        for label, r in staged:
             floor = r.get("floor", {}).get("wall_s")
             jobs = r.get("stage_jobs", {})
             cells = []
             for name in names:
                 seconds = r["stages"].get(name, 0.0)
-                # each stage against the floor's whole run (cleaning: the same scan and write)
+                # each stage against the whole run of the floor of the same round (cleaning:
+                # the same scan and write)
                 notes = [f"{seconds / floor:.2f}× floor"] if floor and name != "other" else []
                 notes += [f"{jobs[name]} jobs"] if name in jobs else []
                 cells.append(f"{seconds} s" + (f" ({', '.join(notes)})" if notes else ""))
-            lines.append(f"| {_size(r)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _label(size: dict, number: int) -> str:
+    return _size(size) if len(size["pairs"]) == 1 else f"{_size(size)}, pair {number}"
 
 
 def _size(result: dict) -> str:
@@ -339,17 +403,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cltv-bench"))
     parser.add_argument("--only", choices=RUNS)
     parser.add_argument("--floor", type=Path, default=FLOOR, help="spark_floor.py to run")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="rounds of floor, project, pandas script, job per size; ratios are taken within "
+        "a round and the figure is their median (1: one shot)",
+    )
     args = parser.parse_args(argv)
+    if args.pairs < 1:
+        parser.error("--pairs must be 1 or more")
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = []
     for rows in args.rows:
         if args.only in (None, "floor") and not args.floor.exists():
             print(f"no Spark floor at {args.floor}: pass --floor PATH to compare with it")
-        results.append(run_size(rows, args.workdir, args.only, args.floor))
+        results.append(run_size(rows, args.workdir, args.only, args.floor, args.pairs))
         print(json.dumps(results[-1]), flush=True)
+        print(table(results[-1:]), flush=True)  # each size's pairs as soon as they are done
     (args.workdir / "results.json").write_text(json.dumps(results, indent=2))
     print(table(results))
-    failed = [r["rows"] for r in results for k in RUNS
+    failed = [size["rows"] for size in results for r in size["pairs"] for k in RUNS
               if r.get(k, {}).get("returncode", 0) != 0]  # fmt: skip
     if failed:
         sys.exit(f"a run failed (see the logs in {args.workdir}): rows {failed}")
