@@ -12,7 +12,17 @@ from typing import Any
 import mlflow
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
-from kedro.pipeline import Node
+from kedro.io import CatalogProtocol, DatasetError
+from kedro.pipeline import Node, Pipeline
+from kedro_mlflow.framework.hooks import MlflowHook
+from kedro_mlflow.framework.hooks.utils import _flatten_dict
+from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from mlflow.tracking.fluent import get_active_model_id
+from mlflow.tracking.metric_value_conversion_utils import convert_metric_value_to_float_if_possible
+from mlflow.utils.time import get_current_time_millis
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
@@ -83,6 +93,105 @@ class MlflowStoreHook:
         if server.get("mlflow_tracking_uri") is None:
             database = Path(context.project_path).resolve() / "mlflow.db"
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{database}"
+
+
+class MlflowRunHook(MlflowHook):
+    """kedro-mlflow's hook (registered in its place: see ``settings.py``), writing to MLflow in
+    one call where kedro-mlflow writes one value per call, each a commit of the SQLite store.
+
+    - The parameters of every node of the run are logged once, in one batch, as the run
+      starts; kedro-mlflow logs each node's flattened ``params:`` inputs again before the node,
+      one ``log_param`` each (~230 calls on the default pipeline). The run holds the same keys
+      and values; a value too long for MLflow follows ``long_params_strategy`` as before.
+    - Each metrics dataset logs its metrics in one ``log_batch``, not one ``log_metric`` each.
+    """
+
+    @hook_impl
+    def after_catalog_created(  # Kedro's hook passes all of these, by name
+        self,
+        catalog: CatalogProtocol,
+        conf_catalog: dict[str, Any],
+        conf_creds: dict[str, Any],
+        parameters: dict[str, Any],
+        save_version: str,
+        load_versions: dict[str, str],
+    ) -> None:
+        # kedro-mlflow rebuilds each metrics dataset with its name as the metrics' prefix
+        super().after_catalog_created(
+            catalog, conf_catalog, conf_creds, parameters, save_version, load_versions
+        )
+        for name, dataset in catalog.items():
+            if type(dataset) is MlflowMetricsHistoryDataset:
+                catalog[name] = MetricsInOneCallDataset(
+                    run_id=dataset._run_id, prefix=dataset._prefix
+                )
+
+    @hook_impl
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
+    ) -> None:
+        super().before_pipeline_run(run_params, pipeline, catalog)
+        if self._is_mlflow_enabled:
+            self._log_parameters(pipeline, catalog)
+
+    @hook_impl
+    def before_node_run(
+        self, node: Node, catalog: CatalogProtocol, inputs: dict[str, Any], is_async: bool
+    ) -> None:
+        # still re-opens the run for the node's thread; no inputs: no parameters logged again
+        super().before_node_run(node, catalog, {}, is_async)
+
+    def _log_parameters(self, pipeline: Pipeline, catalog: CatalogProtocol) -> None:
+        parameters = run_parameters(pipeline, catalog)
+        if self.flatten:
+            parameters = _flatten_dict(d=parameters, recursive=self.recursive, sep=self.sep)
+        batch = {}
+        for raw_name, value in parameters.items():
+            name = self.sanitize_param_name(raw_name)
+            if len(str(value)) <= MAX_PARAM_VAL_LENGTH:
+                batch[name] = value
+            else:
+                self._log_param(name, value)  # fails, tags or truncates, as configured
+        mlflow.log_params(batch, run_id=self.run_id)
+
+
+def run_parameters(pipeline: Pipeline, catalog: CatalogProtocol) -> dict[str, Any]:
+    """The parameters the nodes of ``pipeline`` take, by the names kedro-mlflow logs them under:
+    ``params:a.b`` as ``a.b``, the whole ``parameters`` as ``parameters``."""
+    names = {
+        name
+        for node in pipeline.nodes
+        for name in node.inputs
+        if name.startswith("params:") or name == "parameters"
+    }
+    # the datasets' own load: catalog.load would log a "Loading data from" line for each
+    return {name.removeprefix("params:"): catalog.get(name).load() for name in sorted(names)}
+
+
+class MetricsInOneCallDataset(MlflowMetricsHistoryDataset):
+    """kedro-mlflow's metrics dataset, logging all its metrics in one ``log_batch``."""
+
+    def _save(self, data: dict[str, Any]) -> None:
+        try:
+            run_id = self.run_id
+        except DatasetError:  # no run to log to: kedro-mlflow's save starts one
+            super()._save(data)
+            return
+        if not self._logging_activated:
+            return
+        timestamp, model_id = get_current_time_millis(), get_active_model_id()
+        metrics = [
+            Metric(
+                key,
+                convert_metric_value_to_float_if_possible(value),
+                timestamp,
+                step or 0,
+                model_id=model_id,
+            )
+            for name, item in data.items()
+            for key, value, step in self._build_args_list_from_metric_item(name, item)
+        ]
+        MlflowClient().log_batch(run_id, metrics=metrics)
 
 
 class CltvFitTagHook:

@@ -4,22 +4,27 @@ from kedro.config import OmegaConfigLoader
 
 from cltv.hooks import (
     CltvFitTagHook,
+    MlflowRunHook,
     MlflowStoreHook,
     NodeTimingHook,
     ParameterCheckHook,
     SparkHooks,
 )
 
-# Hooks marked tryfirst run in the reverse of this order, before the plugins' (kedro-mlflow's):
+# Hooks marked tryfirst run in the reverse of this order, before kedro-mlflow's (MlflowRunHook):
 # the parameters are checked, MLflow's store is chosen, then Spark starts in the background
-# while kedro-mlflow sets up.
+# while kedro-mlflow sets up. The others run in the reverse of this order too: MlflowRunHook,
+# last, runs first, as kedro-mlflow's own hook did when it was registered as a plugin.
 HOOKS = (
     SparkHooks(),
     MlflowStoreHook(),
     ParameterCheckHook(),
     CltvFitTagHook(),
     NodeTimingHook(),
+    MlflowRunHook(),
 )
+# kedro-mlflow's hook as installed: MlflowRunHook is that hook, logging in fewer calls
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
