@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from cltv import metrics
-from cltv.pipelines.reporting.nodes import drift_report
+from cltv.pipelines.reporting.drift import drift_report
 from cltv.synthetic import ProcessParameters, write_csv
 
 from .conftest import run_kedro
@@ -95,6 +95,10 @@ def test_drift_report_by_hand(spark, caplog):
     # now all four are at or above it
     assert predictions["psi"]["churn_probability"] == pytest.approx(
         _psi([(1e-4, 0.25), (1.0, 0.75)])
+    )
+    # the report's one pass bins as population_stability does, column by column
+    assert predictions["psi"] == pytest.approx(
+        metrics.population_stability(now[1], before[1], ["churn_probability"], bins=2)
     )
     cltv = report["tables"]["customer_cltv"]
     assert cltv["value_tier_changed"] == 0.0

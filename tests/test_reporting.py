@@ -22,16 +22,13 @@ from pyspark.sql import functions as F
 from cltv import lakeview
 from cltv.datasets import SparkDeltaTableDataset
 from cltv.pipelines.data_processing.nodes import summarise_purchase_days
-from cltv.pipelines.reporting.nodes import (
-    build_dashboard,
-    churn_risk_by_country,
-    cohort_retention,
-    headline_kpis,
-    plot_model_quality,
+from cltv.pipelines.reporting.charts import plot_model_quality
+from cltv.pipelines.reporting.dashboard import build_dashboard
+from cltv.pipelines.reporting.kpis import headline_kpis
+from cltv.pipelines.reporting.tables import (
     retention_targets,
-    revenue_by_month,
-    segment_summary,
-    value_tier_table,
+    summarise_customers,
+    summarise_sales,
 )
 
 CHARTS = ("revenue", "cohorts", "segments", "churn_risk", "churn_reasons", "value", "model_quality")
@@ -150,18 +147,41 @@ def test_the_dashboard_shows_total_clv_with_its_interval_and_tier_widths(default
         assert f"<td>{width:,.2f}</td>" in dashboard
 
 
+CLTV_SCHEMA = (
+    "customer_id string, clv_rank int, value_tier string, clv double, clv_lower double, "
+    "clv_upper double, frequency int, expected_purchases double"
+)
+FEATURES_SCHEMA = "customer_id string, rfm_segment string, monetary_total double"
+CHURN_SCHEMA = "customer_id string, churn_probability double, risk_band string, country string"
+TIERS = [{"name": "top_1pct", "share": 0.01}, {"name": "top_20pct", "share": 0.2}]
+CUSTOMER_TABLES = ("segments", "countries", "concentration", "distribution", "tiers", "figures")
+
+
+def _customer_tables(spark, features, churn, cltv, top_countries=10, bins=20):
+    """summarise_customers on hand-made rows, its outputs by name."""
+    frames = [
+        spark.createDataFrame(rows, schema)
+        for rows, schema in (
+            (features, FEATURES_SCHEMA),
+            (churn, CHURN_SCHEMA),
+            (cltv, CLTV_SCHEMA),
+        )
+    ]
+    made = summarise_customers(*frames, top_countries, TIERS, bins)
+    return dict(zip(CUSTOMER_TABLES, made, strict=True))
+
+
 def test_value_tiers_by_hand(spark):
-    cltv = spark.createDataFrame(
-        [
-            ("a", 1, "top", 100.0, 80.0, 130.0),
-            ("b", 2, "top", 50.0, 45.0, 55.0),
-            ("c", 3, "rest", 10.0, 9.0, 12.0),
-            ("d", 4, "rest", 0.0, 0.0, 0.0),
-        ],
-        "customer_id string, clv_rank int, value_tier string, clv double, clv_lower double, "
-        "clv_upper double",
-    )
-    table = value_tier_table(cltv).set_index("value_tier")
+    cltv = [
+        ("a", 1, "top", 100.0, 80.0, 130.0, 2, 1.0),
+        ("b", 2, "top", 50.0, 45.0, 55.0, 0, 0.5),
+        ("c", 3, "rest", 10.0, 9.0, 12.0, 1, 0.2),
+        ("d", 4, "rest", 0.0, 0.0, 0.0, 0, 0.0),
+    ]
+    features = [("a", "Champions", 10.0), ("b", "Lost", 5.0), ("c", "Lost", 1.0)]
+    churn = [("a", 0.1, "low", "UK")]
+    tables = _customer_tables(spark, features, churn, cltv, bins=2)
+    table = tables["tiers"].set_index("value_tier")
     assert list(table.index) == ["top", "rest"]
     top, rest = table.loc["top"], table.loc["rest"]
     assert (top["customers"], top["clv_total"], top["clv_mean"]) == (2, 150.0, 75.0)
@@ -169,6 +189,19 @@ def test_value_tiers_by_hand(spark):
     assert top["interval_width_mean"] == 30.0  # (50 + 10) / 2
     assert top["interval_width_share"] == pytest.approx(60.0 / 150.0)
     assert rest["interval_width_mean"] == 1.5 and rest["interval_width_share"] == 0.3
+    # the top 1% and 20% of 4 customers: ranks up to 1 and 1 (ceil 0.04, 0.8); the revenue
+    # so far of the valued customers (d has no features: none)
+    concentration = tables["concentration"]
+    assert concentration["customers"].tolist() == [1, 1]
+    assert concentration["clv_share"].tolist() == [100.0 / 160.0] * 2
+    assert concentration["revenue_share"].tolist() == [10.0 / 16.0] * 2
+    # 2 bins up to the 99th percentile of CLV (100): 0-50, 50-100, and 100+ above
+    distribution = tables["distribution"]
+    assert distribution[["bin", "customers"]].values.tolist() == [[0, 2], [1, 1], [2, 1]]
+    assert distribution["label"].tolist() == ["0–50", "50–100", "100+"]
+    figures = tables["figures"]
+    assert figures["predicted_clv_total"] == 160.0 and figures["repeat_customer_rate"] == 0.5
+    assert figures["predicted_purchases"] == pytest.approx(1.7)
 
 
 def test_retention_targets_by_hand_and_ranked_by_the_lower_bound(spark):
@@ -293,10 +326,13 @@ def test_revenue_by_month_and_cohort_retention_by_hand(spark):
             ("b", "6", day("2011-02-25 08:00"), 5, 5, 0.0),  # returned in full: no sale
         ],
     )
-    revenue = revenue_by_month(days).set_index("month")
+    revenue, cohorts, sales = summarise_sales(days, 12)
+    revenue = revenue.set_index("month")
     assert revenue["revenue"].to_dict() == {"2011-01": 55.0, "2011-02": 7.0, "2011-03": 28.0}
     assert revenue["invoices"].to_dict() == {"2011-01": 2, "2011-02": 1, "2011-03": 2}
-    cohorts = cohort_retention(days, 12)
+    assert revenue["active_customers"].to_dict() == {"2011-01": 2, "2011-02": 1, "2011-03": 2}
+    # a, b and c bought; the invoices of days with a sale
+    assert sales == {"revenue": 90.0, "customers": 3, "invoices": 5}
     found = {
         (row.cohort, row.months_since): (row.customers, row.retention)
         for row in cohorts.itertuples()
@@ -309,23 +345,16 @@ def test_revenue_by_month_and_cohort_retention_by_hand(spark):
         ("2011-02", 0): (1, 1.0),
         ("2011-02", 1): (1, 1.0),
     }
-    assert set(cohort_retention(days, 1)["months_since"]) == {0, 1}
+    assert set(summarise_sales(days, 1)[1]["months_since"]) == {0, 1}
 
 
 def test_segments_and_churn_by_country_by_hand(spark):
-    features = spark.createDataFrame(
-        [("a", "Champions", 100.0), ("b", "Champions", 50.0), ("c", "Lost", 10.0)],
-        "customer_id string, rfm_segment string, monetary_total double",
-    )
-    churn = spark.createDataFrame(
-        [("a", 0.1, "low", "UK"), ("b", 0.8, "high", "UK"), ("c", 0.5, "medium", "FR")],
-        "customer_id string, churn_probability double, risk_band string, country string",
-    )
-    cltv = spark.createDataFrame(
-        [("a", 300.0), ("b", 100.0)],  # c has no CLV row: counted, not valued
-        "customer_id string, clv double",
-    )
-    segments = segment_summary(features, churn, cltv).set_index("rfm_segment")
+    features = [("a", "Champions", 100.0), ("b", "Champions", 50.0), ("c", "Lost", 10.0)]
+    churn = [("a", 0.1, "low", "UK"), ("b", 0.8, "high", "UK"), ("c", 0.5, "medium", "FR")]
+    # c has no CLV row: counted, not valued
+    cltv = [("a", 1, "top", 300.0, 0.0, 0.0, 1, 1.0), ("b", 2, "rest", 100.0, 0.0, 0.0, 0, 0.0)]
+    tables = _customer_tables(spark, features, churn, cltv, top_countries=1)
+    segments = tables["segments"].set_index("rfm_segment")
     assert list(segments.index) == ["Champions", "Lost"]  # by revenue
     champions, lost = segments.loc["Champions"], segments.loc["Lost"]
     assert (champions["customers"], champions["revenue"], champions["predicted_clv"]) == (
@@ -338,8 +367,9 @@ def test_segments_and_churn_by_country_by_hand(spark):
     assert champions["high_risk_share"] == 0.5
     assert lost["customers"] == 1 and pd.isna(lost["predicted_clv"])
     assert lost["high_risk_share"] == 0.0
-    countries = churn_risk_by_country(churn, 1)
-    assert countries.to_dict("records") == [
+    assert tables["figures"]["mean_churn_probability"] == pytest.approx(1.4 / 3)
+    assert tables["figures"]["high_risk_customers"] == 1
+    assert tables["countries"].to_dict("records") == [
         {
             "country": "UK",
             "customers": 2,
@@ -551,13 +581,11 @@ def kpi_inputs(spark):
             ("b", "4", day("2011-02-25 08:00"), 5, 5, 0.0),  # returned in full: no sale
         ],
     )
-    cltv = spark.createDataFrame(
-        [("a", 100.0, 1, 1.5), ("b", 50.0, 0, 0.5)],
-        "customer_id string, clv double, frequency int, expected_purchases double",
-    )
-    churn = spark.createDataFrame(
-        [("a", 0.2, "low"), ("b", 0.8, "high")],
-        "customer_id string, churn_probability double, risk_band string",
+    customers = _customer_tables(
+        spark,
+        [("a", "Champions", 15.0), ("b", "Lost", 40.0)],
+        [("a", 0.2, "low", "UK"), ("b", 0.8, "high", "UK")],
+        [("a", 1, "top", 100.0, 0.0, 0.0, 1, 1.5), ("b", 2, "rest", 50.0, 0.0, 0.0, 0, 0.5)],
     )
     validation = {
         "candidates": ["bgnbd"],
@@ -569,9 +597,8 @@ def kpi_inputs(spark):
         **{f"{m}_naive": v for m, v in (("mae", 0.3), ("rmse", 0.6), ("total", 2.0))},
     }
     return {
-        "purchase_days": days,
-        "customer_cltv": cltv,
-        "churn_predictions": churn,
+        "sales": summarise_sales(days, 12)[2],
+        "customer_figures": customers["figures"],
         "analysis_period": {
             "first_transaction_date": "2011-01-05",
             "observation_end": "2011-03-31",

@@ -17,7 +17,7 @@ import yaml
 from pyspark.sql import functions as F
 
 from cltv.datasets import SparkDeltaTableDataset
-from cltv.pipelines.reporting.nodes import drift_report
+from cltv.pipelines.reporting.drift import drift_report
 from cltv.spark import get_or_create_spark_session
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,14 +1,13 @@
-"""``reporting``: small aggregated tables → Plotly charts → one offline HTML dashboard."""
+"""``reporting``: small aggregated tables → Plotly charts → one offline HTML dashboard.
+
+Every node is named for what it makes (``kedro run --to-nodes build_dashboard``). The tables
+that read the same rows come from one node and one Spark pass: the sales tables from
+``purchase_days``, the customer tables from the reporting base (the three customer tables, one
+row per customer)."""
 
 from kedro.pipeline import Node, Pipeline
 
-from cltv.pipelines.reporting.nodes import (
-    build_dashboard,
-    churn_risk_by_country,
-    clv_distribution,
-    cohort_retention,
-    drift_report,
-    headline_kpis,
+from cltv.pipelines.reporting.charts import (
     plot_churn_reasons,
     plot_churn_risk,
     plot_cohorts,
@@ -16,39 +15,44 @@ from cltv.pipelines.reporting.nodes import (
     plot_revenue,
     plot_segments,
     plot_value_concentration,
+)
+from cltv.pipelines.reporting.dashboard import build_dashboard
+from cltv.pipelines.reporting.drift import drift_report
+from cltv.pipelines.reporting.kpis import headline_kpis
+from cltv.pipelines.reporting.tables import (
     retention_targets,
-    revenue_by_month,
-    segment_summary,
-    value_concentration,
-    value_tier_table,
+    summarise_customers,
+    summarise_sales,
 )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     tables = [
-        Node(revenue_by_month, "purchase_days", "report_revenue_by_month"),
         Node(
-            cohort_retention,
+            summarise_sales,
             ["purchase_days", "params:reporting.cohort_months"],
-            "report_cohort_retention",
+            ["report_revenue_by_month", "report_cohort_retention", "sales_figures"],
+            name="report_sales_tables",
         ),
         Node(
-            segment_summary,
-            ["customer_features_current", "churn_predictions", "customer_cltv"],
-            "report_segments",
+            summarise_customers,
+            [
+                "customer_features_current",
+                "churn_predictions",
+                "customer_cltv",
+                "params:reporting.top_countries",
+                "params:cltv.valuation.value_tiers",
+            ],
+            [
+                "report_segments",
+                "report_churn_by_country",
+                "report_value_concentration",
+                "report_clv_distribution",
+                "report_value_tiers",
+                "customer_figures",
+            ],
+            name="report_customer_tables",
         ),
-        Node(
-            churn_risk_by_country,
-            ["churn_predictions", "params:reporting.top_countries"],
-            "report_churn_by_country",
-        ),
-        Node(
-            value_concentration,
-            ["customer_cltv", "customer_features_current", "params:cltv.valuation.value_tiers"],
-            "report_value_concentration",
-        ),
-        Node(clv_distribution, "customer_cltv", "report_clv_distribution"),
-        Node(value_tier_table, "customer_cltv", "report_value_tiers"),
         Node(
             retention_targets,
             [
@@ -59,6 +63,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "params:reporting.targets.rank_by",
             ],
             "report_retention_targets",
+            name="report_retention_targets",
         ),
         Node(
             drift_report,
@@ -78,9 +83,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         Node(
             headline_kpis,
             [
-                "purchase_days",
-                "customer_cltv",
-                "churn_predictions",
+                "sales_figures",
+                "customer_figures",
                 "analysis_period",
                 "churn_metrics",
                 "cltv_validation",
@@ -89,24 +93,37 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "model_promotion",
             ],
             "report_kpis",
+            name="report_headline_kpis",
         ),
     ]
     charts = [
-        Node(plot_revenue, "report_revenue_by_month", "chart_revenue"),
-        Node(plot_cohorts, "report_cohort_retention", "chart_cohorts"),
-        Node(plot_segments, "report_segments", "chart_segments"),
-        Node(plot_churn_risk, ["report_segments", "report_churn_by_country"], "chart_churn_risk"),
+        Node(plot_revenue, "report_revenue_by_month", "chart_revenue", name="plot_revenue"),
+        Node(plot_cohorts, "report_cohort_retention", "chart_cohorts", name="plot_cohorts"),
+        Node(plot_segments, "report_segments", "chart_segments", name="plot_segments"),
+        Node(
+            plot_churn_risk,
+            ["report_segments", "report_churn_by_country"],
+            "chart_churn_risk",
+            name="plot_churn_risk",
+        ),
         Node(
             plot_value_concentration,
             ["report_value_concentration", "report_clv_distribution"],
             "chart_value",
+            name="plot_value_concentration",
         ),
         Node(
             plot_model_quality,
             ["churn_evaluation", "cltv_validation", "model_promotion"],
             "chart_model_quality",
+            name="plot_model_quality",
         ),
-        Node(plot_churn_reasons, "churn_reason_importance", "chart_churn_reasons"),
+        Node(
+            plot_churn_reasons,
+            "churn_reason_importance",
+            "chart_churn_reasons",
+            name="plot_churn_reasons",
+        ),
     ]
     dashboard = Node(
         build_dashboard,
