@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from types import SimpleNamespace
 
 import mlflow
@@ -30,6 +31,7 @@ from cltv.pipelines.churn_modeling.contract import churn_contract
 from cltv.pipelines.churn_modeling.driver import collect_training_rows
 from cltv.pipelines.churn_modeling.nodes import (
     _feature_weights,
+    _test_ranking,
     assign_split,
     build_model_input,
     candidate_features,
@@ -89,10 +91,10 @@ def generated(spark, tmp_path_factory, parameters):
     calibration_fit = fit_cltv_models(summary, cltv, "W")
     btyd_scores = btyd_churn_scores(summary, calibration_fit, period).cache()
     model_input = build_model_input(features, summary, btyd_scores, modeling["split"]).cache()
-    candidates, validation = fit_churn_candidates(model_input, modeling)
+    candidates, fit_report = fit_churn_candidates(model_input, modeling)
     run_contract = churn_contract(modeling, parameters["features"], 90, "W")
     selected, selection = select_churn_model(
-        candidates, validation, model_input, modeling, run_contract
+        candidates, fit_report, model_input, modeling, run_contract
     )
     return {
         "run_contract": run_contract,
@@ -100,6 +102,7 @@ def generated(spark, tmp_path_factory, parameters):
         "csv": csv,
         "truth": truth,
         "candidates": candidates,
+        "fit_report": fit_report,
         "clean": clean,
         "period": period,
         "summary": summary,
@@ -213,8 +216,8 @@ TINY = [  # (label, score), hand-computed below
 
 
 @pytest.fixture
-def tiny(spark):
-    return spark.createDataFrame(TINY, "label int, score double")
+def tiny():
+    return pd.DataFrame(TINY, columns=["label", "score"])
 
 
 def test_metrics_match_hand_computed_values(tiny):
@@ -279,8 +282,8 @@ def test_metrics_match_hand_computed_values(tiny):
         max_size=60,
     ).filter(lambda rows: len({label for label, _ in rows}) == 2)
 )
-def test_metrics_agree_with_scikit_learn(spark, rows):
-    frame = spark.createDataFrame(rows, "label int, score double")
+def test_metrics_agree_with_scikit_learn(rows):
+    frame = pd.DataFrame(rows, columns=["label", "score"])
     labels, scores = zip(*rows, strict=True)
     ranking = metrics.ranking_metrics(metrics.score_table(frame))
     probability = metrics.probability_metrics(frame)
@@ -310,18 +313,20 @@ def test_selection_evaluation_and_scoring(generated):
     best = max(v["pr_auc"] for v in selection["validation"].values())
     assert selection["validation"][selection["selected"]]["pr_auc"] == best
     # the driver scored validation on the rows it collected: the same numbers as Spark's
-    # scoring of the validation split, with cltv.metrics' Spark aggregations
+    # scoring of the validation split, by scikit-learn's definitions
     for name, model in generated["candidates"].items():
         validation_rows = generated["model_input"].filter(F.col("split") == "validation")
-        spark_scores = metrics.ranking_metrics(
-            metrics.score_table(
-                churn_scores(model, validation_rows).select(
-                    F.col("churned").alias("label"), F.col("churn_probability").alias("score")
-                )
-            )
-        )
+        scored = churn_scores(model, validation_rows).toPandas()
+        spark_scores = {
+            "pr_auc": average_precision_score(scored["churned"], scored["churn_probability"]),
+            "roc_auc": roc_auc_score(scored["churned"], scored["churn_probability"]),
+        }
         for key in ("pr_auc", "roc_auc"):
             assert validation[name][key] == pytest.approx(spark_scores[key], abs=1e-12), name
+    # the fit counted every split; the threshold was chosen on the validation scores it kept
+    assert generated["fit_report"]["customers"] == n
+    kept = generated["fit_report"]["validation_predictions"][selection["selected"]]
+    assert len(kept) == n["validation"]
     btyd = selection["btyd_features"]
     assert btyd["offered"] == ["btyd_p_alive", "btyd_expected_purchases"]
     assert btyd["used"] == selection["selected"].endswith("_with_btyd")
@@ -334,7 +339,7 @@ def test_selection_evaluation_and_scoring(generated):
 
     model = generated["selected"].model
     churn_metrics, curves = evaluate_churn_model(
-        model, generated["model_input"], selection, modeling["evaluation"]
+        model, generated["model_input"], selection, generated["fit_report"], modeling["evaluation"]
     )
     assert churn_metrics["n_train"] == n["train"] and churn_metrics["n_test"] == n["test"]
     assert churn_metrics["training"] == selection["training"]
@@ -384,6 +389,48 @@ def test_selection_evaluation_and_scoring(generated):
     assert set(predictions["predicted_churn"]) == {0, 1}
 
 
+def _with_jobs_counted(spark, work):
+    """What ``work()`` returns, and how many Spark jobs it ran."""
+    group = f"counted-{uuid.uuid4()}"
+    spark.sparkContext.setJobGroup(group, "counted by the test")
+    try:
+        result = work()
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    return result, len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+
+
+def test_fit_selection_evaluation_and_promotion_run_few_spark_jobs(spark, generated):
+    """The cost of a churn run is per Spark action: the fit counts the splits and collects the
+    training customers; selection takes its input example; evaluation and the champion's
+    score collect the test customers' scores once, and every metric is computed on the
+    driver (on the old code: 52 jobs in evaluation alone)."""
+    model_input, modeling = generated["model_input"], generated["modeling"]
+    (candidates, report), fit_jobs = _with_jobs_counted(
+        spark, lambda: fit_churn_candidates(model_input, modeling)
+    )
+    assert fit_jobs <= 2
+    (selected, selection), select_jobs = _with_jobs_counted(
+        spark,
+        lambda: select_churn_model(
+            candidates, report, model_input, modeling, generated["run_contract"]
+        ),
+    )
+    assert select_jobs <= 1
+    (churn_metrics, _), evaluate_jobs = _with_jobs_counted(
+        spark,
+        lambda: evaluate_churn_model(
+            selected.model, model_input, selection, report, modeling["evaluation"]
+        ),
+    )
+    assert evaluate_jobs == 1
+    ranking, champion_jobs = _with_jobs_counted(
+        spark, lambda: _test_ranking(selected.model, model_input)
+    )
+    assert champion_jobs == 1
+    assert ranking["pr_auc"] == churn_metrics["pr_auc"]
+
+
 def test_xgboost_stops_when_validation_stops_improving(generated):
     model_input, modeling = generated["model_input"], generated["modeling"]
     trees = {**modeling["candidates"]["driver"]["xgboost"], "max_iter": 60}
@@ -426,10 +473,11 @@ def test_xgboost_stops_when_validation_stops_improving(generated):
 def test_above_max_train_customers_a_stratified_seeded_sample_is_collected(generated):
     model_input, modeling = generated["model_input"], generated["modeling"]
     columns = ["customer_id", "recency_days"]
-    full, counts = collect_training_rows(model_input, columns, 10**9, seed=1)
-    assert counts["rows_used"] == counts["rows_available"] == len(full)
-    sample, counts = collect_training_rows(model_input, columns, 1000, seed=1)
-    assert counts == {"rows_used": len(sample), "rows_available": len(full)}
+    full, customers = collect_training_rows(model_input, columns, 10**9, seed=1)
+    assert customers["train"] + customers["validation"] == len(full)
+    sample, customers_again = collect_training_rows(model_input, columns, 1000, seed=1)
+    assert customers_again == customers  # every customer is counted, sampled or not
+    counts = {"rows_used": len(sample), "rows_available": len(full)}
     assert abs(len(sample) - 1000) <= 4  # rounded per (label, split) stratum
     # every label and split keeps its share, to one customer per stratum
     for key, n in full.groupby(["churned", "split"]).size().items():
@@ -497,6 +545,20 @@ def test_the_spark_ml_engine_fits_selects_and_scores_in_spark(generated, spark_m
     assert roc_auc_score(test["churned"], test["churn_probability"]) > 0.65
     weights = spark_ml_fit_weights(spark_ml_fit, generated["model_input"])
     assert weights and weights[0]["kind"] in {"coefficient", "importance"}
+    # evaluated like the driver's models: on the collected test scores
+    churn_metrics, curves = evaluate_churn_model(
+        spark_ml_fit.selected.model,
+        generated["model_input"],
+        spark_ml_fit.selection,
+        spark_ml_fit.report,
+        spark_ml_fit.modeling["evaluation"],
+    )
+    assert churn_metrics["n_test"] == len(test)
+    assert churn_metrics["n_train"] + churn_metrics["n_validation"] == n_training
+    assert churn_metrics["roc_auc"] == pytest.approx(
+        roc_auc_score(test["churned"], test["churn_probability"]), abs=1e-12
+    )
+    assert curves["feature_weights"] == weights
 
 
 def spark_ml_fit_weights(fit, model_input):
@@ -636,7 +698,11 @@ def test_head_to_head_with_the_purchase_models_own_churn_prediction(generated):
     fitted parameters, and against the oracles (the data are drawn from BG/NBD)."""
     selection, model_input = generated["selection"], generated["model_input"]
     churn_metrics, _ = evaluate_churn_model(
-        generated["selected"].model, model_input, selection, generated["modeling"]["evaluation"]
+        generated["selected"].model,
+        model_input,
+        selection,
+        generated["fit_report"],
+        generated["modeling"]["evaluation"],
     )
     head_to_head = churn_metrics["head_to_head"]
     assert set(head_to_head) == {"classifier", "bgnbd", "pnbd", "verdict"}

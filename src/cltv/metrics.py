@@ -1,8 +1,11 @@
-"""Binary-classification metrics as Spark aggregations, with scikit-learn's definitions.
+"""Binary-classification metrics with scikit-learn's definitions, and two Spark aggregations
+over whole tables (:func:`value_ranking`, :func:`population_stability`).
 
-All of them start from one small table, :func:`score_table`: one row per distinct score with the
-true and false positives of flagging every case that scores at least that much. Only that
-table's summary (and a thinned curve) reaches the driver, never the scored rows themselves.
+The churn metrics run on the driver over one collected pandas table of scored customers (the
+held-out split: a few thousand rows on the sample, ~100k at 10M lines), so a whole evaluation
+is one Spark job, the one that scores and collects. All of them start from one small table,
+:func:`score_table`: one row per distinct score with the true and false positives of flagging
+every case that scores at least that much.
 
 Definitions: ``roc_auc`` is the area under the ROC curve with ties counted half (the
 Mann-Whitney statistic, ``sklearn.metrics.roc_auc_score``); ``pr_auc`` is average precision
@@ -17,6 +20,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
@@ -24,49 +29,52 @@ from pyspark.sql.types import NumericType
 LOG_LOSS_EPSILON = 1e-15
 
 
-def score_table(predictions: DataFrame, label: str = "label", score: str = "score") -> DataFrame:
+def score_table(
+    predictions: pd.DataFrame, label: str = "label", score: str = "score"
+) -> pd.DataFrame:
     """One row per distinct ``score``, highest first: ``pos``/``neg`` at that score and the
-    cumulative ``tp``/``fp`` of the rule "flag when score >= this score"."""
-    by_score = predictions.groupBy(F.col(score).alias("score")).agg(
-        F.sum(F.col(label).cast("long")).alias("pos"),
-        F.sum((1 - F.col(label)).cast("long")).alias("neg"),
+    cumulative ``tp``/``fp`` of the rule "flag when score >= this score" (integers)."""
+    positive = predictions[label].to_numpy(dtype="int64")
+    by_score = (
+        pd.DataFrame({"score": predictions[score].to_numpy(dtype="float64"), "pos": positive})
+        .assign(neg=1 - positive)
+        .groupby("score", sort=True)
+        .sum()
+        .iloc[::-1]
+        .reset_index()
     )
-    # a global order over distinct scores: one partition, but at most one row per score
-    cumulative = Window.orderBy(F.desc("score")).rowsBetween(Window.unboundedPreceding, 0)
-    return by_score.select(
-        "score",
-        "pos",
-        "neg",
-        F.sum("pos").over(cumulative).alias("tp"),
-        F.sum("neg").over(cumulative).alias("fp"),
-    )
+    by_score["tp"] = by_score["pos"].cumsum()
+    by_score["fp"] = by_score["neg"].cumsum()
+    return by_score
 
 
-def ranking_metrics(table: DataFrame, top_fraction: float = 0.1) -> dict[str, Any]:
+def _totals(table: pd.DataFrame) -> tuple[int, int]:
+    return int(table["pos"].sum()), int(table["neg"].sum())
+
+
+def ranking_metrics(table: pd.DataFrame, top_fraction: float = 0.1) -> dict[str, Any]:
     """ROC-AUC, average precision, and lift / capture rate in the top ``top_fraction``."""
-    totals = table.agg(F.sum("pos").alias("P"), F.sum("neg").alias("N")).first()
-    n_pos, n_neg = int(totals["P"] or 0), int(totals["N"] or 0)
+    n_pos, n_neg = _totals(table)
     n = n_pos + n_neg
     if n_pos == 0 or n_neg == 0:
         raise ValueError(
             f"ranking metrics need both classes; got {n_pos} positive, {n_neg} negative"
         )
-    sums = table.agg(
-        # each negative at a score beats the positives above it and ties with half of its own
-        F.sum(F.col("neg") * (2 * F.col("tp") - F.col("pos"))).alias("auc2PN"),
-        F.sum(F.col("pos") * F.col("tp") / (F.col("tp") + F.col("fp"))).alias("ap_P"),
-    ).first()
+    pos, neg, tp, fp = (table[c].to_numpy(dtype="int64") for c in ("pos", "neg", "tp", "fp"))
+    # each negative at a score beats the positives above it and ties with half of its own
+    auc2PN = int((neg * (2 * tp - pos)).sum())
+    ap_P = float((pos * tp / (tp + fp)).sum())
     n_top = math.ceil(top_fraction * n)
-    count = F.col("tp") + F.col("fp")
-    group = table.filter((count - F.col("pos") - F.col("neg") < n_top) & (count >= n_top)).first()
-    before = group["tp"] + group["fp"] - group["pos"] - group["neg"]
-    captured = (
-        group["tp"] - group["pos"] + (n_top - before) * group["pos"] / (group["pos"] + group["neg"])
-    )
+    through = tp + fp
+    # the tie group holding the cut: what comes before it, and its share inside the cut
+    at = int(np.flatnonzero((through - pos - neg < n_top) & (through >= n_top))[0])
+    group_pos, group_n = int(pos[at]), int(pos[at] + neg[at])
+    before = int(through[at]) - group_n
+    captured = int(tp[at]) - group_pos + (n_top - before) * group_pos / group_n
     positive_rate = n_pos / n
     return {
-        "roc_auc": sums["auc2PN"] / (2.0 * n_pos * n_neg),
-        "pr_auc": sums["ap_P"] / n_pos,
+        "roc_auc": auc2PN / (2.0 * n_pos * n_neg),
+        "pr_auc": ap_P / n_pos,
         "n": n,
         "n_positive": n_pos,
         "positive_rate": positive_rate,
@@ -134,18 +142,20 @@ def value_ranking(
     return result
 
 
-def probability_metrics(predictions: DataFrame, label: str = "label", score: str = "score"):
+def probability_metrics(
+    predictions: pd.DataFrame, label: str = "label", score: str = "score"
+) -> dict[str, float]:
     """Log loss and Brier score of predicted probabilities."""
-    p = F.least(F.greatest(F.col(score), F.lit(LOG_LOSS_EPSILON)), F.lit(1 - LOG_LOSS_EPSILON))
-    y = F.col(label).cast("double")
-    row = predictions.agg(
-        F.avg(-(y * F.log(p) + (1 - y) * F.log(1 - p))).alias("log_loss"),
-        F.avg(F.pow(F.col(score) - y, 2)).alias("brier"),
-    ).first()
-    return {"log_loss": row["log_loss"], "brier": row["brier"]}
+    probability = predictions[score].to_numpy(dtype="float64")
+    y = predictions[label].to_numpy(dtype="float64")
+    p = np.clip(probability, LOG_LOSS_EPSILON, 1 - LOG_LOSS_EPSILON)
+    return {
+        "log_loss": float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p)))),
+        "brier": float(np.mean((probability - y) ** 2)),
+    }
 
 
-def choose_threshold(table: DataFrame, rule: str, value: float | None = None) -> float:
+def choose_threshold(table: pd.DataFrame, rule: str, value: float | None = None) -> float:
     """The probability at or above which a case is flagged, by ``rule``:
 
     * ``max_youden`` — the score maximising Youden's J = TPR − FPR (balanced accuracy), which
@@ -156,89 +166,79 @@ def choose_threshold(table: DataFrame, rule: str, value: float | None = None) ->
     """
     if rule == "fixed":
         return float(value)
+    tp, fp = table["tp"].to_numpy(dtype="int64"), table["fp"].to_numpy(dtype="int64")
     if rule in ("max_f1", "max_youden"):
-        n_pos, n_neg = table.agg(F.sum("pos"), F.sum("neg")).first()
-        objective = (
-            2 * F.col("tp") / (F.col("tp") + F.col("fp") + F.lit(n_pos))
-            if rule == "max_f1"
-            else F.col("tp") / F.lit(n_pos) - F.col("fp") / F.lit(n_neg)
-        )
-        return float(table.orderBy(objective.desc(), F.desc("score")).first()["score"])
+        n_pos, n_neg = _totals(table)
+        objective = 2 * tp / (tp + fp + n_pos) if rule == "max_f1" else tp / n_pos - fp / n_neg
+        # the table runs from the highest score down: the first maximum is the highest score
+        return float(table["score"].iloc[int(np.argmax(objective))])
     if rule == "top_fraction":
-        n = table.agg(F.sum(F.col("pos") + F.col("neg"))).first()[0]
-        n_top = math.ceil(float(value) * n)
-        reached = table.filter(F.col("tp") + F.col("fp") >= n_top)
-        return float(reached.agg(F.max("score")).first()[0])
+        n_top = math.ceil(float(value) * sum(_totals(table)))
+        return float(table["score"].to_numpy()[tp + fp >= n_top].max())
     raise ValueError(
         f"threshold rule '{rule}' is unknown; use max_youden, max_f1, top_fraction or fixed"
     )
 
 
 def confusion_matrix(
-    predictions: DataFrame, threshold: float, label: str = "label", score: str = "score"
+    predictions: pd.DataFrame, threshold: float, label: str = "label", score: str = "score"
 ) -> dict[str, int]:
     """Counts of the rule "flag when score >= threshold" against the labels."""
-    flagged = F.col(score) >= F.lit(threshold)
-    positive = F.col(label) == 1
-    row = predictions.agg(
-        F.count(F.when(flagged & positive, 1)).alias("tp"),
-        F.count(F.when(flagged & ~positive, 1)).alias("fp"),
-        F.count(F.when(~flagged & ~positive, 1)).alias("tn"),
-        F.count(F.when(~flagged & positive, 1)).alias("fn"),
-    ).first()
-    return {key: int(row[key]) for key in ("tp", "fp", "tn", "fn")}
+    flagged = predictions[score].to_numpy() >= threshold
+    positive = predictions[label].to_numpy() == 1
+    return {
+        "tp": int((flagged & positive).sum()),
+        "fp": int((flagged & ~positive).sum()),
+        "tn": int((~flagged & ~positive).sum()),
+        "fn": int((~flagged & positive).sum()),
+    }
 
 
-def curves(table: DataFrame, max_points: int = 200) -> dict[str, list[dict[str, float]]]:
+def curves(table: pd.DataFrame, max_points: int = 200) -> dict[str, list[dict[str, float]]]:
     """ROC and precision-recall points, thinned to about ``max_points`` for plotting."""
-    totals = table.agg(F.sum("pos"), F.sum("neg"), F.count(F.lit(1))).first()
-    n_pos, n_neg, n_scores = totals
+    n_pos, n_neg = _totals(table)
+    n_scores = len(table)
     step = max(1, math.ceil(n_scores / max_points))
-    position = F.row_number().over(Window.orderBy(F.desc("score")))
-    rows = (
-        table.withColumn("position", position)
-        .filter(((F.col("position") - 1) % step == 0) | (F.col("position") == n_scores))
-        .orderBy("position")
-        .collect()
-    )
+    position = np.arange(n_scores)
+    kept = table[(position % step == 0) | (position == n_scores - 1)]
     roc = [{"fpr": 0.0, "tpr": 0.0, "threshold": None}]
     pr = []
-    for row in rows:
-        roc.append({"fpr": row["fp"] / n_neg, "tpr": row["tp"] / n_pos, "threshold": row["score"]})
-        pr.append(
-            {
-                "recall": row["tp"] / n_pos,
-                "precision": row["tp"] / (row["tp"] + row["fp"]),
-                "threshold": row["score"],
-            }
-        )
+    for row in kept[["score", "tp", "fp"]].itertuples(index=False):
+        score, tp, fp = float(row.score), int(row.tp), int(row.fp)
+        roc.append({"fpr": fp / n_neg, "tpr": tp / n_pos, "threshold": score})
+        pr.append({"recall": tp / n_pos, "precision": tp / (tp + fp), "threshold": score})
     return {"roc": roc, "precision_recall": pr}
 
 
 def reliability_table(
-    predictions: DataFrame, bins: int = 10, label: str = "label", score: str = "score"
+    predictions: pd.DataFrame, bins: int = 10, label: str = "label", score: str = "score"
 ) -> list[dict[str, float]]:
     """Calibration curve: per equal-width probability bin, mean prediction and observed rate."""
-    bin_index = F.least(F.floor(F.col(score) * bins), F.lit(bins - 1)).cast("int")
-    rows = (
-        predictions.groupBy(bin_index.alias("bin"))
-        .agg(
-            F.avg(score).alias("mean_predicted"),
-            F.avg(F.col(label).cast("double")).alias("observed_rate"),
-            F.count(F.lit(1)).alias("n"),
+    probability = predictions[score].to_numpy(dtype="float64")
+    per_bin = (
+        pd.DataFrame(
+            {
+                "bin": np.minimum(np.floor(probability * bins), bins - 1).astype("int64"),
+                "predicted": probability,
+                "observed": predictions[label].to_numpy(dtype="float64"),
+            }
         )
-        .orderBy("bin")
-        .collect()
+        .groupby("bin", sort=True)
+        .agg(
+            mean_predicted=("predicted", "mean"),
+            observed_rate=("observed", "mean"),
+            n=("predicted", "size"),
+        )
     )
     return [
         {
-            "bin_lower": row["bin"] / bins,
-            "bin_upper": (row["bin"] + 1) / bins,
-            "mean_predicted": row["mean_predicted"],
-            "observed_rate": row["observed_rate"],
-            "n": row["n"],
+            "bin_lower": index / bins,
+            "bin_upper": (index + 1) / bins,
+            "mean_predicted": float(row.mean_predicted),
+            "observed_rate": float(row.observed_rate),
+            "n": int(row.n),
         }
-        for row in rows
+        for index, row in zip(per_bin.index.tolist(), per_bin.itertuples(), strict=True)
     ]
 
 

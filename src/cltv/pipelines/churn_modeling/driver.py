@@ -32,17 +32,23 @@ LABEL = "churned"
 def collect_training_rows(
     model_input: DataFrame, columns: list[str], max_customers: int, seed: int
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The train and validation customers as pandas (``columns``, ``split``, the label).
+    """The train and validation customers as pandas (``columns``, ``split``, the label), and
+    how many customers each split holds (``train``, ``validation``, ``test``: counted in the
+    job that sizes the sample, so the evaluation needs no count of its own).
 
     Above ``max_customers`` a seeded sample of that size is taken, stratified by label and
     split: within each (label, split) the customers first in a seeded hash order are kept, so
     every class and split keeps its share and the sample does not depend on partitioning.
     """
     in_training = model_input.filter(F.col("split") != "test")
-    strata = {
+    every_stratum = {
         (row[LABEL], row["split"]): row["count"]
-        for row in in_training.groupBy(LABEL, "split").count().collect()
+        for row in model_input.groupBy(LABEL, "split").count().collect()
     }
+    customers = {split: 0 for split in ("train", "validation", "test")}
+    for (_, split), n in every_stratum.items():
+        customers[split] += n
+    strata = {key: n for key, n in every_stratum.items() if key[1] != "test"}
     available = sum(strata.values())
     kept = in_training
     if available > max_customers:
@@ -64,16 +70,15 @@ def collect_training_rows(
         .toPandas()
         .sort_values("customer_id", ignore_index=True)
     )
-    counts = {"rows_used": len(rows), "rows_available": available}
     logger.info(
         "Churn training on the driver: %d of %d train and validation customers%s",
-        counts["rows_used"],
+        len(rows),
         available,
         f" (a seeded sample, max_train_customers={max_customers})"
         if available > max_customers
         else "",
     )
-    return rows, counts
+    return rows, customers
 
 
 def _preparation(features: dict[str, list[str]]) -> ColumnTransformer:
@@ -185,18 +190,12 @@ def fit_xgboost(
 BUILDERS = {"logistic_regression": fit_logistic_regression, "xgboost": fit_xgboost}
 
 
-def validation_scores(model: Pipeline, rows: pd.DataFrame) -> dict[str, float]:
-    """PR-AUC (average precision) and ROC-AUC of ``model`` on the validation customers of the
-    collected ``rows``: they are in the driver's memory already, so no Spark job scores them
-    (the definitions of :mod:`cltv.metrics`, which are scikit-learn's)."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
+def validation_predictions(model: Pipeline, rows: pd.DataFrame) -> pd.DataFrame:
+    """``label`` and ``score`` (the churn probability) of the validation customers of the
+    collected ``rows``: they are in the driver's memory already, so no Spark job scores them."""
     validation = rows[rows["split"] == "validation"]
     probability = model.predict_proba(validation[list(model.feature_names_in_)])[:, 1]
-    return {
-        "pr_auc": float(average_precision_score(validation[LABEL], probability)),
-        "roc_auc": float(roc_auc_score(validation[LABEL], probability)),
-    }
+    return pd.DataFrame({"label": validation[LABEL].to_numpy(), "score": probability})
 
 
 def churn_probability(model: Pipeline, columns: list[str]) -> Column:

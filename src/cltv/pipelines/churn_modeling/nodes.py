@@ -2,8 +2,9 @@
 
 Two engines fit the candidates (``churn_modeling.engine``): ``driver`` (default; scikit-learn
 and XGBoost on the collected model table, :mod:`.driver`) and ``spark_ml`` (:mod:`.spark_ml`).
-Every other step, scoring every customer included, runs in Spark whichever engine trained the
-model, with DataFrame APIs only (no RDDs, no SparkContext), so it runs over Spark Connect.
+Scoring, every customer's and the held-out splits', runs in Spark whichever engine trained the
+model, with DataFrame APIs only (no RDDs, no SparkContext), so it runs over Spark Connect; the
+held-out customers' scores are collected once and their metrics computed on the driver.
 Churn means no purchase in the ``holdout_days`` after ``calibration_end``
 (``customer_summary.churned``); features come from ``customer_features``, computed from the
 calibration period alone.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pandas as pd
 from matplotlib.figure import Figure
 from pyspark.ml import Transformer
 from pyspark.sql import DataFrame, Window
@@ -111,8 +113,11 @@ def fit_churn_candidates(
     above ``max_train_customers``) and fits scikit-learn / XGBoost pipelines on the driver;
     ``spark_ml`` fits Spark ML pipelines. The driver engine scores the validation customers it
     collected on the driver (above ``max_train_customers``, its sample of them); ``spark_ml``
-    scores them in Spark. Returns the fitted models and
-    ``{"validation": scores, "training": rows used}``.
+    scores them in Spark and collects the scores, one job per candidate. Returns the fitted
+    models and ``{"validation": scores, "training": rows used, "customers": customers per
+    split, "validation_predictions": each candidate's validation label and score (pandas)}``:
+    selection chooses the threshold and evaluation counts the splits from them, without
+    Spark.
     """
     engine = modeling["engine"]
     if engine not in CHURN_ENGINES:
@@ -130,9 +135,10 @@ def fit_churn_candidates(
     features = candidate_features(WITH_BTYD if modeling["btyd_features"] else "", modeling)
     columns = ["customer_id", *features["numeric"], *features["categorical"]]
     if engine == "driver":
-        rows, training = driver.collect_training_rows(
+        rows, customers = driver.collect_training_rows(
             model_input, columns, modeling["max_train_customers"], modeling["split"]["seed"]
         )
+        rows_used = len(rows)
 
         def fit(name: str, suffix: str = "") -> Any:
             return driver.BUILDERS[name](
@@ -142,28 +148,32 @@ def fit_churn_candidates(
                 modeling["class_weight"],
             )
 
-        def validate(model: Any) -> dict[str, float]:
-            return driver.validation_scores(model, rows)
+        def validate(model: Any) -> pd.DataFrame:
+            return driver.validation_predictions(model, rows)
     else:
         rows = spark_ml.training_rows(model_input, [*columns, LABEL], modeling["class_weight"])
-        available = model_input.filter(F.col("split") != "test").count()
-        training = {"rows_used": available, "rows_available": available}
+        customers = dict.fromkeys(SPLITS, 0) | {
+            row["split"]: row["count"] for row in model_input.groupBy("split").count().collect()
+        }
+        rows_used = customers["train"] + customers["validation"]
 
         def fit(name: str, suffix: str = "") -> Any:
             return spark_ml.fit_candidate(
                 name, candidates[name], candidate_features(name + suffix, modeling), rows
             )
 
-        def validate(model: Any) -> dict[str, float]:
-            return _validation_scores(model, model_input)
+        def validate(model: Any) -> pd.DataFrame:
+            return _held_out(model, model_input, "validation")
 
     fitted = {name: fit(name) for name in candidates}
-    scores = {name: validate(model) for name, model in fitted.items()}
+    predictions = {name: validate(model) for name, model in fitted.items()}
+    scores = {name: _validation_scores(found) for name, found in predictions.items()}
     if modeling["btyd_features"]:
         # offered to the best classifier on validation: one more fit, not one per candidate
         best = max(scores, key=lambda name: scores[name]["pr_auc"])
         fitted[best + WITH_BTYD] = fit(best, WITH_BTYD)
-        scores[best + WITH_BTYD] = validate(fitted[best + WITH_BTYD])
+        predictions[best + WITH_BTYD] = validate(fitted[best + WITH_BTYD])
+        scores[best + WITH_BTYD] = _validation_scores(predictions[best + WITH_BTYD])
     for name, score in scores.items():
         logger.info(
             "Churn candidate %s: validation PR-AUC %.4f, ROC-AUC %.4f",
@@ -171,13 +181,17 @@ def fit_churn_candidates(
             score["pr_auc"],
             score["roc_auc"],
         )
-    return fitted, {"validation": scores, "training": {"engine": engine, **training}}
+    available = customers["train"] + customers["validation"]
+    return fitted, {
+        "validation": scores,
+        "training": {"engine": engine, "rows_used": rows_used, "rows_available": available},
+        "customers": customers,
+        "validation_predictions": predictions,
+    }
 
 
-def _validation_scores(model: Any, model_input: DataFrame) -> dict[str, float]:
-    ranking = metrics.ranking_metrics(
-        metrics.score_table(_held_out(model, model_input, "validation"))
-    )
+def _validation_scores(predictions: pd.DataFrame) -> dict[str, float]:
+    ranking = metrics.ranking_metrics(metrics.score_table(predictions))
     return {"pr_auc": ranking["pr_auc"], "roc_auc": ranking["roc_auc"]}
 
 
@@ -194,10 +208,15 @@ def churn_scores(model: Any, customers: DataFrame) -> DataFrame:
     return driver.score_in_spark(model, customers)
 
 
-def _held_out(model: Any, model_input: DataFrame, split: str) -> DataFrame:
+def _held_out(model: Any, model_input: DataFrame, split: str, *columns: str) -> pd.DataFrame:
+    """The ``split`` customers' ``label`` and ``score`` (``model``'s churn probability), with
+    ``columns`` of ``model_input``, collected: one Spark job, every metric then on the driver
+    (a held-out split is a fraction of the one-row-per-customer model table)."""
     rows = model_input.filter(F.col("split") == split)
-    return churn_scores(model, rows).select(
-        F.col(LABEL).alias("label"), F.col("churn_probability").alias("score")
+    return (
+        churn_scores(model, rows)
+        .select(F.col(LABEL).alias("label"), F.col("churn_probability").alias("score"), *columns)
+        .toPandas()
     )
 
 
@@ -209,16 +228,16 @@ def select_churn_model(
     run_contract: dict[str, Any],
 ) -> tuple[ModelWithExample, dict[str, Any]]:
     """Pick the candidate with the best validation PR-AUC (``fit_report``, from
-    :func:`fit_churn_candidates`), and its threshold on the validation split. The selection
+    :func:`fit_churn_candidates`), and its threshold on the validation split (the scores the
+    fit collected: on the driver). The selection
     (``churn_model_selection.json``, logged in the model's run) carries the model's contract:
     ``run_contract`` (:func:`.contract.churn_contract`) and the columns it reads, typed."""
     scores = fit_report["validation"]
     selected = max(scores, key=lambda name: scores[name]["pr_auc"])
     btyd = _btyd_feature_selection(scores, selected, modeling["btyd_features"])
     rule = modeling["threshold"]
-    table = metrics.score_table(_held_out(candidates[selected], model_input, "validation")).cache()
+    table = metrics.score_table(fit_report["validation_predictions"][selected])
     threshold = metrics.choose_threshold(table, rule["rule"], rule.get("value"))
-    table.unpersist()
     features = candidate_features(selected, modeling)
     example = (
         model_input.filter(F.col("split") == "train")
@@ -282,16 +301,20 @@ def evaluate_churn_model(
     churn_model: Any,
     model_input: DataFrame,
     selection: dict[str, Any],
+    fit_report: dict[str, Any],
     evaluation: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Metrics on the held-out test customers only, and the curves behind the plots."""
-    test = _held_out(churn_model, model_input, "test").cache()
-    table = metrics.score_table(test).cache()
+    """Metrics on the held-out test customers only, and the curves behind the plots: the test
+    customers' scores, with the purchase models' P(no purchase) beside them, are collected in
+    one Spark job and everything else is computed on the driver. The split sizes are the
+    fit's (``fit_report["customers"]``)."""
+    no_purchase = [c for c in model_input.columns if c.startswith(NO_PURCHASE_PREFIX)]
+    test = _held_out(churn_model, model_input, "test", *no_purchase)
+    table = metrics.score_table(test)
     ranking = metrics.ranking_metrics(table, evaluation["top_fraction"])
     probability = metrics.probability_metrics(test)
     threshold = selection["threshold"]["value"]
-    counts = model_input.groupBy("split").count().collect()
-    n_by_split = {row["split"]: row["count"] for row in counts}
+    n_by_split = fit_report["customers"]
     churn_metrics = {
         "model": selection["selected"],
         "roc_auc": ranking["roc_auc"],
@@ -310,7 +333,7 @@ def evaluate_churn_model(
         "validation": selection["validation"],
         "btyd_features": selection["btyd_features"],
         "training": selection["training"],
-        "head_to_head": _head_to_head(model_input, ranking, probability),
+        "head_to_head": _head_to_head(test, no_purchase, ranking, probability),
     }
     curves = {
         **metrics.curves(table, evaluation["curve_points"]),
@@ -320,8 +343,6 @@ def evaluate_churn_model(
         ),
         "model": selection["selected"],
     }
-    test.unpersist()
-    table.unpersist()
     logger.info(
         "Churn model %s on %d held-out customers: ROC-AUC %.4f, PR-AUC %.4f",
         churn_metrics["model"],
@@ -336,19 +357,22 @@ HEAD_TO_HEAD = ("roc_auc", "pr_auc", "brier", "log_loss")
 
 
 def _head_to_head(
-    model_input: DataFrame, ranking: dict[str, Any], probability: dict[str, float]
+    test: pd.DataFrame,
+    no_purchase: list[str],
+    ranking: dict[str, Any],
+    probability: dict[str, float],
 ) -> dict[str, Any]:
     """The classifier against each purchase model's probability of no purchase in the
-    holdout, as churn predictions for the same test customers; and a verdict in words."""
-    test = model_input.filter(F.col("split") == "test")
+    holdout (the ``no_purchase`` columns of the collected ``test`` customers), as churn
+    predictions for the same customers; and a verdict in words."""
 
     def kept(*found: dict[str, Any]) -> dict[str, float]:
         merged = {key: value for part in found for key, value in part.items()}
         return {key: merged[key] for key in HEAD_TO_HEAD}
 
     scores = {"classifier": kept(ranking, probability)}
-    for column in (c for c in model_input.columns if c.startswith(NO_PURCHASE_PREFIX)):
-        predictions = test.select(F.col(LABEL).alias("label"), F.col(column).alias("score"))
+    for column in no_purchase:
+        predictions = test[["label", column]].rename(columns={column: "score"})
         scores[column.removeprefix(NO_PURCHASE_PREFIX)] = kept(
             metrics.ranking_metrics(metrics.score_table(predictions)),
             metrics.probability_metrics(predictions),
@@ -621,7 +645,4 @@ def model_flavor(model: Any) -> str:
 
 def _test_ranking(model: Any, model_input: DataFrame) -> dict[str, Any]:
     """``model``'s ranking metrics on the test customers (``n``: how many)."""
-    table = metrics.score_table(_held_out(model, model_input, "test")).cache()
-    ranking = metrics.ranking_metrics(table)
-    table.unpersist()
-    return ranking
+    return metrics.ranking_metrics(metrics.score_table(_held_out(model, model_input, "test")))

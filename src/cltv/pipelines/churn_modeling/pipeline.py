@@ -67,6 +67,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "churn_model",
                     "churn_model_input",
                     "churn_model_selection",
+                    "churn_candidate_fit_report",
                     "params:churn_modeling.evaluation",
                 ],
                 outputs=["churn_metrics", "churn_evaluation"],
