@@ -152,3 +152,20 @@ def test_metrics_are_logged_in_one_call_with_the_same_keys_values_and_steps(regi
 def test_the_project_registers_the_hook_in_place_of_kedro_mlflows():
     assert any(isinstance(hook, MlflowRunHook) for hook in settings.HOOKS)
     assert "kedro_mlflow" in settings.DISABLE_HOOKS_FOR_PLUGINS
+
+
+def test_the_catalogs_metrics_datasets_keep_their_prefix_and_save_in_one_call(caplog):
+    catalog = DataCatalog(
+        datasets={
+            "quarantine_mlflow_metrics": MlflowMetricsHistoryDataset(prefix="quarantine"),
+            "unnamed_metrics": MlflowMetricsHistoryDataset(),
+            "lines": MemoryDataset([1, 2]),
+        }
+    )
+    MlflowRunHook().after_catalog_created(catalog, {}, {}, {}, "", {})
+    named, unnamed = catalog["quarantine_mlflow_metrics"], catalog["unnamed_metrics"]
+    assert (type(named), named._prefix) == (MetricsInOneCallDataset, "quarantine")
+    # kedro-mlflow names a dataset's metrics after the dataset when the catalog does not
+    assert (type(unnamed), unnamed._prefix) == (MetricsInOneCallDataset, "unnamed_metrics")
+    assert type(catalog["lines"]) is MemoryDataset
+    assert "Replacing dataset 'quarantine_mlflow_metrics'" not in caplog.text

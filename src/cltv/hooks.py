@@ -120,11 +120,11 @@ class MlflowRunHook(MlflowHook):
         super().after_catalog_created(
             catalog, conf_catalog, conf_creds, parameters, save_version, load_versions
         )
-        for name, dataset in catalog.items():
+        for _, dataset in catalog.items():
             if type(dataset) is MlflowMetricsHistoryDataset:
-                catalog[name] = MetricsInOneCallDataset(
-                    run_id=dataset._run_id, prefix=dataset._prefix
-                )
+                # the same dataset (prefix, run, metadata), saving in one call; replacing it in
+                # the catalog would log "Replacing dataset" for each
+                dataset.__class__ = MetricsInOneCallDataset
 
     @hook_impl
     def before_pipeline_run(
@@ -169,7 +169,8 @@ def run_parameters(pipeline: Pipeline, catalog: CatalogProtocol) -> dict[str, An
 
 
 class MetricsInOneCallDataset(MlflowMetricsHistoryDataset):
-    """kedro-mlflow's metrics dataset, logging all its metrics in one ``log_batch``."""
+    """kedro-mlflow's metrics dataset, logging all its metrics in one ``log_batch`` (no state
+    of its own: :class:`MlflowRunHook` turns the catalog's metrics datasets into it)."""
 
     def _save(self, data: dict[str, Any]) -> None:
         try:
