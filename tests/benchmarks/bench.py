@@ -422,7 +422,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(results[-1]), flush=True)
         print(table(results[-1:]), flush=True)  # each size's pairs as soon as they are done
     (args.workdir / "results.json").write_text(json.dumps(results, indent=2))
-    print(table(results))
+    if len(results) > 1:  # every size together (each was printed when it was done)
+        print(table(results))
     failed = [size["rows"] for size in results for r in size["pairs"] for k in RUNS
               if r.get(k, {}).get("returncode", 0) != 0]  # fmt: skip
     if failed:
