@@ -127,9 +127,10 @@ def test_pairs_take_each_ratio_within_a_round_and_report_the_median():
 def test_pairs_alternate_the_floor_and_the_project_and_the_pandas_script_and_the_job(
     tmp_path, monkeypatch
 ):
-    # each program replaced by one that exits at once: the order and the logs are what counts
+    # each program replaced by one that only waits a little (a wall time to divide by): the
+    # order and the logs are what counts
     floor = tmp_path / "floor.py"
-    floor.write_text("")
+    floor.write_text("import time; time.sleep(0.2)")
     commands = []
 
     def measure_instead(command, cwd, log, env=None):
