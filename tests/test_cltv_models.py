@@ -17,7 +17,6 @@ from scipy.integrate import quad
 from scipy.optimize import minimize
 from scipy.special import gammaln
 
-from cltv import metrics
 from cltv.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
 from cltv.models.pareto_nbd import power_integral
 from cltv.models.value_model import CustomerValueModel, naive_rate, purchase_model
@@ -30,6 +29,8 @@ from cltv.pipelines.cltv.nodes import (
     naive_baseline,
     predict_customer_value,
     validate_on_holdout,
+    value_ranking,
+    weighted_correlation,
 )
 from cltv.pipelines.data_processing.nodes import (
     build_customer_summary,
@@ -366,7 +367,9 @@ def test_prices_in_pence_multiply_money_by_100_and_change_nothing_else(generated
 
 def test_holdout_validation_beats_the_naive_baseline_and_picks_the_true_model(generated):
     fit, period = generated["fit"], generated["period"]
-    validation = validate_on_holdout(generated["summary"], fit, period, "lowest_mae", UNCERTAINTY)
+    validation, _ = validate_on_holdout(
+        generated["summary"], fit, period, "lowest_mae", UNCERTAINTY
+    )
     frame = generated["frame"]
     horizon = period["holdout_days"] / 7
     naive = np.where(frame["T"] > 0, frame["frequency"] / frame["T"].where(frame["T"] > 0, 1), 0)
@@ -398,33 +401,42 @@ def test_holdout_validation_beats_the_naive_baseline_and_picks_the_true_model(ge
     json.dumps(validation, allow_nan=False)
 
 
-def test_value_ranking_by_hand(spark):
+def test_value_ranking_by_hand():
     # scores 5..1 hold 10, 0, 30, 0, 10 of 50: the curve 0.2, 0.2, 0.8, 0.8, 1.0 over fifths
-    customers = spark.createDataFrame(
-        [(5.0, 10.0), (4.0, 0.0), (3.0, 30.0), (2.0, 0.0), (1.0, 10.0)],
-        "score double, value double",
-    )
-    ranking = metrics.value_ranking(customers, "score", "value")
+    score, value = pd.Series([5.0, 4.0, 3.0, 2.0, 1.0]), pd.Series([10.0, 0.0, 30.0, 0.0, 10.0])
+    ranking = value_ranking(score, value)
     # trapezoids: (0.1 + 0.2 + 0.5 + 0.8 + 0.9) / 5 = 0.5, so no better than chance
     assert ranking["gini"] == pytest.approx(0.0, abs=1e-12)
     assert ranking["top_20pct"] == pytest.approx(10 / 50)  # the first customer
     assert ranking["top_10pct"] == pytest.approx(5 / 50)  # half of them
     # a tie at the top (10 and 0 at score 5): in random order, 0.6 of a customer takes 0.6 x 5
-    tied = customers.union(spark.createDataFrame([(5.0, 0.0)], "score double, value double"))
-    ranking = metrics.value_ranking(tied, "score", "value")
+    ranking = value_ranking(
+        pd.concat([score, pd.Series([5.0])]), pd.concat([value, pd.Series([0.0])])
+    )
     assert ranking["top_10pct"] == pytest.approx(0.6 * 5 / 50)
     # the tie group's trapezoid: 2/6 x (0 + 0.2) / 2, then as before over sixths
     area = (2 / 6 * 0.1) + (0.2 + 0.2) / 2 / 6 + (0.2 + 0.8) / 2 / 6 + 0.8 / 6 + 0.9 / 6
     assert ranking["gini"] == pytest.approx(2 * area - 1)
-    perfect = spark.createDataFrame([(2.0, 1.0), (1.0, 0.0)], "score double, value double")
-    assert metrics.value_ranking(perfect, "score", "value")["gini"] == pytest.approx(0.5)
-    nobody = spark.createDataFrame([(1.0, 0.0)], "score double, value double")
-    assert metrics.value_ranking(nobody, "score", "value")["gini"] is None
+    assert value_ranking(pd.Series([2.0, 1.0]), pd.Series([1.0, 0.0]))["gini"] == pytest.approx(0.5)
+    nobody = value_ranking(pd.Series([1.0]), pd.Series([0.0]))
+    assert nobody == {"gini": None, "top_10pct": None, "top_20pct": None}
+
+
+def test_the_frequency_spend_correlation_counts_each_distinct_row_as_often_as_it_occurs():
+    # distinct (frequency, spend) rows with their counts: 1/10 twice, 2/20 and 3/10 once
+    x, y, counts = pd.Series([1, 2, 3]), pd.Series([10.0, 20.0, 10.0]), pd.Series([2, 1, 1])
+    expected = np.corrcoef([1, 1, 2, 3], [10.0, 10.0, 20.0, 10.0])[0, 1]
+    assert weighted_correlation(x, y, counts) == pytest.approx(expected, rel=1e-12)
+    # as Spark's corr: none for one customer, NaN when the spend does not vary
+    assert weighted_correlation(x[:1], y[:1], pd.Series([1])) is None
+    assert math.isnan(weighted_correlation(x, pd.Series([5.0, 5.0, 5.0]), counts))
 
 
 def test_spend_and_ranking_validation_match_pandas(generated):
     fit, period = generated["fit"], generated["period"]
-    validation = validate_on_holdout(generated["summary"], fit, period, "lowest_mae", UNCERTAINTY)
+    validation, _ = validate_on_holdout(
+        generated["summary"], fit, period, "lowest_mae", UNCERTAINTY
+    )
     frame = generated["frame"]
     spend = GammaGammaModel.from_params(fit["gamma_gamma"])
     both = frame[(frame["frequency"] > 0) & (frame["frequency_holdout"] > 0)]
@@ -482,7 +494,9 @@ def test_spend_and_ranking_validation_match_pandas(generated):
 
 def test_a_forced_model_values_the_customers(generated):
     summary, period = generated["summary"], generated["period"]
-    validation = validate_on_holdout(summary, generated["fit"], period, "mbgnbd", UNCERTAINTY)
+    validation, naive = validate_on_holdout(
+        summary, generated["fit"], period, "mbgnbd", UNCERTAINTY
+    )
     assert validation["selection"]["chosen"] == "mbgnbd"
     fit = fit_chosen_model(summary, cltv_params(), "W", validation)
     assert fit["purchase_model"] == "mbgnbd" and fit["candidates"] == ["bgnbd", "mbgnbd"]
@@ -495,7 +509,13 @@ def test_a_forced_model_values_the_customers(generated):
         "margin": 1.0,
         "value_tiers": [{"name": "top_10pct", "share": 0.1}],
     }
-    naive = naive_baseline(summary, period)
+    # validation's naive baseline is the summary's: the holdout's churn share, the repeat mean
+    frame = generated["frame"]
+    assert naive["holdout_churned_share"] == (frame["frequency_holdout"] == 0).mean()
+    assert naive["mean_repeat_order_value"] == pytest.approx(
+        frame.loc[frame["frequency"] > 0, "monetary_value"].mean(), rel=1e-12
+    )
+    assert naive == pytest.approx(naive_baseline(summary, period), rel=1e-12)
     values = predict_customer_value(
         summary,
         CustomerValueModel(fit, naive, valuation, UNCERTAINTY),

@@ -2,7 +2,10 @@
 
 The models are fitted on the driver from the distinct (frequency, recency, T) and
 (frequency, monetary_value) rows with their counts, aggregated in Spark; predictions run in
-Spark over all customers (``mapInPandas``), never by collecting them.
+Spark over all customers (``mapInPandas``). The cost is per Spark action, so a node that
+computes many numbers over one row per customer (the holdout's scores, tables and rankings,
+the promotion's rankings) reads those rows once, a few columns each, and computes on the
+driver: 2.5k customers on the sample, ~530k at 10M lines.
 """
 
 from __future__ import annotations
@@ -16,9 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, StructField, StructType
 
 from cltv import metrics
 from cltv import promotion as promotion_in_registry
@@ -101,8 +103,10 @@ def fit_cltv_models(
             purchases.n_customers_,
         )
     repeat = summary.filter((F.col("frequency") > 0) & (F.col("monetary_value") > 0))
-    correlation = repeat.agg(F.corr("frequency", "monetary_value")).first()[0]
     spends = repeat.groupBy("frequency", "monetary_value").count().toPandas()
+    correlation = weighted_correlation(
+        spends["frequency"], spends["monetary_value"], spends["count"]
+    )
     spend = _fit(
         GammaGammaModel(cltv["gamma_gamma"]["penalizer"]),
         "cltv.gamma_gamma.penalizer",
@@ -129,6 +133,19 @@ def fit_cltv_models(
         **fits,
         "gamma_gamma": {**spend.summary(), "frequency_monetary_correlation": correlation},
     }
+
+
+def weighted_correlation(x: pd.Series, y: pd.Series, weights: pd.Series) -> float | None:
+    """Pearson's correlation of ``x`` and ``y`` over rows counted ``weights`` times (distinct
+    rows with their counts), as Spark's ``corr`` gives it over one row per count: None for
+    fewer than two, NaN when either does not vary."""
+    w, x, y = (np.asarray(column, dtype=float) for column in (weights, x, y))
+    n = w.sum()
+    if n < 2:
+        return None
+    dx, dy = x - (w @ x) / n, y - (w @ y) / n
+    spread = math.sqrt((w @ (dx * dx)) * (w @ (dy * dy)))
+    return float((w @ (dx * dy)) / spread) if spread > 0 else math.nan
 
 
 def fit_chosen_model(
@@ -167,24 +184,28 @@ def model_parameters(fit: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ naive baseline
-def naive_baseline(summary: DataFrame, analysis_period: dict[str, Any]) -> dict[str, Any]:
+def naive_baseline(
+    summary: DataFrame | pd.DataFrame, analysis_period: dict[str, Any]
+) -> dict[str, Any]:
     """The seed's formula needs a churn rate and a fallback order value; both from data.
 
     Monthly churn rate: the share of customers with no purchase in the holdout, as a rate per
     30 days; expected lifespan = 1 / rate (months). One-time buyers have no repeat order
     value, so they get the repeat customers' mean.
+
+    ``summary``: the calibration period's customers (``frequency``, ``monetary_value``,
+    ``churned``), in Spark or already on the driver (as :func:`validate_on_holdout` has them).
     """
-    row = summary.agg(
-        F.avg("churned").alias("churned_share"),
-        F.avg(F.when(F.col("frequency") > 0, F.col("monetary_value"))).alias("mean_order_value"),
-    ).first()
-    share = float(row["churned_share"])
+    if not isinstance(summary, pd.DataFrame):
+        summary = summary.select("frequency", "monetary_value", "churned").toPandas()
+    share = float(_mean(summary["churned"]))
+    mean_order_value = _mean(summary.loc[summary["frequency"] > 0, "monetary_value"])
     monthly = 1.0 - (1.0 - share) ** (30.0 / analysis_period["holdout_days"])
     return {
         "holdout_churned_share": share,
         "monthly_churn_rate": monthly,
         "expected_lifespan_months": None if monthly == 0 else 1.0 / monthly,  # None: forever
-        "mean_repeat_order_value": float(row["mean_order_value"] or 0.0),
+        "mean_repeat_order_value": mean_order_value or 0.0,
     }
 
 
@@ -247,10 +268,16 @@ def predict_customer_value(
         .mapInPandas(value_model.value_batches, schema=VALUED_CUSTOMERS_SCHEMA)
         .persist()
     )
-    sums = values.filter(F.col("clv_draw_sums").isNotNull()).select("clv_draw_sums").collect()
+    # one pass: how many customers (value_batches keeps every one), the total CLV and each
+    # batch's CLV at every draw
+    counted = values.agg(
+        F.count(F.lit(1)).alias("n_customers"),
+        F.sum("clv").alias("clv"),
+        F.collect_list("clv_draw_sums").alias("draw_sums"),
+    ).first()
+    n_customers, sums = counted["n_customers"], counted["draw_sums"]
     # one total per draw, summed over batches (none without customers)
-    totals = np.sum([row[0] for row in sums], axis=0) if sums else np.zeros(0)
-    n_customers = summary_current.count()
+    totals = np.sum(sums, axis=0) if sums else np.zeros(0)
     rank = F.row_number().over(Window.orderBy(F.desc("clv"), "customer_id"))
     tier = F.lit("rest")
     for rule in sorted(value_tiers, key=lambda r: -r["share"]):
@@ -264,15 +291,14 @@ def predict_customer_value(
         .withColumn("horizon_months", F.lit(value_model.valuation["horizon_months"]))
         .withColumn("scored_at", F.lit(analysis_period["observation_end"]).cast("date"))
     )
-    return customers, _total_value(values, totals, value_model)
+    return customers, _total_value(counted["clv"] or 0.0, totals, value_model)
 
 
-def _total_value(values, totals, value_model: CustomerValueModel) -> dict[str, Any]:
+def _total_value(clv: float, totals, value_model: CustomerValueModel) -> dict[str, Any]:
     """All customers' CLV, with the central interval of its sum over the draws."""
     valuation, uncertainty = value_model.valuation, value_model.uncertainty
     level = uncertainty["interval"]
     lower, upper = central_interval(totals, level) if len(totals) else (0.0, 0.0)
-    clv = values.agg(F.sum("clv")).first()[0] or 0.0
     total = {
         "clv": clv,
         "clv_lower": min(float(lower), clv),
@@ -300,38 +326,36 @@ def _total_value(values, totals, value_model: CustomerValueModel) -> dict[str, A
 
 
 # ------------------------------------------------------------------ champion / challenger
-def _holdout_ranking(value_model: CustomerValueModel, summary: DataFrame) -> dict[str, Any]:
+def _holdout_ranking(value_model: CustomerValueModel, histories: pd.DataFrame) -> dict[str, Any]:
     """How well the model's CLV, and the naive baseline's, computed from the calibration
-    period's histories, rank customers by the revenue they spent in the holdout
-    (:func:`metrics.value_ranking`, keyed as :data:`cltv.parameters.PROMOTION_METRICS`).
+    period's ``histories`` (:func:`_calibration_histories`), rank customers by the revenue
+    they spent in the holdout (:func:`value_ranking`, keyed as
+    :data:`cltv.parameters.PROMOTION_METRICS`).
 
     Fair only for a model fitted on the calibration period (:func:`_on_calibration`): one
     fitted up to observation_end has seen the holdout it is ranked on. The naive baseline
     reads the calibration histories alone; its lifespan (from the holdout's churn share) is one
     factor for every customer, so it cannot move a ranking."""
-    histories = summary.select(
-        *INPUT_COLUMNS,
-        (F.col("frequency_holdout") * F.col("monetary_value_holdout")).alias("holdout_revenue"),
-    )
-    scored = histories.mapInPandas(
-        value_model.score_batches,
-        schema=StructType(
-            [
-                *histories.schema.fields,
-                *(StructField(c, DoubleType()) for c in ("clv", "naive_clv")),
-            ]
-        ),
-    ).cache()
+    scored = next(value_model.score_batches(iter([histories])))
     ranking = {
         name: {
             f"holdout_revenue_{key}": value
-            for key, value in metrics.value_ranking(scored, score, "holdout_revenue").items()
+            for key, value in value_ranking(scored[score], scored["holdout_revenue"]).items()
         }
         for name, score in (("model", "clv"), ("naive", "naive_clv"))
     }
-    ranking["n_customers"] = scored.count()
-    scored.unpersist()
+    ranking["n_customers"] = len(scored)
     return ranking
+
+
+def _calibration_histories(summary: DataFrame) -> pd.DataFrame:
+    """The calibration period's customers as the CLV models take them, with the revenue each
+    spent in the holdout: read once, for every side of the decision (a few columns of one row
+    per customer)."""
+    return summary.select(
+        *INPUT_COLUMNS,
+        (F.col("frequency_holdout") * F.col("monetary_value_holdout")).alias("holdout_revenue"),
+    ).toPandas()
 
 
 def _recipe(fit: dict[str, Any]) -> dict[str, Any]:
@@ -448,7 +472,8 @@ def promote_cltv_model(
     challenger_refit, challenger_scored_with = _on_calibration(
         value_model, summary, calibration_fit, calibration
     )
-    challenger = _holdout_ranking(challenger_refit, summary)
+    histories = _calibration_histories(summary)
+    challenger = _holdout_ranking(challenger_refit, histories)
     no_score = "no customer of the calibration period bought in the holdout"
     champion, champion_model, same_recipe = None, None, False
     found = promotion_in_registry.load_champion(name, alias, load_value_model)
@@ -476,7 +501,7 @@ def promote_cltv_model(
                 champion_refit, champion["scored_with"] = _on_calibration(
                     champion_model, summary, calibration_fit, calibration
                 )
-                champion["score"] = _holdout_ranking(champion_refit, summary)["model"][metric]
+                champion["score"] = _holdout_ranking(champion_refit, histories)["model"][metric]
     score, naive = challenger["model"][metric], challenger["naive"][metric]
     decision = promotion_in_registry.challenge(
         name,
@@ -665,10 +690,11 @@ def validate_on_holdout(
     analysis_period: dict[str, Any],
     model_selection: str,
     uncertainty: dict[str, Any],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Purchases predicted for the holdout window from the calibration fit, against actuals,
     for every candidate purchase model and the naive baseline, and the model chosen to value
-    customers.
+    customers; and the naive baseline's churn rate and order value from the same customers
+    (:func:`naive_baseline`).
 
     Predictive coverage (``coverage_<model>``): the share of customers whose actual holdout
     count lies in their central ``uncertainty.interval`` predictive interval, from each
@@ -702,6 +728,8 @@ def validate_on_holdout(
         ]
     )
     level = uncertainty["interval"]
+    # one row per customer, computed in Spark and read once: every score, table and ranking
+    # below is computed on the driver from it
     predictions = (
         summary.select(
             "frequency",
@@ -715,40 +743,34 @@ def validate_on_holdout(
             lambda batches: _holdout_predictions(batches, calibration_fit, horizon, level),
             schema=schema,
         )
-        .cache()
+        .toPandas()
     )
     models = [*candidates, "naive"]
-    error = {m: F.col(m) - F.col("actual") for m in models}
+    actual = predictions["actual"]
+    error = {m: predictions[m] - actual for m in models}
     # spend: customers with an own repeat mean who bought in the holdout
-    both = (F.col("frequency") > 0) & (F.col("actual") > 0)
+    both = predictions[(predictions["frequency"] > 0) & (actual > 0)]
 
-    def spend_error(predicted: str) -> Column:
-        return F.avg(F.when(both, F.abs(F.col(predicted) - F.col("holdout_order_value"))))
+    def spend_error(predicted: str) -> float | None:
+        return _mean(np.abs(both[predicted] - both["holdout_order_value"]))
 
-    # paired differences of absolute errors against each candidate the rule may choose (is
-    # a model's gap to the chosen one noise or real?): in the same pass as the scores
-    gap = {
-        (m, c): F.stddev(F.abs(error[m]) - F.abs(error[c]))
-        for c in candidates
-        for m in models
-        if m != c
+    scores = {
+        "n_customers": len(predictions),
+        "total_actual": _sum(actual),
+        **{f"total_{m}": _sum(predictions[m]) for m in models},
+        **{f"mae_{m}": _mean(np.abs(e)) for m, e in error.items()},
+        **{f"rmse_{m}": _root_mean_square(e) for m, e in error.items()},
+        **{f"coverage_{m}": _mean(predictions[f"coverage_{m}"]) for m in candidates},
+        "spend_n_customers": len(both),
+        "spend_mae_gamma_gamma": spend_error("order_value"),
+        "spend_mae_naive": spend_error("own_order_value"),
     }
-    row = predictions.agg(
-        F.count(F.lit(1)).alias("n_customers"),
-        F.sum("actual").alias("total_actual"),
-        *[F.sum(m).alias(f"total_{m}") for m in error],
-        *[F.avg(F.abs(e)).alias(f"mae_{m}") for m, e in error.items()],
-        *[F.sqrt(F.avg(e * e)).alias(f"rmse_{m}") for m, e in error.items()],
-        *[F.avg(f"coverage_{m}").alias(f"coverage_{m}") for m in candidates],
-        F.count(F.when(both, 1)).alias("spend_n_customers"),
-        spend_error("order_value").alias("spend_mae_gamma_gamma"),
-        spend_error("own_order_value").alias("spend_mae_naive"),
-        *[column.alias(f"gap_{m}_{c}") for (m, c), column in gap.items()],
-    ).first()
-    scores = {k: v for k, v in row.asDict().items() if not k.startswith("gap_")}
     chosen = _choose(model_selection, candidates, scores)
+    # paired differences of absolute errors against the chosen model: is a model's gap to
+    # the chosen one noise or real?
     standard_errors = {
-        m: (row[f"gap_{m}_{chosen}"] or 0.0) / math.sqrt(scores["n_customers"])
+        m: _sample_deviation(np.abs(error[m]) - np.abs(error[chosen]))
+        / math.sqrt(scores["n_customers"])
         for m in models
         if m != chosen
     }
@@ -757,25 +779,22 @@ def validate_on_holdout(
         for m in candidates
         if m != chosen and scores[f"mae_{m}"] - scores[f"mae_{chosen}"] <= 2 * standard_errors[m]
     ]
-    bucket = F.least(F.col("frequency"), F.lit(FREQUENCY_BUCKETS))
     table = (
-        predictions.groupBy(bucket.alias("bucket"))
+        predictions.assign(bucket=np.minimum(predictions["frequency"], FREQUENCY_BUCKETS))
+        .groupby("bucket", sort=True)
         .agg(
-            F.count(F.lit(1)).alias("n_customers"),
-            F.avg("actual").alias("actual"),
-            *[F.avg(m).alias(m) for m in models],
+            n_customers=("actual", "size"),
+            actual=("actual", "mean"),
+            **{m: (m, "mean") for m in models},
         )
-        .orderBy("bucket")
-        .collect()
     )
     # ranking: who holds the holdout revenue, by each model's predicted holdout value
     ranking = {}
     for m in models:
-        for key, value in metrics.value_ranking(
-            predictions, f"value_{m}", "holdout_revenue"
+        for key, value in value_ranking(
+            predictions[f"value_{m}"], predictions["holdout_revenue"]
         ).items():
             ranking[f"{key}_{m}"] = value
-    predictions.unpersist()
     scores = {**scores, **ranking}
     best_model = min(candidates, key=lambda m: scores[f"mae_{m}"])
     naive_wins_on = _naive_wins_on(scores, candidates, chosen)
@@ -800,12 +819,12 @@ def validate_on_holdout(
         "verdict": _verdict(scores, chosen, best_model, naive_wins_on),
         "by_calibration_frequency": [
             {
-                "frequency": str(r["bucket"]) + ("+" if r["bucket"] == FREQUENCY_BUCKETS else ""),
-                "n_customers": r["n_customers"],
-                "actual": r["actual"],
-                **{m: r[m] for m in models},
+                "frequency": str(bucket) + ("+" if bucket == FREQUENCY_BUCKETS else ""),
+                "n_customers": int(r["n_customers"]),
+                "actual": float(r["actual"]),
+                **{m: float(r[m]) for m in models},
             }
-            for r in table
+            for bucket, r in table.iterrows()
         ],
     }
     logger.info(
@@ -821,7 +840,77 @@ def validate_on_holdout(
         100 * level,
         ", ".join(f"{MODEL_LABELS[m]} {scores[f'coverage_{m}']:.3f}" for m in candidates),
     )
-    return validation
+    # the naive baseline's churn share and fallback order value: the same customers
+    naive = naive_baseline(
+        pd.DataFrame(
+            {
+                "frequency": predictions["frequency"],
+                "monetary_value": predictions["own_order_value"],
+                "churned": (actual == 0).astype(int),
+            }
+        ),
+        analysis_period,
+    )
+    return validation, naive
+
+
+def _sum(values: pd.Series) -> float | None:
+    """A column's sum, None without rows (as Spark's ``sum``)."""
+    return float(np.sum(values.to_numpy(float))) if len(values) else None
+
+
+def _mean(values: pd.Series) -> float | None:
+    """A column's mean, None without rows (as Spark's ``avg``)."""
+    return float(np.mean(values.to_numpy(float))) if len(values) else None
+
+
+def _root_mean_square(values: pd.Series) -> float | None:
+    square = _mean(values * values)
+    return None if square is None else math.sqrt(square)
+
+
+def _sample_deviation(values: pd.Series) -> float:
+    """The sample standard deviation; 0 below two rows, where there is no spread to see."""
+    return float(np.std(values.to_numpy(float), ddof=1)) if len(values) > 1 else 0.0
+
+
+def value_ranking(
+    score: pd.Series, actual: pd.Series, top_fractions: tuple[float, ...] = (0.1, 0.2)
+) -> dict[str, float | None]:
+    """How well ``score`` ranks customers by ``actual`` value (e.g. holdout revenue).
+
+    ``top_<k>pct``: the share of all actual value held by the top k% of customers by score
+    (k% of n, fractions of a customer counted in proportion). None when nobody has value.
+    ``gini``: 2 x the area under that cumulative-share curve (customers on x, value on y, both
+    in [0, 1]) - 1: 0 for a ranking no better than chance, 1 when a vanishing share of
+    customers by score hold all the value. Customers tied on score are taken in random order,
+    in expectation: a tie group's value comes in proportion to how much of it is inside the
+    cut, and the curve runs straight across it.
+    """
+    groups = (
+        pd.DataFrame({"score": np.asarray(score, float), "value": np.asarray(actual, float)})
+        .groupby("score", sort=True)["value"]
+        .agg(["size", "sum"])
+        .iloc[::-1]  # highest score first
+    )
+    n_group, value = groups["size"].to_numpy(float), groups["sum"].to_numpy(float)
+    n, total = int(n_group.sum()), float(value.sum())
+    if n == 0 or total <= 0:  # nobody bought: nothing to rank
+        return {"gini": None, **{f"top_{round(f * 100)}pct": None for f in top_fractions}}
+    n_through, value_through = np.cumsum(n_group), np.cumsum(value)
+    # trapezoids under the curve, one per tie group
+    area = float(np.sum(n_group * (2 * value_through - value)))
+    result = {"gini": 2.0 * area / (2.0 * n * total) - 1.0}
+    before = n_through - n_group
+    for fraction in top_fractions:
+        n_top = fraction * n
+        # the tie group holding the cut: what comes before it, and its share inside the cut
+        cut = int(np.flatnonzero((before < n_top) & (n_through >= n_top))[0])
+        captured = (
+            value_through[cut] - value[cut] + (n_top - before[cut]) / n_group[cut] * value[cut]
+        )
+        result[f"top_{round(fraction * 100)}pct"] = float(captured) / total
+    return result
 
 
 def _choose(rule: str, candidates: list[str], scores: dict[str, Any]) -> str:

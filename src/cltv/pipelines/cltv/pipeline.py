@@ -14,7 +14,6 @@ from cltv.pipelines.cltv.nodes import (
     fit_chosen_model,
     fit_cltv_models,
     model_parameters,
-    naive_baseline,
     plot_cltv_validation,
     predict_customer_value,
     promote_cltv_model,
@@ -41,7 +40,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:cltv.model_selection",
                     "params:cltv.uncertainty",
                 ],
-                outputs="cltv_validation",
+                # the naive baseline reads the same customers' holdout: one pass for both
+                outputs=["cltv_validation", "cltv_naive_baseline"],
                 name="validate_cltv_on_holdout",
             ),
             Node(
@@ -66,12 +66,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs="cltv_model_fit",
                 outputs="cltv_model_params",
                 name="cltv_model_parameters",
-            ),
-            Node(
-                naive_baseline,
-                inputs=["customer_summary", "analysis_period"],
-                outputs="cltv_naive_baseline",
-                name="estimate_naive_baseline",
             ),
             Node(
                 cltv_value_model,
