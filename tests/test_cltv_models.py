@@ -17,6 +17,7 @@ from scipy.integrate import quad
 from scipy.optimize import minimize
 from scipy.special import gammaln
 
+from cltv.metrics import value_ranking
 from cltv.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
 from cltv.models.pareto_nbd import power_integral
 from cltv.models.value_model import CustomerValueModel, naive_rate, purchase_model
@@ -29,7 +30,6 @@ from cltv.pipelines.cltv.nodes import (
     naive_baseline,
     predict_customer_value,
     validate_on_holdout,
-    value_ranking,
     weighted_correlation,
 )
 from cltv.pipelines.data_processing.nodes import (

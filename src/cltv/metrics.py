@@ -1,5 +1,6 @@
-"""Binary-classification metrics with scikit-learn's definitions, and two Spark aggregations
-over whole tables (:func:`value_ranking`, :func:`population_stability`).
+"""Binary-classification metrics with scikit-learn's definitions, how well a score ranks
+customers by value (:func:`value_ranking`, on the driver), and a Spark aggregation over whole
+tables (:func:`population_stability`).
 
 The churn metrics run on the driver over one collected pandas table of scored customers (the
 held-out split: a few thousand rows on the sample, ~100k at 10M lines), so a whole evaluation
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
@@ -86,10 +87,7 @@ def ranking_metrics(table: pd.DataFrame, top_fraction: float = 0.1) -> dict[str,
 
 
 def value_ranking(
-    predictions: DataFrame,
-    score: str,
-    actual: str,
-    top_fractions: tuple[float, ...] = (0.1, 0.2),
+    score: pd.Series, actual: pd.Series, top_fractions: tuple[float, ...] = (0.1, 0.2)
 ) -> dict[str, float | None]:
     """How well ``score`` ranks customers by ``actual`` value (e.g. holdout revenue).
 
@@ -99,46 +97,31 @@ def value_ranking(
     in [0, 1]) - 1: 0 for a ranking no better than chance, 1 when a vanishing share of
     customers by score hold all the value. Customers tied on score are taken in random order,
     in expectation: a tie group's value comes in proportion to how much of it is inside the
-    cut, and the curve runs straight across it. Only one row per distinct score reaches the
-    window, and only the summary reaches the driver.
+    cut, and the curve runs straight across it.
     """
-    groups = predictions.groupBy(F.col(score).alias("score")).agg(
-        F.count(F.lit(1)).alias("n"), F.sum(actual).alias("value")
+    groups = (
+        pd.DataFrame({"score": np.asarray(score, float), "value": np.asarray(actual, float)})
+        .groupby("score", sort=True)["value"]
+        .agg(["size", "sum"])
+        .iloc[::-1]  # highest score first
     )
-    # a global order over distinct scores: one partition, but one row per score; the totals
-    # ride along, so everything below is one Spark job
-    cumulative = Window.orderBy(F.desc("score")).rowsBetween(Window.unboundedPreceding, 0)
-    everything = Window.partitionBy()
-    table = groups.select(
-        "n",
-        "value",
-        F.sum("n").over(cumulative).alias("n_through"),
-        F.sum("value").over(cumulative).alias("value_through"),
-        F.sum("n").over(everything).alias("n_total"),
-        F.sum("value").over(everything).alias("value_total"),
-    )
-    before = F.col("n_through") - F.col("n")
-    captures = {}
-    for fraction in top_fractions:
-        n_top = F.lit(fraction) * F.col("n_total")
-        # the tie group holding the cut: what comes before it, and its share inside the cut
-        inside = (before < n_top) & (F.col("n_through") >= n_top)
-        captured = F.col("value_through") - F.col("value")
-        captured += (n_top - before) / F.col("n") * F.col("value")
-        captures[f"top_{round(fraction * 100)}pct"] = F.max(F.when(inside, captured))
-    row = table.agg(
-        F.first("n_total").alias("n"),
-        F.first("value_total").alias("total"),
-        # trapezoids under the curve, one per tie group
-        F.sum(F.col("n") * (2 * F.col("value_through") - F.col("value"))).alias("area"),
-        *[column.alias(name) for name, column in captures.items()],
-    ).first()
-    n, total = int(row["n"] or 0), float(row["total"] or 0.0)
+    n_group, value = groups["size"].to_numpy(float), groups["sum"].to_numpy(float)
+    n, total = int(n_group.sum()), float(value.sum())
     if n == 0 or total <= 0:  # nobody bought: nothing to rank
-        return {"gini": None, **dict.fromkeys(captures)}
-    result = {"gini": 2.0 * row["area"] / (2.0 * n * total) - 1.0}
-    for name in captures:
-        result[name] = row[name] / total
+        return {"gini": None, **{f"top_{round(f * 100)}pct": None for f in top_fractions}}
+    n_through, value_through = np.cumsum(n_group), np.cumsum(value)
+    # trapezoids under the curve, one per tie group
+    area = float(np.sum(n_group * (2 * value_through - value)))
+    result = {"gini": 2.0 * area / (2.0 * n * total) - 1.0}
+    before = n_through - n_group
+    for fraction in top_fractions:
+        n_top = fraction * n
+        # the tie group holding the cut: what comes before it, and its share inside the cut
+        cut = int(np.flatnonzero((before < n_top) & (n_through >= n_top))[0])
+        captured = (
+            value_through[cut] - value[cut] + (n_top - before[cut]) / n_group[cut] * value[cut]
+        )
+        result[f"top_{round(fraction * 100)}pct"] = float(captured) / total
     return result
 
 

@@ -329,7 +329,7 @@ def _total_value(clv: float, totals, value_model: CustomerValueModel) -> dict[st
 def _holdout_ranking(value_model: CustomerValueModel, histories: pd.DataFrame) -> dict[str, Any]:
     """How well the model's CLV, and the naive baseline's, computed from the calibration
     period's ``histories`` (:func:`_calibration_histories`), rank customers by the revenue
-    they spent in the holdout (:func:`value_ranking`, keyed as
+    they spent in the holdout (:func:`cltv.metrics.value_ranking`, keyed as
     :data:`cltv.parameters.PROMOTION_METRICS`).
 
     Fair only for a model fitted on the calibration period (:func:`_on_calibration`): one
@@ -340,7 +340,9 @@ def _holdout_ranking(value_model: CustomerValueModel, histories: pd.DataFrame) -
     ranking = {
         name: {
             f"holdout_revenue_{key}": value
-            for key, value in value_ranking(scored[score], scored["holdout_revenue"]).items()
+            for key, value in metrics.value_ranking(
+                scored[score], scored["holdout_revenue"]
+            ).items()
         }
         for name, score in (("model", "clv"), ("naive", "naive_clv"))
     }
@@ -791,7 +793,7 @@ def validate_on_holdout(
     # ranking: who holds the holdout revenue, by each model's predicted holdout value
     ranking = {}
     for m in models:
-        for key, value in value_ranking(
+        for key, value in metrics.value_ranking(
             predictions[f"value_{m}"], predictions["holdout_revenue"]
         ).items():
             ranking[f"{key}_{m}"] = value
@@ -872,45 +874,6 @@ def _root_mean_square(values: pd.Series) -> float | None:
 def _sample_deviation(values: pd.Series) -> float:
     """The sample standard deviation; 0 below two rows, where there is no spread to see."""
     return float(np.std(values.to_numpy(float), ddof=1)) if len(values) > 1 else 0.0
-
-
-def value_ranking(
-    score: pd.Series, actual: pd.Series, top_fractions: tuple[float, ...] = (0.1, 0.2)
-) -> dict[str, float | None]:
-    """How well ``score`` ranks customers by ``actual`` value (e.g. holdout revenue).
-
-    ``top_<k>pct``: the share of all actual value held by the top k% of customers by score
-    (k% of n, fractions of a customer counted in proportion). None when nobody has value.
-    ``gini``: 2 x the area under that cumulative-share curve (customers on x, value on y, both
-    in [0, 1]) - 1: 0 for a ranking no better than chance, 1 when a vanishing share of
-    customers by score hold all the value. Customers tied on score are taken in random order,
-    in expectation: a tie group's value comes in proportion to how much of it is inside the
-    cut, and the curve runs straight across it.
-    """
-    groups = (
-        pd.DataFrame({"score": np.asarray(score, float), "value": np.asarray(actual, float)})
-        .groupby("score", sort=True)["value"]
-        .agg(["size", "sum"])
-        .iloc[::-1]  # highest score first
-    )
-    n_group, value = groups["size"].to_numpy(float), groups["sum"].to_numpy(float)
-    n, total = int(n_group.sum()), float(value.sum())
-    if n == 0 or total <= 0:  # nobody bought: nothing to rank
-        return {"gini": None, **{f"top_{round(f * 100)}pct": None for f in top_fractions}}
-    n_through, value_through = np.cumsum(n_group), np.cumsum(value)
-    # trapezoids under the curve, one per tie group
-    area = float(np.sum(n_group * (2 * value_through - value)))
-    result = {"gini": 2.0 * area / (2.0 * n * total) - 1.0}
-    before = n_through - n_group
-    for fraction in top_fractions:
-        n_top = fraction * n
-        # the tie group holding the cut: what comes before it, and its share inside the cut
-        cut = int(np.flatnonzero((before < n_top) & (n_through >= n_top))[0])
-        captured = (
-            value_through[cut] - value[cut] + (n_top - before[cut]) / n_group[cut] * value[cut]
-        )
-        result[f"top_{round(fraction * 100)}pct"] = float(captured) / total
-    return result
 
 
 def _choose(rule: str, candidates: list[str], scores: dict[str, Any]) -> str:
