@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import xgboost
 from deltalake import DeltaTable
+from pyspark.sql import functions as F
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -20,6 +21,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from cltv.pipelines.churn_modeling import driver, reasons
 from cltv.pipelines.churn_modeling.nodes import score_customers, summarise_churn_reasons
+from cltv.spark import executor_cores
 
 FEATURES = {"numeric": ["recency_days", "monetary_total"], "categorical": ["country"]}
 INPUTS = [*FEATURES["numeric"], *FEATURES["categorical"]]
@@ -475,6 +477,27 @@ def test_reasons_are_ranked_and_signed(spark, models, customers):
     assert seen["customers"] == len(customers)
     for i, feature in enumerate(INPUTS):
         assert seen[feature] == pytest.approx(np.abs(pushes[:, i]).sum(), rel=1e-6)
+
+
+def test_the_reasons_udf_gets_one_even_share_of_customers_per_core(spark, models, customers):
+    """Customers arriving in three uneven partitions (as a table's files give them) reach the
+    UDF in one even share per core."""
+    frame = customers.drop(columns=["split", driver.LABEL])
+    part = np.repeat([0, 1, 2], [1100, 1500, len(frame) - 2600])
+    uneven = (
+        spark.createDataFrame(frame.assign(part=part)).repartitionByRange(3, "part").drop("part")
+    )
+    sizes = uneven.groupBy(F.spark_partition_id().alias("p")).count().toPandas()["count"]
+    assert sorted(sizes) == [400, 1100, 1500]
+    scored, _ = reasons.explained_scores(models["xgboost"], uneven, 2, 1)
+    shares = (
+        scored.groupBy(F.spark_partition_id().alias("part")).count().toPandas()["count"].tolist()
+    )
+    cores = spark.sparkContext.defaultParallelism
+    assert executor_cores(spark) == cores
+    assert len(shares) == cores and sum(shares) == len(frame)
+    # round robin from each of the three inputs: the shares differ by at most one row each
+    assert max(shares) - min(shares) <= 3
 
 
 def test_a_reason_shows_the_customers_own_value(spark, models):

@@ -26,10 +26,11 @@ SPARK_YML = {
 SESSION = f"""
 import logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s")
-from cltv.spark import get_or_create_spark_session
+from cltv.spark import executor_cores, get_or_create_spark_session
 spark = get_or_create_spark_session({SPARK_YML!r})
 print("RESULT", spark.conf.get("spark.sql.shuffle.partitions"),
-      spark.conf.get("spark.driver.memory", "unset"), spark.range(4).count())
+      spark.conf.get("spark.driver.memory", "unset"), spark.range(4).count(),
+      executor_cores(spark))
 """
 
 
@@ -60,8 +61,9 @@ def test_on_a_databricks_cluster_only_runtime_settings_are_applied():
         PYSPARK_SUBMIT_ARGS="--master local[1] --driver-memory 2g "
         "--conf spark.ui.enabled=false pyspark-shell",
     )
-    _, partitions, memory, rows = _result(done)
-    assert (partitions, memory, rows) == ("7", "2g", "4")
+    _, partitions, memory, rows, cores = _result(done)
+    # the cluster's one core, not the project's local[3]
+    assert (partitions, memory, rows, cores) == ("7", "2g", "4", "1")
     assert "Spark 4" in done.stdout and "session on Databricks Runtime 17.3" in done.stdout
     assert "Java for the driver" not in done.stdout  # the cluster's Java, not chosen here
 
@@ -105,9 +107,10 @@ def connect_server(tmp_path):
 def test_over_a_remote_spark_connect_server_only_runtime_settings_are_sent(connect_server):
     remote, token = connect_server
     done = _python(SESSION, SPARK_REMOTE=remote)
-    _, partitions, memory, rows = _result(done)
-    # the server's own memory, not the project's 9g; the SQL setting reached the session
-    assert (partitions, rows) == ("7", "4") and memory != "9g"
+    _, partitions, memory, rows, cores = _result(done)
+    # the server's own memory, not the project's 9g; the SQL setting reached the session; the
+    # scoring balances to the server's one core (its master, local[1]), not the client's
+    assert (partitions, rows, cores) == ("7", "4", "1") and memory != "9g"
     line = next(line for line in done.stdout.splitlines() if "over Spark Connect" in line)
     assert "token=<redacted>" in line
     assert token not in done.stdout + done.stderr  # nowhere in the log

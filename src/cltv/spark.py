@@ -39,6 +39,28 @@ def is_spark_connect(spark: SparkSession) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
+def executor_cores(spark: SparkSession) -> int:
+    """The cores that run this session's tasks at once: ``defaultParallelism`` (every
+    executor's cores; the machine's for ``local[*]``). Spark Connect hides the context: there
+    it is ``spark.default.parallelism`` when set, else the ``local[N]`` master of a server on
+    this machine, else ``spark.sql.shuffle.partitions``, the partitions a shuffle gives."""
+    if not is_spark_connect(spark):
+        return max(1, spark.sparkContext.defaultParallelism)
+
+    def setting(key: str) -> str | None:
+        try:
+            return spark.conf.get(key, None)
+        except Exception:  # a Connect server may refuse to show a static setting
+            return None
+
+    if (parallelism := setting("spark.default.parallelism")) is not None:
+        return max(1, int(parallelism))
+    local = re.fullmatch(r"local\[(\d+|\*)(?:,\s*\d+)?\]", setting("spark.master") or "")
+    if local:
+        return int(local.group(1)) if local.group(1) != "*" else os.cpu_count() or 1
+    return max(1, int(setting("spark.sql.shuffle.partitions") or 1))
+
+
 def session_has_delta(spark: SparkSession) -> bool:
     """True when this session reads and writes ``format("delta")`` itself."""
     if os.environ.get("DATABRICKS_RUNTIME_VERSION"):

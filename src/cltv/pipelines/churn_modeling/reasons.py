@@ -39,6 +39,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
 from cltv.parameters import ACTIONABLE_LEVERS
+from cltv.spark import executor_cores
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -757,7 +758,10 @@ def explained_scores(
         horizon_days,
         actionable(features, actionable_levers),
     )
-    scored = customers.withColumn("_explained", explained(*columns))
+    # the UDF is the scoring's costliest step, and the table arrives in partitions as uneven as
+    # its files (199k / 265k / 66k customers at 10M lines): one even share per core instead
+    balanced = customers.repartition(executor_cores(customers.sparkSession))
+    scored = balanced.withColumn("_explained", explained(*columns))
     observation = Observation("churn_reasons")
     part = F.col("_explained")
     observed = scored.observe(
