@@ -35,6 +35,8 @@ from cltv.spark import get_or_create_spark_session
 from cltv.synthetic import write_csv
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# a Databricks token of the real shape, for the scans of test_security to find (fake)
+FAKE_TOKEN = "dapi" + "0123456789abcdef" * 2
 
 # the fixtures that start a whole run or a server: a test using any of them, directly or
 # through another fixture, is marked ``whole_run`` (filled by :func:`whole_run_fixture`)
@@ -360,18 +362,24 @@ def trained_twice(default_run, tmp_path_factory):
     """The default run's project after a second default run on the same input: each model
     has a second version, which meets the first (the champion) on the same data; its log.
 
-    This run is the one that needs a process of its own, so it checks two things at once: it
-    is ``kedro run`` as a user starts it from a shell, and it runs over Spark Connect
+    This run is the one that needs a process of its own, so it checks three things at once: it
+    is ``kedro run`` as a user starts it from a shell; it runs over Spark Connect
     (``SPARK_REMOTE=local[2]``, as Databricks Connect and serverless do: test_spark_connect
-    compares its tables with the classic :func:`default_run`'s)."""
+    compares its tables with the classic :func:`default_run`'s); and it has a Databricks token
+    in ``conf/local/credentials.yml`` and in its environment (:data:`FAKE_TOKEN`), which
+    test_security looks for in its log and MLflow run."""
     project = tmp_path_factory.mktemp("twice") / "project"
     shutil.copytree(default_run.project, project)
+    credentials = {"databricks": {"host": "https://example.cloud.databricks.com"}}
+    credentials["databricks"]["token"] = FAKE_TOKEN
+    (project / "conf" / "local" / "credentials.yml").write_text(yaml.safe_dump(credentials))
     started = time.time()
     log = run_cli(
         project,
         "--params",
         f"input_path={default_run.csv}",
         SPARK_REMOTE="local[2]",
+        DATABRICKS_TOKEN=FAKE_TOKEN,
     )
     return SimpleNamespace(project=project, log=log, started=started)
 

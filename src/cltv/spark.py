@@ -188,6 +188,9 @@ def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> 
     if remote:
         if remote.startswith("local"):
             _prepare_driver(local=True)
+            # the server in this process is started as a shell is, progress bar on: in a log
+            # file or CI it would fill the log with redraws
+            conf.setdefault("spark.ui.showConsoleProgress", _console_progress())
         conf = _spark_connect_conf(remote, conf)
         builder = SparkSession.builder.remote(remote)
         where = f"over Spark Connect ({_redact(remote)})"
