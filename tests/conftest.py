@@ -370,8 +370,9 @@ def trained_twice(default_run, tmp_path_factory):
     test_security looks for in its log and MLflow run."""
     project = tmp_path_factory.mktemp("twice") / "project"
     shutil.copytree(default_run.project, project)
-    credentials = {"databricks": {"host": "https://example.cloud.databricks.com"}}
-    credentials["databricks"]["token"] = FAKE_TOKEN
+    credentials = {
+        "databricks": {"host": "https://example.cloud.databricks.com", "token": FAKE_TOKEN}
+    }
     (project / "conf" / "local" / "credentials.yml").write_text(yaml.safe_dump(credentials))
     started = time.time()
     log = run_cli(

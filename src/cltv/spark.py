@@ -185,12 +185,13 @@ def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> 
     conf = {str(key): str(value) for key, value in (spark_conf or {}).items()}
     remote = os.environ.get("SPARK_REMOTE")
     databricks_runtime = os.environ.get("DATABRICKS_RUNTIME_VERSION")
+    # a driver started here, classic or a local Spark Connect server (started as a shell is,
+    # bar on), shows the progress bar only on a terminal: in a log file or CI it would fill
+    # the log with redraws. A remote server or a cluster keeps its own (not a spark.sql.* one)
+    conf.setdefault("spark.ui.showConsoleProgress", _console_progress())
     if remote:
         if remote.startswith("local"):
             _prepare_driver(local=True)
-            # the server in this process is started as a shell is, progress bar on: in a log
-            # file or CI it would fill the log with redraws
-            conf.setdefault("spark.ui.showConsoleProgress", _console_progress())
         conf = _spark_connect_conf(remote, conf)
         builder = SparkSession.builder.remote(remote)
         where = f"over Spark Connect ({_redact(remote)})"
@@ -202,7 +203,6 @@ def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> 
     else:
         _prepare_driver(local=conf.get("spark.master", "local").startswith("local"))
         conf, delta_source = _with_delta_if_available(conf)
-        conf.setdefault("spark.ui.showConsoleProgress", _console_progress())
         builder = SparkSession.builder
         where = f"on {conf.get('spark.master', 'local')}"
     for key, value in conf.items():
