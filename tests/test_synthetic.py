@@ -121,11 +121,20 @@ def test_occasions_after_cleaning_are_the_drawn_ones(spark, tmp_path, regimes):
         assert clean.filter(F.col("customer_id").startswith("9000")).count() > 0
 
 
-def test_every_basket_balances_even_when_many_must_be_redrawn():
-    # 2-3 pence over ~4 lines: most baskets fail the first draw, some fail again after it
+def test_every_basket_balances_even_when_most_are_overdrawn():
+    # 2-3 pence over ~4 lines: most baskets' other lines reach the value at a penny a unit
     rng = np.random.default_rng(0)
     values = rng.integers(2, 4, size=20_000)
-    invoice, _, quantity, unit_pence = _split_into_lines(rng, values, GeneratorSettings())
+    invoice, position, quantity, unit_pence = _split_into_lines(rng, values, GeneratorSettings())
     totals = np.bincount(invoice, weights=quantity * unit_pence, minlength=values.size)
     assert (totals == values).all()
     assert (unit_pence >= 1).all() and (quantity >= 1).all()
+    # the lines stay in invoice order, numbered 0, 1, ... within each (products are drawn
+    # from the position, distinct within an invoice)
+    lines = np.bincount(invoice, minlength=values.size)
+    assert (np.diff(invoice) >= 0).all()
+    assert (position == np.arange(invoice.size) - np.repeat(np.cumsum(lines) - lines, lines)).all()
+    # an overdrawn basket is one line of quantity 1 carrying its whole value
+    single = lines[invoice] == 1
+    assert 0.3 < single.mean() < 1 and (quantity[single] == 1).all()
+    assert (unit_pence[single] == values[invoice[single]]).all()
