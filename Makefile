@@ -14,6 +14,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(INSTALL) -e ".[spark,viz,deploy]"
 	$(BIN)/python -m cltv.java ensure
+	$(BIN)/python -m cltv.warm_start
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

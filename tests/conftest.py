@@ -10,16 +10,13 @@ with a line that says so.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import functools
 import logging
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,6 +30,7 @@ from pyspark.sql import SparkSession
 
 from cltv.spark import get_or_create_spark_session
 from cltv.synthetic import write_csv
+from cltv.warm_start import make_mlflow_store_template
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # a Databricks token of the real shape, for the scans of test_security to find (fake)
@@ -214,21 +212,12 @@ def registered_model(project: Path, name: str, version: int | None = None):
     return mlflow.pyfunc.load_model(client.get_model_version_download_uri(name, str(version)))
 
 
-@functools.cache
 def _migrated_mlflow_store() -> Path:
-    """An empty MLflow store (tracking and registry) with every migration applied, made once.
-
-    A new ``mlflow.db`` replays all of MLflow's alembic migrations, about 5 s here: each
-    project the tests create starts from a copy of this one instead (as MLflow's own suite
-    does, mlflow/mlflow#24672)."""
-    folder = Path(tempfile.mkdtemp(prefix="cltv-mlflow-store-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    store = folder / "mlflow.db"
-    uri = f"sqlite:///{store}"
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.search_experiments()
-    client.search_registered_models()
-    return store
+    """An empty MLflow store (tracking and registry) with every migration applied: the one
+    install makes (``cltv.warm_start``), made now if it was not. A new ``mlflow.db`` replays all
+    of MLflow's alembic migrations, about 5 s here: each project the tests create starts from a
+    copy of this one instead (as MLflow's own suite does, mlflow/mlflow#24672)."""
+    return make_mlflow_store_template()
 
 
 def copy_project(root: Path, destination: Path, mlflow_store: bool = True) -> Path:

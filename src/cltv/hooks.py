@@ -28,6 +28,7 @@ from pyspark.sql import SparkSession
 
 from cltv.parameters import validate_parameters
 from cltv.spark import is_spark_connect, spark_session, start_spark_session
+from cltv.warm_start import start_mlflow_store
 
 logger = logging.getLogger(__name__)
 # how a node's failure is marked on its exception (read back by ``kedro run``, cltv.cli)
@@ -39,7 +40,10 @@ class ParameterCheckHook:
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: KedroContext) -> None:
-        validate_parameters(context.params)
+        # the config loader's parameters, --params merged in: ``context.params`` would be the
+        # same here (no node declares typed parameters) but imports every pipeline's nodes
+        # first to look for them, ~2 s that would delay the Spark session's start
+        validate_parameters(context.config_loader["parameters"])
 
 
 class SparkHooks:
@@ -92,6 +96,8 @@ class MlflowStoreHook:
         server = context.config_loader["mlflow"].get("server", {})
         if server.get("mlflow_tracking_uri") is None:
             database = Path(context.project_path).resolve() / "mlflow.db"
+            # a new store starts migrated, from the copy made at install (cltv.warm_start)
+            start_mlflow_store(database)
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{database}"
 
 

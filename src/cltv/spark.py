@@ -26,6 +26,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from cltv.java import configure_java
+from cltv.warm_start import with_class_data_archive
 
 logger = logging.getLogger(__name__)
 
@@ -155,15 +156,18 @@ def _runtime_settings(conf: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in conf.items() if k.startswith(_RUNTIME_CONF_PREFIXES)}
 
 
-def _prepare_driver(local: bool) -> None:
-    """Java for a driver JVM started here; for a local one, loopback and this interpreter."""
+def _prepare_driver(local: bool, conf: dict[str, str]) -> dict[str, str]:
+    """Java for a driver JVM started here; for a local one, loopback, this interpreter, and the
+    class archive made at install for this Java and Spark (``cltv.warm_start``), if any."""
     logger.info("Spark: Java for the driver is %s", configure_java())
     if local:
+        conf = with_class_data_archive(conf)
         # a local driver stays on loopback, whatever the hostname resolves to
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         # Python workers (pandas UDFs) must import this project: run them with this
         # interpreter, not whatever ``python3`` is first on PATH
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return conf
 
 
 def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> SparkSession:
@@ -190,9 +194,9 @@ def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> 
     # the log with redraws. A remote server or a cluster keeps its own (not a spark.sql.* one)
     conf.setdefault("spark.ui.showConsoleProgress", _console_progress())
     if remote:
-        if remote.startswith("local"):
-            _prepare_driver(local=True)
         conf = _spark_connect_conf(remote, conf)
+        if remote.startswith("local"):
+            conf = _prepare_driver(local=True, conf=conf)
         builder = SparkSession.builder.remote(remote)
         where = f"over Spark Connect ({_redact(remote)})"
     elif databricks_runtime:
@@ -201,7 +205,7 @@ def get_or_create_spark_session(spark_conf: Mapping[str, Any] | None = None) -> 
         builder = SparkSession.builder
         where = f"on Databricks Runtime {databricks_runtime}"
     else:
-        _prepare_driver(local=conf.get("spark.master", "local").startswith("local"))
+        conf = _prepare_driver(conf.get("spark.master", "local").startswith("local"), conf)
         conf, delta_source = _with_delta_if_available(conf)
         builder = SparkSession.builder
         where = f"on {conf.get('spark.master', 'local')}"
