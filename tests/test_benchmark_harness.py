@@ -5,10 +5,13 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 
+import pytest
+
 from tests.benchmarks import bench
 from tests.benchmarks.bench import (
     measure,
     medians,
+    sampling_pause,
     stage_jobs,
     stage_of_nodes,
     stage_times,
@@ -32,6 +35,15 @@ def test_peak_memory_counts_the_whole_process_tree(tmp_path):
     # both processes at once: 400 MB plus two interpreters; less than both counted twice
     assert 400 <= result.peak_pss_mb < 700
     assert result.wall_s >= 1.5
+
+
+def test_memory_sampling_takes_at_most_a_twentieth_of_a_core():
+    """Ten samples a second while each costs under 5 ms; beyond that, 20 times the cost."""
+    assert sampling_pause(0.001) == 0.1
+    assert sampling_pause(0.005) == 0.1
+    assert sampling_pause(0.030) == pytest.approx(0.6)
+    for cost in (0.0001, 0.004, 0.03, 0.2):
+        assert cost / (cost + sampling_pause(cost)) <= 1 / 21 + 1e-12
 
 
 def test_failing_command_reports_its_status(tmp_path):
