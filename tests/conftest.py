@@ -184,7 +184,7 @@ def registry(tmp_path, mlflow_uris) -> mlflow.MlflowClient:
     """A real MLflow store (tracking and registry) in ``tmp_path``, MLflow's URIs set to it
     for the test (and put back after it)."""
     store = tmp_path / "mlflow.db"
-    shutil.copy(_migrated_mlflow_store(), store)
+    shutil.copy(make_mlflow_store_template(), store)
     uri = f"sqlite:///{store}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -212,23 +212,17 @@ def registered_model(project: Path, name: str, version: int | None = None):
     return mlflow.pyfunc.load_model(client.get_model_version_download_uri(name, str(version)))
 
 
-def _migrated_mlflow_store() -> Path:
-    """An empty MLflow store (tracking and registry) with every migration applied: the one
-    install makes (``cltv.warm_start``), made now if it was not. A new ``mlflow.db`` replays all
-    of MLflow's alembic migrations, about 5 s here: each project the tests create starts from a
-    copy of this one instead (as MLflow's own suite does, mlflow/mlflow#24672)."""
-    return make_mlflow_store_template()
-
-
 def copy_project(root: Path, destination: Path, mlflow_store: bool = True) -> Path:
     """A runnable copy of the project: its conf and pyproject (the package is installed), and
-    an empty, migrated MLflow store unless ``mlflow_store`` is False."""
+    an empty, migrated MLflow store unless ``mlflow_store`` is False: a copy of the one install
+    makes (``cltv.warm_start``, made now if it was not), as MLflow's own suite does
+    (mlflow/mlflow#24672), instead of ~5 s of alembic migrations per project."""
     shutil.copytree(root / "conf", destination / "conf", ignore=shutil.ignore_patterns("local"))
     (destination / "conf" / "local").mkdir()
     shutil.copy(root / "pyproject.toml", destination)
     (destination / "src").mkdir()
     if mlflow_store:
-        shutil.copy(_migrated_mlflow_store(), destination / "mlflow.db")
+        shutil.copy(make_mlflow_store_template(), destination / "mlflow.db")
     return destination
 
 

@@ -14,8 +14,9 @@ from cltv import promotion
 from cltv.datasets import ChampionModel, MlflowChampionDataset, MlflowCltvModelDataset
 from cltv.models.value_model import CustomerValueModel
 from cltv.pipelines.scoring.nodes import unpack_champions
+from cltv.warm_start import make_mlflow_store_template
 
-from .conftest import _migrated_mlflow_store, free_port
+from .conftest import free_port
 from .test_value_model import FIT, NAIVE, UNCERTAINTY, VALUATION
 
 RULES = {"alias": "champion", "metric": "holdout_revenue_top_20pct", "min_gain": 0.005}
@@ -183,7 +184,7 @@ def test_registering_with_a_registry_that_refuses_connections_stops_in_one_line(
     mlflow_uris.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     mlflow_uris.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     store = tmp_path / "mlflow.db"
-    shutil.copy(_migrated_mlflow_store(), store)
+    shutil.copy(make_mlflow_store_template(), store)
     uri = f"http://127.0.0.1:{free_port()}"
     mlflow.set_tracking_uri(f"sqlite:///{store}")
     mlflow.set_registry_uri(uri)

@@ -115,6 +115,9 @@ def test_a_local_driver_starts_from_the_archive_when_there_is_one(cache, java_an
     }
     own_class_path = {**conf, "spark.driver.extraClassPath": "/opt/extra/*"}
     assert warm_start.with_class_data_archive(own_class_path) == own_class_path
+    for own_archive in ("-XX:SharedArchiveFile=/opt/mine.jsa", "-XX:ArchiveClassesAtExit=/x.jsa"):
+        own = {**conf, "spark.driver.extraJavaOptions": f"-Dlog4j2.level=warn {own_archive}"}
+        assert warm_start.with_class_data_archive(own) == own
 
 
 def test_a_local_driver_maps_spark_classes_from_the_installed_archive(tmp_path):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -34,11 +35,19 @@ logger = logging.getLogger(__name__)
 
 # `python -m cltv.warm_start --archive-workload PATH`: the process whose driver writes the archive
 _WORKLOAD_FLAG = "--archive-workload"
+# JVM options that choose a class archive themselves
+_CDS_OPTIONS = re.compile(r"-XX:(SharedArchiveFile|ArchiveClassesAtExit)=")
 
 
 def cache_dir() -> Path:
     """Where this environment keeps what a run starts from."""
     return Path(sys.prefix) / "share" / "cltv-churn"
+
+
+def _partial(path: Path) -> Path:
+    """Where ``path`` is written before it is renamed into place: a reader (a run started
+    alongside, an install stopped halfway) sees no file or a whole one."""
+    return path.with_name(f"{path.name}.{os.getpid()}.partial")
 
 
 # ------------------------------------------------------------------ the MLflow store
@@ -55,7 +64,7 @@ def make_mlflow_store_template(folder: Path | None = None) -> Path:
     import mlflow
 
     template.parent.mkdir(parents=True, exist_ok=True)
-    partial = template.with_name(f"{template.stem}.{os.getpid()}.partial")
+    partial = _partial(template)
     uri = f"sqlite:///{partial}"
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.search_experiments()  # tracking tables, migrated
@@ -76,9 +85,9 @@ def start_mlflow_store(database: Path) -> bool:
     if database.exists() or not template.is_file():
         return False
     database.parent.mkdir(parents=True, exist_ok=True)
-    partial = database.with_name(f"{database.name}.{os.getpid()}.partial")
+    partial = _partial(database)
     shutil.copyfile(template, partial)
-    partial.replace(database)  # a run started alongside sees no store or a whole one
+    partial.replace(database)
     return True
 
 
@@ -110,22 +119,22 @@ def with_class_data_archive(conf: dict[str, str]) -> dict[str, str]:
     """``conf`` for a local driver, started from the archive when there is one for it.
 
     A driver with its own class path is left alone: the archive would not match it (the JVM
-    would say so, and load every class as usual)."""
-    if "spark.driver.extraClassPath" in conf:
+    would say so, and load every class as usual). So is one whose options already name a class
+    archive, to use or to write (:func:`make_class_data_archive`'s): a JVM cannot write an
+    archive while it maps a dynamic one."""
+    options = conf.get("spark.driver.extraJavaOptions", "")
+    if "spark.driver.extraClassPath" in conf or _CDS_OPTIONS.search(options):
         return conf
     try:
         archive = class_data_archive()
-    except (KeyError, OSError):  # no JAVA_HOME, or a Java or Spark laid out another way
+    except (KeyError, OSError) as error:  # no JAVA_HOME, or a Java or Spark laid out otherwise
+        logger.debug("Spark: the driver starts without a class archive: %r", error)
         return conf
     if not archive.is_file():
         return conf
-    options = conf.get("spark.driver.extraJavaOptions", "")
-    return {**conf, "spark.driver.extraJavaOptions": f"{options} {_use(archive)}".strip()}
-
-
-def _use(archive: Path) -> str:
     # -Xshare:auto (the default): an archive the JVM cannot map is skipped, not an error
-    return f"-XX:SharedArchiveFile={archive}"
+    options = f"{options} -XX:SharedArchiveFile={archive}".strip()
+    return {**conf, "spark.driver.extraJavaOptions": options}
 
 
 def make_class_data_archive() -> Path | None:
@@ -139,7 +148,7 @@ def make_class_data_archive() -> Path | None:
     if archive.is_file():
         return archive
     archive.parent.mkdir(parents=True, exist_ok=True)
-    partial = archive.with_name(f"{archive.stem}.{os.getpid()}.partial")
+    partial = _partial(archive)
     subprocess.run(
         [sys.executable, "-m", "cltv.warm_start", _WORKLOAD_FLAG, str(partial)], check=True
     )
