@@ -4,6 +4,9 @@ kedro-mlflow's own hook and dataset (run against a real MLflow store here, side 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import mlflow
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
@@ -15,6 +18,8 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from cltv import settings
 from cltv.hooks import MetricsInOneCallDataset, MlflowRunHook
+
+from .conftest import PROJECT_ROOT
 
 PARAMETERS = {
     "churn": {"class_weight": "none", "candidates": {"gbt": {"max_depth": 3}}},
@@ -169,3 +174,35 @@ def test_the_catalogs_metrics_datasets_keep_their_prefix_and_save_in_one_call(ca
     assert (type(unnamed), unnamed._prefix) == (MetricsInOneCallDataset, "unnamed_metrics")
     assert type(catalog["lines"]) is MemoryDataset
     assert "Replacing dataset 'quarantine_mlflow_metrics'" not in caplog.text
+
+
+def test_the_local_mlflow_setup_installs_no_import_hooks(tmp_path):
+    """kedro-mlflow's set-up with the project's local configuration leaves MLflow's import
+    hooks out of the import system. They take one lock on every import in any thread, and
+    ``mlflow.autolog(disable=True)`` holds it while importing: with the run's Spark session
+    starting in a background thread (importing pyspark's modules), a run deadlocked at
+    start-up. Databricks' configuration still disables autologging there."""
+    script = f"""
+import sys
+from types import SimpleNamespace
+from kedro.config import OmegaConfigLoader
+from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
+from cltv import settings
+for env in ("local", "databricks"):
+    loader = OmegaConfigLoader(r"{PROJECT_ROOT / "conf"}", base_env="base", default_run_env=env,
+        config_patterns=settings.CONFIG_LOADER_ARGS["config_patterns"])
+    config = KedroMlflowConfig.model_validate(dict(loader["mlflow"]))
+    if env == "local":
+        config.server.mlflow_tracking_uri = r"sqlite:///{tmp_path / "mlflow.db"}"
+        config.setup(SimpleNamespace(project_path=r"{tmp_path}", config_loader=loader,
+            _get_config_credentials=dict))
+        print("hooks", any(type(f).__name__ == "ImportHookFinder" for f in sys.meta_path))
+    else:
+        print("databricks", config.tracking.disable_tracking.disable_autologging)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = [line for line in done.stdout.splitlines() if line.startswith(("hooks", "databricks"))]
+    assert said == ["hooks False", "databricks True"]
