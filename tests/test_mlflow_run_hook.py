@@ -189,8 +189,8 @@ from kedro.config import OmegaConfigLoader
 from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
 from cltv import settings
 for env in ("local", "databricks"):
-    loader = OmegaConfigLoader(r"{PROJECT_ROOT / "conf"}", base_env="base", default_run_env=env,
-        config_patterns=settings.CONFIG_LOADER_ARGS["config_patterns"])
+    loader = OmegaConfigLoader(r"{PROJECT_ROOT / "conf"}",
+        **{{**settings.CONFIG_LOADER_ARGS, "default_run_env": env}})
     config = KedroMlflowConfig.model_validate(dict(loader["mlflow"]))
     if env == "local":
         config.server.mlflow_tracking_uri = r"sqlite:///{tmp_path / "mlflow.db"}"
