@@ -9,6 +9,7 @@ fails the test. It keeps its jobs and files, so tests read back what a deploy le
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 import logging
@@ -310,7 +311,10 @@ def fake_workspace():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.workspace = state
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the serving loop's next poll: at the default 0.5 s that was ~8 s
+    # of this file's teardowns
+    serve = functools.partial(server.serve_forever, poll_interval=0.01)
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield state
     server.shutdown()
