@@ -17,7 +17,7 @@ from scipy.integrate import quad
 from scipy.optimize import minimize
 from scipy.special import gammaln
 
-from cltv.metrics import value_ranking
+from cltv.metrics import value_rankings
 from cltv.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
 from cltv.models.pareto_nbd import power_integral
 from cltv.models.value_model import CustomerValueModel, naive_rate, purchase_model
@@ -401,25 +401,37 @@ def test_holdout_validation_beats_the_naive_baseline_and_picks_the_true_model(ge
     json.dumps(validation, allow_nan=False)
 
 
-def test_value_ranking_by_hand():
+def value_ranking(spark, score: list[float], value: list[float]) -> dict:
+    """:func:`value_rankings` of one score over rows of (score, value)."""
+    frame = spark.createDataFrame(
+        list(zip(score, value, strict=True)), "score double, value double"
+    )
+    rankings, n_rows = value_rankings(frame, {"score": "score"}, "value")
+    assert n_rows == len(score)
+    return rankings["score"]
+
+
+def test_value_ranking_by_hand(spark):
     # scores 5..1 hold 10, 0, 30, 0, 10 of 50: the curve 0.2, 0.2, 0.8, 0.8, 1.0 over fifths
-    score, value = pd.Series([5.0, 4.0, 3.0, 2.0, 1.0]), pd.Series([10.0, 0.0, 30.0, 0.0, 10.0])
-    ranking = value_ranking(score, value)
+    score, value = [5.0, 4.0, 3.0, 2.0, 1.0], [10.0, 0.0, 30.0, 0.0, 10.0]
+    ranking = value_ranking(spark, score, value)
     # trapezoids: (0.1 + 0.2 + 0.5 + 0.8 + 0.9) / 5 = 0.5, so no better than chance
     assert ranking["gini"] == pytest.approx(0.0, abs=1e-12)
     assert ranking["top_20pct"] == pytest.approx(10 / 50)  # the first customer
     assert ranking["top_10pct"] == pytest.approx(5 / 50)  # half of them
     # a tie at the top (10 and 0 at score 5): in random order, 0.6 of a customer takes 0.6 x 5
-    ranking = value_ranking(
-        pd.concat([score, pd.Series([5.0])]), pd.concat([value, pd.Series([0.0])])
-    )
+    ranking = value_ranking(spark, [*score, 5.0], [*value, 0.0])
     assert ranking["top_10pct"] == pytest.approx(0.6 * 5 / 50)
     # the tie group's trapezoid: 2/6 x (0 + 0.2) / 2, then as before over sixths
     area = (2 / 6 * 0.1) + (0.2 + 0.2) / 2 / 6 + (0.2 + 0.8) / 2 / 6 + 0.8 / 6 + 0.9 / 6
     assert ranking["gini"] == pytest.approx(2 * area - 1)
-    assert value_ranking(pd.Series([2.0, 1.0]), pd.Series([1.0, 0.0]))["gini"] == pytest.approx(0.5)
-    nobody = value_ranking(pd.Series([1.0]), pd.Series([0.0]))
+    assert value_ranking(spark, [2.0, 1.0], [1.0, 0.0])["gini"] == pytest.approx(0.5)
+    nobody = value_ranking(spark, [1.0], [0.0])
     assert nobody == {"gini": None, "top_10pct": None, "top_20pct": None}
+    # no rows at all: nothing to rank, for every score
+    empty = spark.createDataFrame([], "a double, b double, value double")
+    rankings, n_rows = value_rankings(empty, {"a": "a", "b": "b"}, "value")
+    assert n_rows == 0 and rankings == {"a": nobody, "b": nobody}
 
 
 def test_the_frequency_spend_correlation_counts_each_distinct_row_as_often_as_it_occurs():
@@ -463,6 +475,22 @@ def test_spend_and_ranking_validation_match_pandas(generated):
     for m, standard_error in standard_errors.items():
         paired = (error[m] - error[chosen]).std(ddof=1) / math.sqrt(len(frame))
         assert standard_error == pytest.approx(paired, rel=1e-6), m
+    # totals, RMSE and the calibration table (mean holdout purchases by calibration
+    # frequency 0 … 6, 7+), from the same per-customer predictions
+    actual = frame["frequency_holdout"].astype(float)
+    for m, p in predicted.items():
+        assert validation[f"total_{m}"] == pytest.approx(np.sum(p), rel=1e-9), m
+        rmse = math.sqrt(np.mean((p - actual) ** 2))
+        assert validation[f"rmse_{m}"] == pytest.approx(rmse, rel=1e-9), m
+    bucket = np.minimum(frame["frequency"], 7)
+    by_bucket = pd.DataFrame({"bucket": bucket, "actual": actual, **predicted}).groupby("bucket")
+    expected_table = by_bucket.mean().join(by_bucket.size().rename("n_customers"))
+    table = validation["by_calibration_frequency"]
+    assert [row["frequency"] for row in table] == ["0", "1", "2", "3", "4", "5", "6", "7+"]
+    for row, (_, expected) in zip(table, expected_table.iterrows(), strict=True):
+        assert row["n_customers"] == expected["n_customers"]
+        for column in ("actual", *predicted):
+            assert row[column] == pytest.approx(expected[column], rel=1e-9), column
     # BG/NBD's predicted holdout value, and the curve over its tie groups (one-time buyers
     # with the same T tie), in pandas
     purchases = BetaGeoModel.from_params(fit["bgnbd"])

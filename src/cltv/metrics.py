@@ -1,5 +1,5 @@
 """Binary-classification metrics with scikit-learn's definitions, how well a score ranks
-customers by value (:func:`value_ranking`, on the driver), and a Spark aggregation over whole
+customers by value (:func:`value_rankings`, in Spark), and a Spark aggregation over whole
 tables (:func:`population_stability`).
 
 The churn metrics run on the driver over one collected pandas table of scored customers (the
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
@@ -86,10 +86,14 @@ def ranking_metrics(table: pd.DataFrame, top_fraction: float = 0.1) -> dict[str,
     }
 
 
-def value_ranking(
-    score: pd.Series, actual: pd.Series, top_fractions: tuple[float, ...] = (0.1, 0.2)
-) -> dict[str, float | None]:
-    """How well ``score`` ranks customers by ``actual`` value (e.g. holdout revenue).
+def value_rankings(
+    frame: DataFrame,
+    scores: dict[str, str],
+    actual: str,
+    top_fractions: tuple[float, ...] = (0.1, 0.2),
+) -> tuple[dict[str, dict[str, float | None]], int]:
+    """How well each score column of ``frame`` (``scores``: a name for each) ranks its rows
+    (customers) by the ``actual`` value column (e.g. holdout revenue); and the number of rows.
 
     ``top_<k>pct``: the share of all actual value held by the top k% of customers by score
     (k% of n, fractions of a customer counted in proportion). None when nobody has value.
@@ -98,31 +102,81 @@ def value_ranking(
     customers by score hold all the value. Customers tied on score are taken in random order,
     in expectation: a tie group's value comes in proportion to how much of it is inside the
     cut, and the curve runs straight across it.
+
+    One Spark query for all the scores, nothing per customer on the driver: the customers
+    grouped by (score name, score), each name's groups in descending order of score with their
+    running counts and values, summed to the area and the cuts. A missing actual value counts
+    as 0.
     """
-    groups = (
-        pd.DataFrame({"score": np.asarray(score, float), "value": np.asarray(actual, float)})
-        .groupby("score", sort=True)["value"]
-        .agg(["size", "sum"])
-        .iloc[::-1]  # highest score first
+    stacked = frame.select(
+        F.inline(
+            F.array(
+                *(
+                    F.struct(
+                        F.lit(name).alias("ranking"), F.col(column).cast("double").alias("score")
+                    )
+                    for name, column in scores.items()
+                )
+            )
+        ),
+        F.coalesce(F.col(actual).cast("double"), F.lit(0.0)).alias("actual"),
     )
-    n_group, value = groups["size"].to_numpy(float), groups["sum"].to_numpy(float)
-    n, total = int(n_group.sum()), float(value.sum())
-    if n == 0 or total <= 0:  # nobody bought: nothing to rank
-        return {"gini": None, **{f"top_{round(f * 100)}pct": None for f in top_fractions}}
-    n_through, value_through = np.cumsum(n_group), np.cumsum(value)
-    # trapezoids under the curve, one per tie group
-    area = float(np.sum(n_group * (2 * value_through - value)))
-    result = {"gini": 2.0 * area / (2.0 * n * total) - 1.0}
-    before = n_through - n_group
+    n, value = F.col("n"), F.col("value")
+    # one shuffle, by score name: the tie groups, each name's curve and its sums all follow
+    # that partitioning (a job per shuffle; grouped first by (name, score), they took three)
+    groups = (
+        stacked.repartition("ranking")
+        .groupBy("ranking", "score")
+        .agg(F.count(F.lit(1)).alias("n"), F.sum("actual").alias("value"))
+    )
+    ranking = Window.partitionBy("ranking")
+    highest_first = ranking.orderBy(F.desc("score")).rowsBetween(
+        Window.unboundedPreceding, Window.currentRow
+    )
+    curve = groups.select(
+        "ranking",
+        n,
+        value,
+        F.sum(n).over(highest_first).alias("n_through"),
+        F.sum(value).over(highest_first).alias("value_through"),
+        F.sum(n).over(ranking).alias("n_all"),
+    )
+    before = F.col("n_through") - n
+    cuts = []
     for fraction in top_fractions:
-        n_top = fraction * n
+        n_top = F.lit(fraction) * F.col("n_all")
         # the tie group holding the cut: what comes before it, and its share inside the cut
-        cut = int(np.flatnonzero((before < n_top) & (n_through >= n_top))[0])
-        captured = (
-            value_through[cut] - value[cut] + (n_top - before[cut]) / n_group[cut] * value[cut]
+        inside = (before < n_top) & (F.col("n_through") >= n_top)
+        captured = F.col("value_through") - value + (n_top - before) / n * value
+        cuts.append(F.max(F.when(inside, captured)).alias(_top_key(fraction)))
+    rows = {
+        row["ranking"]: row
+        for row in curve.groupBy("ranking")
+        .agg(
+            F.sum(n).alias("n"),
+            F.sum(value).alias("total"),
+            # trapezoids under the curve, one per tie group
+            F.sum(n * (2 * F.col("value_through") - value)).alias("area"),
+            *cuts,
         )
-        result[f"top_{round(fraction * 100)}pct"] = float(captured) / total
-    return result
+        .collect()
+    }
+    n_rows = max((row["n"] for row in rows.values()), default=0)
+    return {name: _ranking(rows.get(name), top_fractions) for name in scores}, n_rows
+
+
+def _top_key(fraction: float) -> str:
+    return f"top_{round(fraction * 100)}pct"
+
+
+def _ranking(row, top_fractions: tuple[float, ...]) -> dict[str, float | None]:
+    if row is None or row["total"] <= 0:  # nobody bought: nothing to rank
+        return {"gini": None, **{_top_key(fraction): None for fraction in top_fractions}}
+    n, total = row["n"], row["total"]
+    return {
+        "gini": 2.0 * row["area"] / (2.0 * n * total) - 1.0,
+        **{_top_key(f): row[_top_key(f)] / total for f in top_fractions},
+    }
 
 
 def probability_metrics(

@@ -2,10 +2,11 @@
 
 The models are fitted on the driver from the distinct (frequency, recency, T) and
 (frequency, monetary_value) rows with their counts, aggregated in Spark; predictions run in
-Spark over all customers (``mapInPandas``). The cost is per Spark action, so a node that
-computes many numbers over one row per customer (the holdout's scores, tables and rankings,
-the promotion's rankings) reads those rows once, a few columns each, and computes on the
-driver: 2.5k customers on the sample, ~530k at 10M lines.
+Spark over all customers (``mapInPandas``). Nothing per customer comes to the driver: the
+holdout's scores and calibration table are one aggregate over the customers' predictions, and
+the rankings (the holdout's and the promotion's) one query (:func:`cltv.metrics.value_rankings`).
+At 50M lines (2.66M customers) the holdout check's collect of one row per customer took the
+driver's Python to 2.85 GB.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.storagelevel import StorageLevel
 
 from cltv import metrics
 from cltv import promotion as promotion_in_registry
@@ -184,9 +186,7 @@ def model_parameters(fit: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ naive baseline
-def naive_baseline(
-    summary: DataFrame | pd.DataFrame, analysis_period: dict[str, Any]
-) -> dict[str, Any]:
+def naive_baseline(summary: DataFrame, analysis_period: dict[str, Any]) -> dict[str, Any]:
     """The seed's formula needs a churn rate and a fallback order value; both from data.
 
     Monthly churn rate: the share of customers with no purchase in the holdout, as a rate per
@@ -194,18 +194,31 @@ def naive_baseline(
     value, so they get the repeat customers' mean.
 
     ``summary``: the calibration period's customers (``frequency``, ``monetary_value``,
-    ``churned``), in Spark or already on the driver (as :func:`validate_on_holdout` has them).
+    ``churned``). :func:`validate_on_holdout` computes the same from its own aggregate.
     """
-    if not isinstance(summary, pd.DataFrame):
-        summary = summary.select("frequency", "monetary_value", "churned").toPandas()
-    share = float(_mean(summary["churned"]))
-    mean_order_value = _mean(summary.loc[summary["frequency"] > 0, "monetary_value"])
-    monthly = 1.0 - (1.0 - share) ** (30.0 / analysis_period["holdout_days"])
+    repeat = F.col("frequency") > 0
+    counted = summary.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.count(F.when(F.col("churned") == 1, 1)).alias("n_churned"),
+        F.count(F.when(repeat, 1)).alias("n_repeat"),
+        F.sum(F.when(repeat, F.col("monetary_value"))).alias("sum_repeat_order_value"),
+    ).first()
+    return _naive_baseline_from(
+        _per(counted["n_churned"], counted["n"]),
+        _per(counted["sum_repeat_order_value"], counted["n_repeat"]),
+        analysis_period,
+    )
+
+
+def _naive_baseline_from(
+    churned_share: float, mean_repeat_order_value: float | None, analysis_period: dict[str, Any]
+) -> dict[str, Any]:
+    monthly = 1.0 - (1.0 - churned_share) ** (30.0 / analysis_period["holdout_days"])
     return {
-        "holdout_churned_share": share,
+        "holdout_churned_share": churned_share,
         "monthly_churn_rate": monthly,
         "expected_lifespan_months": None if monthly == 0 else 1.0 / monthly,  # None: forever
-        "mean_repeat_order_value": mean_order_value or 0.0,
+        "mean_repeat_order_value": mean_repeat_order_value or 0.0,
     }
 
 
@@ -326,38 +339,36 @@ def _total_value(clv: float, totals, value_model: CustomerValueModel) -> dict[st
 
 
 # ------------------------------------------------------------------ champion / challenger
-def _holdout_ranking(value_model: CustomerValueModel, histories: pd.DataFrame) -> dict[str, Any]:
+def _holdout_ranking(value_model: CustomerValueModel, summary: DataFrame) -> dict[str, Any]:
     """How well the model's CLV, and the naive baseline's, computed from the calibration
-    period's ``histories`` (:func:`_calibration_histories`), rank customers by the revenue
-    they spent in the holdout (:func:`cltv.metrics.value_ranking`, keyed as
-    :data:`cltv.parameters.PROMOTION_METRICS`).
+    period's customers (``summary``), rank them by the revenue they spent in the holdout
+    (:func:`cltv.metrics.value_rankings`, keyed as :data:`cltv.parameters.PROMOTION_METRICS`):
+    one Spark query, the customers valued in Spark.
 
     Fair only for a model fitted on the calibration period (:func:`_on_calibration`): one
     fitted up to observation_end has seen the holdout it is ranked on. The naive baseline
     reads the calibration histories alone; its lifespan (from the holdout's churn share) is one
     factor for every customer, so it cannot move a ranking."""
-    scored = next(value_model.score_batches(iter([histories])))
-    ranking = {
-        name: {
-            f"holdout_revenue_{key}": value
-            for key, value in metrics.value_ranking(
-                scored[score], scored["holdout_revenue"]
-            ).items()
-        }
-        for name, score in (("model", "clv"), ("naive", "naive_clv"))
-    }
-    ranking["n_customers"] = len(scored)
-    return ranking
-
-
-def _calibration_histories(summary: DataFrame) -> pd.DataFrame:
-    """The calibration period's customers as the CLV models take them, with the revenue each
-    spent in the holdout: read once, for every side of the decision (a few columns of one row
-    per customer)."""
-    return summary.select(
+    scored = summary.select(
         *INPUT_COLUMNS,
         (F.col("frequency_holdout") * F.col("monetary_value_holdout")).alias("holdout_revenue"),
-    ).toPandas()
+    ).mapInPandas(
+        lambda batches: (
+            batch[["clv", "naive_clv", "holdout_revenue"]]
+            for batch in value_model.score_batches(batches)
+        ),
+        schema="clv double, naive_clv double, holdout_revenue double",
+    )
+    rankings, n_customers = metrics.value_rankings(
+        scored, {"model": "clv", "naive": "naive_clv"}, "holdout_revenue"
+    )
+    return {
+        **{
+            name: {f"holdout_revenue_{key}": value for key, value in ranking.items()}
+            for name, ranking in rankings.items()
+        },
+        "n_customers": n_customers,
+    }
 
 
 def _recipe(fit: dict[str, Any]) -> dict[str, Any]:
@@ -474,8 +485,7 @@ def promote_cltv_model(
     challenger_refit, challenger_scored_with = _on_calibration(
         value_model, summary, calibration_fit, calibration
     )
-    histories = _calibration_histories(summary)
-    challenger = _holdout_ranking(challenger_refit, histories)
+    challenger = _holdout_ranking(challenger_refit, summary)
     no_score = "no customer of the calibration period bought in the holdout"
     champion, champion_model, same_recipe = None, None, False
     found = promotion_in_registry.load_champion(name, alias, load_value_model)
@@ -503,7 +513,7 @@ def promote_cltv_model(
                 champion_refit, champion["scored_with"] = _on_calibration(
                     champion_model, summary, calibration_fit, calibration
                 )
-                champion["score"] = _holdout_ranking(champion_refit, histories)["model"][metric]
+                champion["score"] = _holdout_ranking(champion_refit, summary)["model"][metric]
     score, naive = challenger["model"][metric], challenger["naive"][metric]
     decision = promotion_in_registry.challenge(
         name,
@@ -730,8 +740,9 @@ def validate_on_holdout(
         ]
     )
     level = uncertainty["interval"]
-    # one row per customer, computed in Spark and read once: every score, table and ranking
-    # below is computed on the driver from it
+    models = [*candidates, "naive"]
+    # one row per customer, computed in Spark and persisted for the two queries that read it:
+    # the scores and calibration table (one aggregate), and the rankings
     predictions = (
         summary.select(
             "frequency",
@@ -745,59 +756,41 @@ def validate_on_holdout(
             lambda batches: _holdout_predictions(batches, calibration_fit, horizon, level),
             schema=schema,
         )
-        .toPandas()
+        .persist(StorageLevel.DISK_ONLY)
     )
-    models = [*candidates, "naive"]
-    actual = predictions["actual"]
-    error = {m: predictions[m] - actual for m in models}
-    # spend: customers with an own repeat mean who bought in the holdout
-    both = predictions[(predictions["frequency"] > 0) & (actual > 0)]
-
-    def spend_error(predicted: str) -> float | None:
-        return _mean(np.abs(both[predicted] - both["holdout_order_value"]))
-
+    try:
+        totals, table = _holdout_aggregates(predictions, candidates)
+        rankings, _ = metrics.value_rankings(
+            predictions, {m: f"value_{m}" for m in models}, "holdout_revenue"
+        )
+    finally:
+        predictions.unpersist()
+    n = totals["n"]
     scores = {
-        "n_customers": len(predictions),
-        "total_actual": _sum(actual),
-        **{f"total_{m}": _sum(predictions[m]) for m in models},
-        **{f"mae_{m}": _mean(np.abs(e)) for m, e in error.items()},
-        **{f"rmse_{m}": _root_mean_square(e) for m, e in error.items()},
-        **{f"coverage_{m}": _mean(predictions[f"coverage_{m}"]) for m in candidates},
-        "spend_n_customers": len(both),
-        "spend_mae_gamma_gamma": spend_error("order_value"),
-        "spend_mae_naive": spend_error("own_order_value"),
+        "n_customers": n,
+        "total_actual": totals["sum_actual"],
+        **{f"total_{m}": totals[f"sum_{m}"] for m in models},
+        **{f"mae_{m}": _per(totals[f"sum_abs_error_{m}"], n) for m in models},
+        **{f"rmse_{m}": _root(_per(totals[f"sum_squared_error_{m}"], n)) for m in models},
+        **{f"coverage_{m}": _per(totals[f"sum_coverage_{m}"], n) for m in candidates},
+        # spend: customers with an own repeat mean who bought in the holdout
+        "spend_n_customers": totals["spend_n"],
+        "spend_mae_gamma_gamma": _per(totals["spend_sum_abs_error_gamma_gamma"], totals["spend_n"]),
+        "spend_mae_naive": _per(totals["spend_sum_abs_error_naive"], totals["spend_n"]),
     }
     chosen = _choose(model_selection, candidates, scores)
     # paired differences of absolute errors against the chosen model: is a model's gap to
     # the chosen one noise or real?
     standard_errors = {
-        m: _sample_deviation(np.abs(error[m]) - np.abs(error[chosen]))
-        / math.sqrt(scores["n_customers"])
-        for m in models
-        if m != chosen
+        m: _gap_deviation(totals, models, m, chosen) / math.sqrt(n) for m in models if m != chosen
     }
     within_noise = [
         m
         for m in candidates
         if m != chosen and scores[f"mae_{m}"] - scores[f"mae_{chosen}"] <= 2 * standard_errors[m]
     ]
-    table = (
-        predictions.assign(bucket=np.minimum(predictions["frequency"], FREQUENCY_BUCKETS))
-        .groupby("bucket", sort=True)
-        .agg(
-            n_customers=("actual", "size"),
-            actual=("actual", "mean"),
-            **{m: (m, "mean") for m in models},
-        )
-    )
     # ranking: who holds the holdout revenue, by each model's predicted holdout value
-    ranking = {}
-    for m in models:
-        for key, value in metrics.value_ranking(
-            predictions[f"value_{m}"], predictions["holdout_revenue"]
-        ).items():
-            ranking[f"{key}_{m}"] = value
-    scores = {**scores, **ranking}
+    scores.update({f"{key}_{m}": value for m in models for key, value in rankings[m].items()})
     best_model = min(candidates, key=lambda m: scores[f"mae_{m}"])
     naive_wins_on = _naive_wins_on(scores, candidates, chosen)
     validation = {
@@ -822,11 +815,11 @@ def validate_on_holdout(
         "by_calibration_frequency": [
             {
                 "frequency": str(bucket) + ("+" if bucket == FREQUENCY_BUCKETS else ""),
-                "n_customers": int(r["n_customers"]),
-                "actual": float(r["actual"]),
-                **{m: float(r[m]) for m in models},
+                "n_customers": row["n"],
+                "actual": row["sum_actual"] / row["n"],
+                **{m: row[f"sum_{m}"] / row["n"] for m in models},
             }
-            for bucket, r in table.iterrows()
+            for bucket, row in sorted(table.items())
         ],
     }
     logger.info(
@@ -843,37 +836,78 @@ def validate_on_holdout(
         ", ".join(f"{MODEL_LABELS[m]} {scores[f'coverage_{m}']:.3f}" for m in candidates),
     )
     # the naive baseline's churn share and fallback order value: the same customers
-    naive = naive_baseline(
-        pd.DataFrame(
-            {
-                "frequency": predictions["frequency"],
-                "monetary_value": predictions["own_order_value"],
-                "churned": (actual == 0).astype(int),
-            }
-        ),
+    naive = _naive_baseline_from(
+        _per(totals["n_churned"], n),
+        _per(totals["sum_repeat_order_value"], totals["n_repeat"]),
         analysis_period,
     )
     return validation, naive
 
 
-def _sum(values: pd.Series) -> float | None:
-    """A column's sum, None without rows (as Spark's ``sum``)."""
-    return float(np.sum(values.to_numpy(float))) if len(values) else None
+def _holdout_aggregates(
+    predictions: DataFrame, candidates: list[str]
+) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """Every sum :func:`validate_on_holdout` needs from :func:`_holdout_predictions`' rows, in
+    one aggregate: over all customers, and by calibration frequency (0 … 6, 7+) for the
+    table."""
+    models = [*candidates, "naive"]
+    actual = F.col("actual")
+    error = {m: F.col(m) - actual for m in models}
+    # spend: customers with an own repeat mean who bought in the holdout
+    both = (F.col("frequency") > 0) & (actual > 0)
+    holdout_order_value = F.col("holdout_order_value")
+    repeat = F.col("frequency") > 0
+    sums = [
+        F.count(F.lit(1)).alias("n"),
+        F.sum(actual).alias("sum_actual"),
+        *(F.sum(m).alias(f"sum_{m}") for m in models),
+        *(F.sum(F.abs(e)).alias(f"sum_abs_error_{m}") for m, e in error.items()),
+        *(F.sum(e * e).alias(f"sum_squared_error_{m}") for m, e in error.items()),
+        *(F.sum(f"coverage_{m}").alias(f"sum_coverage_{m}") for m in candidates),
+        F.count(F.when(both, 1)).alias("spend_n"),
+        F.sum(F.when(both, F.abs(F.col("order_value") - holdout_order_value))).alias(
+            "spend_sum_abs_error_gamma_gamma"
+        ),
+        F.sum(F.when(both, F.abs(F.col("own_order_value") - holdout_order_value))).alias(
+            "spend_sum_abs_error_naive"
+        ),
+        # the noise test's paired differences of absolute errors, for every pair of models
+        *(
+            F.stddev_samp(F.abs(error[a]) - F.abs(error[b])).alias(f"gap_deviation_{a}_{b}")
+            for i, a in enumerate(models)
+            for b in models[i + 1 :]
+        ),
+        F.count(F.when(actual == 0, 1)).alias("n_churned"),
+        F.count(F.when(repeat, 1)).alias("n_repeat"),
+        F.sum(F.when(repeat, F.col("own_order_value"))).alias("sum_repeat_order_value"),
+    ]
+    aggregate = (
+        predictions.withColumn("bucket", F.least("frequency", F.lit(FREQUENCY_BUCKETS)))
+        .rollup("bucket")
+        .agg(*sums)
+    )
+    rows = aggregate.collect()
+    by_bucket = {row["bucket"]: row.asDict() for row in rows}
+    # no customers: no rows at all, not even the total's
+    nobody = {name: 0 if name.startswith("n") else None for name in aggregate.columns}
+    return by_bucket.pop(None, nobody), by_bucket
 
 
-def _mean(values: pd.Series) -> float | None:
-    """A column's mean, None without rows (as Spark's ``avg``)."""
-    return float(np.mean(values.to_numpy(float))) if len(values) else None
+def _per(total: float | None, count: int) -> float | None:
+    """A mean from its sum and count, None without rows (as Spark's ``avg``)."""
+    return None if not count or total is None else total / count
 
 
-def _root_mean_square(values: pd.Series) -> float | None:
-    square = _mean(values * values)
+def _root(square: float | None) -> float | None:
     return None if square is None else math.sqrt(square)
 
 
-def _sample_deviation(values: pd.Series) -> float:
-    """The sample standard deviation; 0 below two rows, where there is no spread to see."""
-    return float(np.std(values.to_numpy(float), ddof=1)) if len(values) > 1 else 0.0
+def _gap_deviation(totals: dict[str, Any], models: list[str], model: str, chosen: str) -> float:
+    """The sample standard deviation of the per-customer differences between the absolute
+    errors of ``model`` and ``chosen`` (:func:`_holdout_aggregates` holds each pair once, in
+    ``models``' order); 0 below two customers, where there is no spread to see."""
+    first, second = sorted((model, chosen), key=models.index)
+    return totals[f"gap_deviation_{first}_{second}"] or 0.0
 
 
 def _choose(rule: str, candidates: list[str], scores: dict[str, Any]) -> str:
