@@ -76,7 +76,7 @@ PURCHASE_MODELS = get_args(PurchaseModel)
 # rules of cltv.model_selection besides naming a candidate: the lowest holdout error of counts
 SELECTION_RULES = {"lowest_mae": "mae", "lowest_rmse": "rmse"}
 ModelSelection = Literal[(*SELECTION_RULES, *PURCHASE_MODELS)]
-# cltv.promotion.metric: "holdout_revenue_" + a key of cltv.metrics.value_ranking
+# cltv.promotion.metric: "holdout_revenue_" + a key of cltv.metrics.value_rankings
 CltvPromotionMetric = Literal[
     "holdout_revenue_top_20pct", "holdout_revenue_top_10pct", "holdout_revenue_gini"
 ]
