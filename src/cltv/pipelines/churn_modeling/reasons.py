@@ -181,7 +181,7 @@ class _TreePaths:
         by_pattern = np.vstack(tables).astype(float) @ slots
         # each row adds its pattern's values tree by tree, in tree order: the sums a 0/1
         # matrix of one per tree would make, without that matrix (rows x trees x 24 bytes:
-        # 0.5 GB per chunk of a worker at 160 trees)
+        # 0.5 GB for 131,072 rows at 160 trees)
         contributions = np.zeros((rows, slots.shape[1]))
         for tree in range(len(self._splits)):
             contributions += by_pattern[pattern_of_row[:, tree]]

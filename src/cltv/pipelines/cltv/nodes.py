@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import LongType
 from pyspark.storagelevel import StorageLevel
 
 from cltv import metrics
@@ -853,10 +854,10 @@ def _holdout_aggregates(
     models = [*candidates, "naive"]
     actual = F.col("actual")
     error = {m: F.col(m) - actual for m in models}
-    # spend: customers with an own repeat mean who bought in the holdout
-    both = (F.col("frequency") > 0) & (actual > 0)
-    holdout_order_value = F.col("holdout_order_value")
     repeat = F.col("frequency") > 0
+    # spend: customers with an own repeat mean who bought in the holdout
+    both = repeat & (actual > 0)
+    holdout_order_value = F.col("holdout_order_value")
     sums = [
         F.count(F.lit(1)).alias("n"),
         F.sum(actual).alias("sum_actual"),
@@ -888,8 +889,12 @@ def _holdout_aggregates(
     )
     rows = aggregate.collect()
     by_bucket = {row["bucket"]: row.asDict() for row in rows}
-    # no customers: no rows at all, not even the total's
-    nobody = {name: 0 if name.startswith("n") else None for name in aggregate.columns}
+    # no customers: no rows at all, not even the total's; counts are 0, sums none (as Spark's)
+    nobody = {
+        field.name: 0 if isinstance(field.dataType, LongType) else None
+        for field in aggregate.schema.fields
+        if field.name != "bucket"
+    }
     return by_bucket.pop(None, nobody), by_bucket
 
 
